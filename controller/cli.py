@@ -1,0 +1,97 @@
+"""The `otseg` command line: validate, compile (and, later, run and talk to a controller).
+
+Exit codes: 0 success, 2 invalid input (every error printed to stderr, one per line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from controller.core.compiler import compile_tables, locate_assets
+from controller.core.model import Policy
+from controller.core.render import render_json, render_text
+from controller.core.topology import Topology
+from controller.io.files import load_lab, load_policy
+from controller.policy.diagnostics import DocumentError
+
+EXIT_INVALID = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except DocumentError as error:
+        for diagnostic in error.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        print(f"{len(error.diagnostics)} error(s); nothing was applied", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otseg", description="Micro-segmentation for industrial networks.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check policy files and summarise them")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--topology", help="lab network to count rules on (default: one switch per asset-free "
+                          "estimate is not made; rule count is given for the topology only)")
+    validate.set_defaults(handler=_validate)
+
+    compile_ = commands.add_parser("compile", help="show every switch's flow tables for a policy and topology")
+    compile_.add_argument("policy", metavar="POLICY")
+    compile_.add_argument("--topology", required=True, metavar="TOPO")
+    compile_.add_argument("--format", choices=("text", "json"), default="text")
+    compile_.set_defaults(handler=_compile)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    failed: list[DocumentError] = []
+    for file in args.files:
+        try:
+            policy = load_policy(file)
+        except DocumentError as error:
+            failed.append(error)
+            continue
+        topology = _topology_for(policy, args.topology, file)
+        tables = compile_tables(policy, topology)
+        rules = sum(len(t.flows) for t in tables.values())
+        located = len(locate_assets(policy, topology))
+        print(f"{file}: ok: policy {policy.name!r}, {len(policy.zones)} zones, {len(policy.assets)} assets "
+              f"({located} located), {len(policy.conduits)} conduits, {rules} rules on {len(tables)} switches")
+    if failed:
+        raise DocumentError([d for error in failed for d in error.diagnostics])
+    return 0
+
+
+def _topology_for(policy: Policy, topology_file: str | None, policy_file: str) -> Topology:
+    """The named lab, or the lab in topologies/ that names this policy, or one switch per pin."""
+    if topology_file:
+        return load_lab(topology_file, policy).to_topology(policy)
+    candidate = Path(policy_file).resolve().parent.parent / "topologies" / Path(policy_file).name
+    if candidate.exists():
+        lab = load_lab(candidate, policy)
+        if lab.policy and Path(lab.policy).name == Path(policy_file).name:
+            return lab.to_topology(policy)
+    pins = {a.location.dpid for a in policy.assets if a.location}
+    return Topology(switches=frozenset(pins))
+
+
+def _compile(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    lab = load_lab(args.topology, policy)
+    tables = compile_tables(policy, lab.to_topology(policy))
+    render = render_json if args.format == "json" else render_text
+    sys.stdout.write(render(tables, lab.switch_name) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""compile_tables(policy, topology) -> {dpid: SwitchTables}: pure, deterministic, fail-closed.
+
+Placement decides which switch needs which rule:
+- port-security rules on the switch where an asset is located (its pin, else where seen);
+- policy rules only on switches that host members of the relation's source (the ingress);
+- destination entries for an asset only on the switches on shortest paths from the
+  switches of the assets that may talk to it (either direction) to its own switch;
+- L2 multicast along a source-rooted shortest-path tree (loop-free on rings).
+Assets that are not located, or located on a trunk port or unknown switch, get nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from controller.core.flows import Flow, Meter, SwitchTables
+from controller.core.ids import assign_ids
+from controller.core.model import Asset, Endpoint, Policy
+from controller.core.pipeline import (
+    DST_ASSET, DST_ZONE, METER_LLDP, METER_MISS_SAMPLE, SRC_ASSET, SRC_ZONE, check_flow,
+)
+from controller.core.relations import Relation, expand, is_l2_multicast
+from controller.core.rules import (
+    arp_request_flow, infrastructure_flows, multicast_flow, port_security_flows, relation_flows,
+    unicast_flow, zone_monitor_flow,
+)
+from controller.core.topology import PortRef, Topology
+
+METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER_LLDP, rate_pps=50, burst=50)})
+
+
+def compile_tables(policy: Policy, topology: Topology) -> dict[int, SwitchTables]:
+    return _Compilation(policy, topology).run()
+
+
+def locate_assets(policy: Policy, topology: Topology) -> dict[str, PortRef]:
+    """Where each asset is bound: its pin, else where it was seen; never a trunk or unknown switch."""
+    seen = topology.attachment_map()
+    located: dict[str, PortRef] = {}
+    for asset in policy.assets:
+        where = PortRef(asset.location.dpid, asset.location.port) if asset.location else seen.get(asset.name)
+        if where is not None and where.dpid in topology.switches and where not in topology.trunk_ports:
+            located[asset.name] = where
+    return located
+
+
+class _Compilation:
+    def __init__(self, policy: Policy, topology: Topology) -> None:
+        self.policy = policy
+        self.topology = topology
+        self.zone_ids = assign_ids((z.name for z in policy.zones), SRC_ZONE.width)
+        self.asset_ids = assign_ids((a.name for a in policy.assets), SRC_ASSET.width)
+        self.located = locate_assets(policy, topology)
+        self.relations = expand(policy)
+        self.flows: dict[int, dict[tuple[object, ...], Flow]] = {dpid: {} for dpid in topology.switches}
+        self._hosts_cache: dict[Endpoint, frozenset[int]] = {}
+
+    def run(self) -> dict[int, SwitchTables]:
+        for dpid in self.topology.switches:
+            trunks = sorted(p.port for p in self.topology.trunk_ports if p.dpid == dpid)
+            self._add(dpid, infrastructure_flows(trunks))
+        self._port_security()
+        self._policy_rules()
+        self._destinations()
+        self._multicast()
+        result = {}
+        for dpid, flows in self.flows.items():
+            for flow in flows.values():
+                check_flow(flow)
+            result[dpid] = SwitchTables(dpid, frozenset(flows.values()), METERS)
+        return result
+
+    def _add(self, dpid: int, flows: list[Flow]) -> None:
+        table = self.flows[dpid]
+        for flow in flows:
+            existing = table.get(flow.key)
+            # Two origins may yield the same rule; keep one, chosen by a stable order.
+            if existing is None or (flow.cookie, flow.instructions) < (existing.cookie, existing.instructions):
+                table[flow.key] = flow
+
+    def _members(self, endpoint: Endpoint) -> tuple[Asset, ...]:
+        return self.policy.members(endpoint)
+
+    def _hosts(self, endpoint: Endpoint) -> frozenset[int]:
+        hosts = self._hosts_cache.get(endpoint)
+        if hosts is None:
+            hosts = frozenset(self.located[a.name].dpid for a in self._members(endpoint) if a.name in self.located)
+            self._hosts_cache[endpoint] = hosts
+        return hosts
+
+    def _src_tag(self, endpoint: Endpoint) -> tuple[int, int]:
+        if endpoint.kind == "zone":
+            return SRC_ZONE.encode(self.zone_ids[endpoint.name]), SRC_ZONE.mask
+        return SRC_ASSET.encode(self.asset_ids[endpoint.name]), SRC_ASSET.mask
+
+    def _dst_tag(self, endpoint: Endpoint) -> tuple[int, int]:
+        if endpoint.kind == "zone":
+            return DST_ZONE.encode(self.zone_ids[endpoint.name]), DST_ZONE.mask
+        return DST_ASSET.encode(self.asset_ids[endpoint.name]), DST_ASSET.mask
+
+    def _asset_src_tag(self, asset: Asset) -> int:
+        return SRC_ZONE.encode(self.zone_ids[asset.zone]) | SRC_ASSET.encode(self.asset_ids[asset.name])
+
+    def _asset_dst_tag(self, asset: Asset) -> int:
+        return DST_ZONE.encode(self.zone_ids[asset.zone]) | DST_ASSET.encode(self.asset_ids[asset.name])
+
+    def _monitor_zones(self) -> list[str]:
+        return [z.name for z in self.policy.zones if self.policy.zone_mode(z.name) == "monitor"]
+
+    def _port_security(self) -> None:
+        l2_sources: set[str] = set()
+        for relation in self.relations:
+            if relation.kind == "any" or (relation.kind == "service" and relation.match is not None
+                                          and not relation.match.is_ip):
+                l2_sources.update(a.name for a in self._members(relation.source))
+        for zone in self._monitor_zones():
+            l2_sources.update(a.name for a in self._members(Endpoint("zone", zone)))
+        for asset in self.policy.assets:
+            where = self.located.get(asset.name)
+            if where is None:
+                continue
+            self._add(where.dpid, port_security_flows(
+                where.port, asset.mac, asset.ip, self._asset_src_tag(asset), asset.name in l2_sources,
+                f"asset:{asset.name}"))
+
+    def _policy_rules(self) -> None:
+        for relation in self.relations:
+            hosts = self._hosts(relation.source)
+            if not hosts or not self._hosts(relation.destination):
+                continue
+            flows = relation_flows(relation, self._src_tag(relation.source), self._dst_tag(relation.destination))
+            for dpid in hosts:
+                self._add(dpid, flows)
+        for zone in self._monitor_zones():
+            endpoint = Endpoint("zone", zone)
+            for dpid in self._hosts(endpoint):
+                self._add(dpid, [zone_monitor_flow(self._src_tag(endpoint), zone)])
+
+    def _ingress_switches(self) -> dict[str, set[int]]:
+        """Per asset: the switches of every asset that may exchange packets with it."""
+        peer_hosts: dict[Endpoint, set[int]] = defaultdict(set)
+        for relation in self.relations:
+            peer_hosts[relation.destination] |= self._hosts(relation.source)
+            peer_hosts[relation.source] |= self._hosts(relation.destination)
+        monitor_hosts: set[int] = set()
+        for zone in self._monitor_zones():
+            monitor_hosts |= self._hosts(Endpoint("zone", zone))
+        result: dict[str, set[int]] = {}
+        for asset in self.policy.assets:
+            if asset.name in self.located:
+                result[asset.name] = (peer_hosts.get(Endpoint("asset", asset.name), set())
+                                      | peer_hosts.get(Endpoint("zone", asset.zone), set()) | monitor_hosts)
+        return result
+
+    def _destinations(self) -> None:
+        for name, ingress in self._ingress_switches().items():
+            asset = self.policy.asset(name)
+            home = self.located[name]
+            parents = self.topology.parents_toward(home.dpid)
+            on_path: set[int] = set()
+            for start in ingress:
+                node = start
+                while node not in on_path and (node == home.dpid or node in parents):
+                    on_path.add(node)
+                    if node == home.dpid:
+                        break
+                    node = parents[node]
+            tag = self._asset_dst_tag(asset)
+            origin = f"asset:{name}"
+            for dpid in on_path:
+                out = home.port if dpid == home.dpid else self.topology.port_toward(dpid, parents[dpid])
+                flows = [unicast_flow(asset.mac, tag, out, origin)]
+                if asset.ip is not None and dpid in ingress:
+                    flows.append(arp_request_flow(asset.mac, asset.ip, tag, out, origin))
+                self._add(dpid, flows)
+
+    def _multicast(self) -> None:
+        receivers: dict[tuple[str, int], set[str]] = defaultdict(set)
+        origins: dict[tuple[str, int], str] = {}
+        for relation in self.relations:
+            if not is_l2_multicast(relation):
+                continue
+            assert relation.match is not None
+            targets = {a.name for a in self._members(relation.destination) if a.name in self.located}
+            for source in self._members(relation.source):
+                if source.name not in self.located:
+                    continue
+                key = (source.name, relation.match.low)
+                receivers[key] |= targets - {source.name}
+                origins[key] = min(origins.get(key, relation.origin), relation.origin)
+        for (source_name, ethertype), targets in sorted(receivers.items()):
+            if targets:
+                self._multicast_tree(self.policy.asset(source_name), ethertype, targets, origins[(source_name, ethertype)])
+
+    def _multicast_tree(self, source: Asset, ethertype: int, targets: set[str], origin: str) -> None:
+        root = self.located[source.name]
+        parents = self.topology.parents_toward(root.dpid)
+        outputs: dict[int, set[int]] = defaultdict(set)
+        for name in sorted(targets):
+            where = self.located[name]
+            if where.dpid != root.dpid and where.dpid not in parents:
+                continue  # not connected to the source: nothing to deliver
+            outputs[where.dpid].add(where.port)
+            node = where.dpid
+            while node != root.dpid:
+                parent = parents[node]
+                outputs[parent].add(self.topology.port_toward(parent, node))
+                node = parent
+        for dpid, ports in outputs.items():
+            in_port = root.port if dpid == root.dpid else self.topology.port_toward(dpid, parents[dpid])
+            ports.discard(in_port)
+            if ports:
+                self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, sorted(ports), origin)])

@@ -1,0 +1,147 @@
+"""Flows as our own frozen values; os-ken message classes appear only at the switch edge.
+
+A Flow's identity on a switch is its key (table, priority, match); its data are the
+instructions and the cookie. Match fields use OpenFlow 1.3 OXM names (as os-ken does).
+Values: MAC and IPv4 addresses as lower-case text, everything else as int.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+CONTROLLER_PORT = 0xFFFFFFFD
+IN_PORT = 0xFFFFFFF8
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+ETH_LLDP = 0x88CC
+IP_PROTO_ICMP = 1
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+TCP_ACK = 0x010
+TCP_SYN = 0x002
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+MULTICAST_BIT = "01:00:00:00:00:00"
+
+# The high 16 bits of every cookie we install; the low 32 identify the conduit (or rule
+# family) for counters and for telling our flows from anybody else's.
+COOKIE_PREFIX = 0x0E5E_0000_0000_0000
+COOKIE_PREFIX_MASK = 0xFFFF_0000_0000_0000
+
+Value = Union[int, str]
+
+
+@dataclass(frozen=True, order=True)
+class Field:
+    name: str
+    value: Value
+    mask: Value | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Output:
+    port: int
+    max_len: int = 0xFFE5  # OFPCML_NO_BUFFER: send the whole packet to the controller
+
+
+@dataclass(frozen=True, order=True)
+class SetField:
+    name: str
+    value: Value
+
+
+@dataclass(frozen=True, order=True)
+class GroupAction:
+    group_id: int
+
+
+Action = Union[Output, SetField, GroupAction]
+
+
+@dataclass(frozen=True, order=True)
+class ApplyActions:
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, order=True)
+class WriteActions:
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, order=True)
+class ClearActions:
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class WriteMetadata:
+    value: int
+    mask: int
+
+
+@dataclass(frozen=True, order=True)
+class GotoTable:
+    table: str
+
+
+@dataclass(frozen=True, order=True)
+class MeterInstruction:
+    meter_id: int
+
+
+Instruction = Union[MeterInstruction, ApplyActions, ClearActions, WriteActions, WriteMetadata, GotoTable]
+_INSTRUCTION_ORDER = {MeterInstruction: 0, ApplyActions: 1, ClearActions: 2, WriteActions: 3, WriteMetadata: 4,
+                      GotoTable: 5}
+
+
+@dataclass(frozen=True, order=True)
+class Flow:
+    table: str
+    priority: int
+    match: tuple[Field, ...]
+    instructions: tuple[Instruction, ...]
+    cookie: int
+
+    @property
+    def key(self) -> tuple[str, int, tuple[Field, ...]]:
+        return (self.table, self.priority, self.match)
+
+    def field(self, name: str) -> Field | None:
+        for item in self.match:
+            if item.name == name:
+                return item
+        return None
+
+
+def make_flow(table: str, priority: int, match: dict[str, Value | tuple[Value, Value]],
+              instructions: list[Instruction] | tuple[Instruction, ...], cookie: int) -> Flow:
+    """Build a Flow with a canonical field and instruction order (so equal flows compare equal)."""
+    fields = []
+    for name, value in match.items():
+        if isinstance(value, tuple):
+            fields.append(Field(name, value[0], value[1]))
+        else:
+            fields.append(Field(name, value))
+    ordered = tuple(sorted(instructions, key=lambda i: _INSTRUCTION_ORDER[type(i)]))
+    return Flow(table, priority, tuple(sorted(fields)), ordered, cookie)
+
+
+@dataclass(frozen=True, order=True)
+class Meter:
+    """A drop-band meter in packets per second, used to rate-limit what reaches the controller."""
+
+    meter_id: int
+    rate_pps: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class SwitchTables:
+    """Everything one switch must hold: flows and the meters they refer to."""
+
+    dpid: int
+    flows: frozenset[Flow]
+    meters: frozenset[Meter]
+
+    def sorted_flows(self, table_order: dict[str, int]) -> list[Flow]:
+        return sorted(self.flows, key=lambda f: (table_order[f.table], -f.priority, f.match, f.instructions))

@@ -1,0 +1,152 @@
+"""The validated, frozen segment policy: the only policy shape the rest of otseg sees.
+
+Invariants (guaranteed by `controller.policy.validate`, relied on everywhere else):
+- every name referenced by a conduit, an asset or an `intra` list exists;
+- MACs and IPs are unique across assets, MACs are unicast and normalised to lower case;
+- every service used by a conduit resolves to at least one `ServiceMatch`;
+- an asset named directly in a conduit that carries an IP service has an `ip`.
+All containers are tuples or frozensets so a Policy can be hashed, compared and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+Mode = Literal["enforce", "monitor"]
+Protocol = Literal["tcp", "udp", "icmp", "ethertype"]
+
+
+class Intra(Enum):
+    """What a zone allows between its own members."""
+
+    DENY = "deny"
+    ALLOW = "allow"
+    SERVICES = "services"  # only the services listed in Zone.intra_services
+
+
+@dataclass(frozen=True, order=True)
+class ServiceMatch:
+    """One protocol element of a service: a TCP/UDP port range, an ICMP echo, or an ethertype.
+
+    For tcp/udp `low..high` is the inclusive destination port range; for ethertype `low`
+    is the ethertype and `high == low`; for icmp both are 0 (echo request/reply).
+    """
+
+    protocol: Protocol
+    low: int = 0
+    high: int = 0
+
+    @property
+    def is_ip(self) -> bool:
+        return self.protocol != "ethertype"
+
+    def describe(self) -> str:
+        if self.protocol == "icmp":
+            return "icmp echo"
+        if self.protocol == "ethertype":
+            return f"ethertype 0x{self.low:04x}"
+        ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+        return f"{self.protocol} {ports}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    matches: tuple[ServiceMatch, ...]
+    builtin: bool = True
+
+    @property
+    def has_ip(self) -> bool:
+        return any(m.is_ip for m in self.matches)
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    level: float | None = None
+    sl_target: int | None = None
+    intra: Intra = Intra.DENY
+    intra_services: tuple[str, ...] = ()
+    mode: Mode | None = None  # None: inherit the policy's mode
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A pin: the asset may only appear on this port of this datapath."""
+
+    dpid: int
+    port: int
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    zone: str
+    mac: str  # lower-case, colon separated
+    ip: str | None = None  # dotted IPv4
+    location: Location | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A conduit side element: a zone or an asset, by name."""
+
+    kind: Literal["zone", "asset"]
+    name: str
+
+
+@dataclass(frozen=True)
+class Conduit:
+    name: str
+    sources: tuple[Endpoint, ...]
+    destinations: tuple[Endpoint, ...]
+    services: tuple[str, ...]
+    reason: str = ""
+    mode: Mode | None = None  # None: the zone's or the policy's mode applies
+    bidirectional: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    mode: Mode
+    zones: tuple[Zone, ...]
+    assets: tuple[Asset, ...]
+    services: tuple[Service, ...]  # built-in catalog plus custom, by name
+    conduits: tuple[Conduit, ...]
+    switch_names: tuple[tuple[str, int], ...] = ()
+    _index: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def zone(self, name: str) -> Zone:
+        return self._lookup("zone", name, self.zones)  # type: ignore[return-value]
+
+    def asset(self, name: str) -> Asset:
+        return self._lookup("asset", name, self.assets)  # type: ignore[return-value]
+
+    def service(self, name: str) -> Service:
+        return self._lookup("service", name, self.services)  # type: ignore[return-value]
+
+    def members(self, endpoint: Endpoint) -> tuple[Asset, ...]:
+        """The assets an endpoint stands for (a zone's members, or the one asset)."""
+        if endpoint.kind == "asset":
+            return (self.asset(endpoint.name),)
+        key = "members:" + endpoint.name
+        if key not in self._index:
+            self._index[key] = tuple(a for a in self.assets if a.zone == endpoint.name)
+        return self._index[key]  # type: ignore[return-value]
+
+    def zone_mode(self, zone_name: str) -> Mode:
+        return self.zone(zone_name).mode or self.mode
+
+    def _lookup(self, kind: str, name: str, items: tuple[object, ...]) -> object:
+        key = kind + "s"
+        if key not in self._index:
+            self._index[key] = {item.name: item for item in items}  # type: ignore[attr-defined]
+        try:
+            return self._index[key][name]  # type: ignore[index]
+        except KeyError:
+            raise KeyError(f"no {kind} named {name!r} in policy {self.name!r}") from None

@@ -1,0 +1,82 @@
+"""Expand a policy's conduits and intra-zone rules into directed relations.
+
+A relation says: packets from the members of `source` to the members of `destination`
+that fit `match` (in `direction`) are allowed. It is the compiler's unit of work: one
+relation becomes one policy-table rule per port block, whatever the number of assets,
+which is why flow counts do not grow as assets squared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+from controller.core.model import Conduit, Endpoint, Intra, Mode, Policy, ServiceMatch
+
+Kind = Literal["service", "arp", "any"]
+Direction = Literal["forward", "reply"]
+
+
+@dataclass(frozen=True, order=True)
+class Relation:
+    source: Endpoint
+    destination: Endpoint
+    kind: Kind
+    match: ServiceMatch | None  # for kind "service"
+    direction: Direction
+    origin: str  # conduit name, or "intra:<zone>"
+    mode: Mode
+
+
+def expand(policy: Policy) -> tuple[Relation, ...]:
+    """Every relation of the policy, deduplicated, in a stable order."""
+    relations: set[Relation] = set()
+    for conduit in policy.conduits:
+        relations.update(_conduit_relations(policy, conduit))
+    for zone in policy.zones:
+        relations.update(_intra_relations(policy, zone.name, zone.intra, zone.intra_services))
+    return tuple(sorted(relations, key=_order))
+
+
+def _order(relation: Relation) -> tuple[object, ...]:
+    return (relation.origin, relation.source, relation.destination, relation.kind,
+            relation.match or ServiceMatch("icmp"), relation.direction)
+
+
+def _conduit_relations(policy: Policy, conduit: Conduit) -> Iterator[Relation]:
+    mode: Mode = conduit.mode or "enforce"
+    matches = sorted({m for name in conduit.services for m in policy.service(name).matches})
+    pairs = [(f, t) for f in conduit.sources for t in conduit.destinations]
+    if conduit.bidirectional:
+        pairs += [(t, f) for f, t in pairs]
+    for initiator, responder in pairs:
+        yield from _service_relations(initiator, responder, matches, conduit.name, mode)
+
+
+def _service_relations(initiator: Endpoint, responder: Endpoint, matches: list[ServiceMatch],
+                       origin: str, mode: Mode) -> Iterator[Relation]:
+    has_ip = False
+    for match in matches:
+        yield Relation(initiator, responder, "service", match, "forward", origin, mode)
+        if match.is_ip:
+            has_ip = True
+            yield Relation(responder, initiator, "service", match, "reply", origin, mode)
+    if has_ip:
+        yield Relation(initiator, responder, "arp", None, "forward", origin, mode)
+        yield Relation(responder, initiator, "arp", None, "forward", origin, mode)
+
+
+def _intra_relations(policy: Policy, zone: str, intra: Intra, services: tuple[str, ...]) -> Iterator[Relation]:
+    endpoint = Endpoint("zone", zone)
+    origin = f"intra:{zone}"
+    if intra is Intra.ALLOW:
+        yield Relation(endpoint, endpoint, "any", None, "forward", origin, "enforce")
+    elif intra is Intra.SERVICES:
+        matches = sorted({m for name in services for m in policy.service(name).matches})
+        yield from _service_relations(endpoint, endpoint, matches, origin, "enforce")
+
+
+def is_l2_multicast(relation: Relation) -> bool:
+    """Relations whose multicast frames are delivered along a tree to the destination members."""
+    return (relation.kind == "service" and relation.match is not None
+            and relation.match.protocol == "ethertype" and relation.direction == "forward")

@@ -1,0 +1,87 @@
+"""Render compiled tables for people (text) and programs (json), in a stable order.
+
+Text output uses table names, OVS-style field names and named ports where known, so a
+network engineer can read it next to `ovs-ofctl dump-flows`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from controller.core.flows import (
+    CONTROLLER_PORT, ApplyActions, ClearActions, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
+    SetField, SwitchTables, WriteActions, WriteMetadata,
+)
+from controller.core.pipeline import TABLE_IDS, TABLES
+
+
+def format_field(item: Field) -> str:
+    value = f"0x{item.value:x}" if item.name in ("metadata", "eth_type", "tcp_flags") else str(item.value)
+    if item.mask is None:
+        return f"{item.name}={value}"
+    mask = f"0x{item.mask:x}" if isinstance(item.mask, int) else item.mask
+    return f"{item.name}={value}/{mask}"
+
+
+def format_action(action: object) -> str:
+    if isinstance(action, Output):
+        return "output:CONTROLLER" if action.port == CONTROLLER_PORT else f"output:{action.port}"
+    if isinstance(action, SetField):
+        return f"set_field:{action.value}->{action.name}"
+    if isinstance(action, GroupAction):
+        return f"group:{action.group_id}"
+    raise TypeError(action)
+
+
+def format_instructions(flow: Flow) -> str:
+    parts: list[str] = []
+    for instruction in flow.instructions:
+        if isinstance(instruction, MeterInstruction):
+            parts.append(f"meter:{instruction.meter_id}")
+        elif isinstance(instruction, ApplyActions):
+            parts.extend(format_action(a) for a in instruction.actions)
+        elif isinstance(instruction, ClearActions):
+            parts.append("clear_actions")
+        elif isinstance(instruction, WriteActions):
+            parts.append("write_actions(" + ",".join(format_action(a) for a in instruction.actions) + ")")
+        elif isinstance(instruction, WriteMetadata):
+            parts.append(f"write_metadata:0x{instruction.value:x}/0x{instruction.mask:x}")
+        elif isinstance(instruction, GotoTable):
+            parts.append(f"goto_table:{instruction.table}")
+    return ",".join(parts) if parts else "drop" if flow.table != "policy" or flow.priority == 0 else "allow"
+
+
+def render_text(tables: dict[int, SwitchTables], switch_name: Callable[[int], str]) -> str:
+    lines: list[str] = []
+    for dpid in sorted(tables):
+        switch = tables[dpid]
+        lines.append(f"switch {switch_name(dpid)} (dpid {dpid}): {len(switch.flows)} flows")
+        flows = switch.sorted_flows(TABLE_IDS)
+        for table in TABLES:
+            in_table = [f for f in flows if f.table == table.name]
+            lines.append(f"  table {table.table_id} {table.name}: {len(in_table)} flows")
+            for flow in in_table:
+                match = ",".join(format_field(m) for m in flow.match) or "*"
+                lines.append(f"    priority={flow.priority} {match} actions={format_instructions(flow)}"
+                             f" cookie=0x{flow.cookie:x}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_json(tables: dict[int, SwitchTables], switch_name: Callable[[int], str]) -> str:
+    document = []
+    for dpid in sorted(tables):
+        switch = tables[dpid]
+        document.append({
+            "dpid": dpid,
+            "switch": switch_name(dpid),
+            "meters": [{"id": m.meter_id, "rate_pps": m.rate_pps, "burst": m.burst} for m in sorted(switch.meters)],
+            "flows": [
+                {"table": f.table, "table_id": TABLE_IDS[f.table], "priority": f.priority,
+                 "match": {m.name: (m.value if m.mask is None else [m.value, m.mask]) for m in f.match},
+                 "actions": format_instructions(f), "cookie": f"0x{f.cookie:x}"}
+                for f in switch.sorted_flows(TABLE_IDS)
+            ],
+        })
+    return json.dumps(document, indent=2)

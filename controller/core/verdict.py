@@ -1,0 +1,144 @@
+"""The policy's verdict on one packet, read straight from the conduits (no flow tables).
+
+This is the reference semantics of shared/design/policy-language.md. It is deliberately
+written independently of the compiler: tests walk compiled tables with a packet simulator
+and require the outcome to equal this verdict for every combination, and `otseg explain`
+uses it to tell an operator which conduit decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.core.model import Asset, Conduit, Endpoint, Intra, Policy, ServiceMatch
+
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+TCP_ACK = 0x010
+
+
+@dataclass(frozen=True)
+class Packet:
+    """What matters of a frame for the policy. IP fields are ignored unless eth_type is IPv4."""
+
+    eth_type: int
+    ip_proto: int = 0  # 1 icmp, 6 tcp, 17 udp
+    src_port: int = 0
+    dst_port: int = 0
+    tcp_flags: int = 0
+    icmp_type: int = 0
+    multicast: bool = False  # sent to a group address (L2 services only are delivered)
+
+    def describe(self) -> str:
+        if self.eth_type == ETH_ARP:
+            return "arp"
+        if self.eth_type != ETH_IPV4:
+            return f"ethertype 0x{self.eth_type:04x}" + (" multicast" if self.multicast else "")
+        if self.ip_proto == 1:
+            return f"icmp type {self.icmp_type}"
+        name = {6: "tcp", 17: "udp"}.get(self.ip_proto, f"ip proto {self.ip_proto}")
+        flags = f" flags 0x{self.tcp_flags:02x}" if self.ip_proto == 6 else ""
+        return f"{name} {self.src_port}->{self.dst_port}{flags}"
+
+
+Outcome = Literal["allowed", "allowed-by-monitor", "would-deny", "denied"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    origin: str = ""  # conduit name, "intra:<zone>", or "" when denied / would-deny
+    reason: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome != "denied"
+
+
+def decide(policy: Policy, src: Asset, dst: Asset, packet: Packet) -> Verdict:
+    """The verdict for `packet` from `src` to `dst` (for multicast: is `dst` a receiver?)."""
+    enforce: list[str] = []
+    monitor: list[str] = []
+    for conduit in policy.conduits:
+        if _conduit_allows(policy, conduit, src, dst, packet):
+            (monitor if conduit.mode == "monitor" else enforce).append(conduit.name)
+    if src.zone == dst.zone and _intra_allows(policy, src.zone, src, dst, packet):
+        enforce.append(f"intra:{src.zone}")
+    if enforce:
+        origin = sorted(enforce)[0]
+        return Verdict("allowed", origin, _reason(policy, origin))
+    if monitor:
+        origin = sorted(monitor)[0]
+        return Verdict("allowed-by-monitor", origin, _reason(policy, origin))
+    if not packet.multicast and policy.zone_mode(src.zone) == "monitor":
+        return Verdict("would-deny", "", f"zone {src.zone!r} is in monitor mode")
+    return Verdict("denied", "", "no conduit allows it")
+
+
+def _reason(policy: Policy, origin: str) -> str:
+    if origin.startswith("intra:"):
+        return f"intra-zone rule of zone {origin[6:]!r}"
+    return next(c.reason for c in policy.conduits if c.name == origin)
+
+
+def is_member(asset: Asset, endpoint: Endpoint) -> bool:
+    return asset.name == endpoint.name if endpoint.kind == "asset" else asset.zone == endpoint.name
+
+
+def _conduit_allows(policy: Policy, conduit: Conduit, src: Asset, dst: Asset, packet: Packet) -> bool:
+    matches = [m for name in conduit.services for m in policy.service(name).matches]
+    roles = [(conduit.sources, conduit.destinations)]
+    if conduit.bidirectional:
+        roles.append((conduit.destinations, conduit.sources))
+    for initiators, responders in roles:
+        forward = any(is_member(src, i) for i in initiators) and any(is_member(dst, r) for r in responders)
+        backward = any(is_member(src, r) for r in responders) and any(is_member(dst, i) for i in initiators)
+        if _allows(matches, forward, backward, src, dst, packet):
+            return True
+    return False
+
+
+def _intra_allows(policy: Policy, zone_name: str, src: Asset, dst: Asset, packet: Packet) -> bool:
+    zone = policy.zone(zone_name)
+    if zone.intra is Intra.ALLOW:
+        return not packet.multicast  # multicast delivery needs a named L2 service
+    if zone.intra is Intra.SERVICES:
+        matches = [m for name in zone.intra_services for m in policy.service(name).matches]
+        return _allows(matches, True, True, src, dst, packet)
+    return False
+
+
+def _allows(matches: list[ServiceMatch], forward: bool, backward: bool, src: Asset, dst: Asset,
+            packet: Packet) -> bool:
+    if not (forward or backward):
+        return False
+    if packet.eth_type == ETH_ARP:
+        return any(m.is_ip for m in matches) and src.ip is not None and dst.ip is not None
+    for match in matches:
+        if forward and _forward_match(match, packet):
+            return True
+        if backward and _reply_match(match, packet):
+            return True
+    return False
+
+
+def _forward_match(match: ServiceMatch, packet: Packet) -> bool:
+    if match.protocol == "ethertype":
+        return packet.eth_type == match.low
+    if packet.eth_type != ETH_IPV4 or packet.multicast:
+        return False
+    if match.protocol == "icmp":
+        return packet.ip_proto == 1 and packet.icmp_type == 8
+    proto = 6 if match.protocol == "tcp" else 17
+    return packet.ip_proto == proto and match.low <= packet.dst_port <= match.high
+
+
+def _reply_match(match: ServiceMatch, packet: Packet) -> bool:
+    if packet.eth_type != ETH_IPV4 or packet.multicast or match.protocol == "ethertype":
+        return False
+    if match.protocol == "icmp":
+        return packet.ip_proto == 1 and packet.icmp_type == 0
+    if match.protocol == "tcp":
+        return packet.ip_proto == 6 and bool(packet.tcp_flags & TCP_ACK) and match.low <= packet.src_port <= match.high
+    return packet.ip_proto == 17 and match.low <= packet.src_port <= match.high

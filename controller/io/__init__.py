@@ -1,0 +1,1 @@
+"""Reading documents from disk: the only place that parses YAML."""

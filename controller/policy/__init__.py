@@ -1,0 +1,1 @@
+"""Policy and topology documents: positioned trees, diagnostics and validation (pure)."""

@@ -1,0 +1,85 @@
+"""Read one custom service definition: `{tcp: 502}`, `{udp: [2222, 44818]}`,
+`{tcp: "34962-34964"}`, `{ethertype: 0x88b8}`, `{icmp: echo}`, or several of these keys.
+"""
+
+from __future__ import annotations
+
+import re
+
+from controller.core.model import ServiceMatch
+from controller.policy.fields import Reader, as_int
+from controller.policy.nodes import Node, Scalar, Sequence, kind_of
+
+SERVICE_KEYS = ("tcp", "udp", "ethertype", "icmp", "description")
+# Ethertypes the pipeline itself owns: IP and ARP are written as tcp/udp/icmp services,
+# VLAN tags are not matched, LLDP is link discovery.
+RESERVED_ETHERTYPES = {0x0800: "IPv4 (use tcp/udp/icmp)", 0x0806: "ARP (handled by otseg)",
+                       0x86DD: "IPv6 (not supported)", 0x8100: "VLAN tag", 0x88A8: "VLAN tag",
+                       0x88CC: "LLDP (link discovery)"}
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def read_service(read: Reader, node: Node, context: str) -> list[ServiceMatch]:
+    body = read.mapping(node, context, "a service")
+    if body is None:
+        return []
+    errors_before = len(read.c.items)
+    read.keys(body, context, SERVICE_KEYS)
+    matches: list[ServiceMatch] = []
+    for protocol in ("tcp", "udp"):
+        value = body.get(protocol)
+        if value is not None:
+            matches.extend(_ports(read, value, context, protocol))
+    ethertype = body.get("ethertype")
+    if ethertype is not None:
+        items = ethertype.items if isinstance(ethertype, Sequence) else (ethertype,)
+        for item in items:
+            number = read.integer(item, context, "ethertype", 0x0600, 0xFFFF)
+            if number is None:
+                continue
+            if number in RESERVED_ETHERTYPES:
+                read.c.error(item.mark, context, f"ethertype 0x{number:04x} is reserved: "
+                             f"{RESERVED_ETHERTYPES[number]}")
+                continue
+            matches.append(ServiceMatch("ethertype", number, number))
+    icmp = body.get("icmp")
+    if icmp is not None:
+        if read.choice(icmp, context, "icmp", ("echo",)) == "echo":
+            matches.append(ServiceMatch("icmp"))
+    if not matches and len(read.c.items) == errors_before:
+        read.c.error(body.mark, context, "defines no protocol", "give tcp, udp, ethertype or icmp")
+    return matches
+
+
+def _ports(read: Reader, node: Node, context: str, protocol: str) -> list[ServiceMatch]:
+    items = node.items if isinstance(node, Sequence) else (node,)
+    if not items:
+        read.c.error(node.mark, context, f"{protocol} is an empty list")
+    result: list[ServiceMatch] = []
+    for item in items:
+        low_high = _port_range(item)
+        if low_high is None:
+            read.c.error(item.mark, context, f"invalid {protocol} port {getattr(item, 'text', kind_of(item))!r}",
+                         "write a port 1-65535, a list of ports, or a range like \"34962-34964\"")
+            continue
+        low, high = low_high
+        if not (1 <= low <= 65535 and 1 <= high <= 65535):
+            read.c.error(item.mark, context, f"{protocol} port {item.text} is out of range",  # type: ignore[union-attr]
+                         "ports are 1 to 65535")
+            continue
+        if low > high:
+            read.c.error(item.mark, context, f"{protocol} range {item.text} is backwards",  # type: ignore[union-attr]
+                         f"write \"{high}-{low}\"")
+            continue
+        result.append(ServiceMatch(protocol, low, high))  # type: ignore[arg-type]
+    return result
+
+
+def _port_range(node: Node) -> tuple[int, int] | None:
+    if not isinstance(node, Scalar):
+        return None
+    single = as_int(node)
+    if single is not None:
+        return single, single
+    match = _RANGE.match(node.text)
+    return (int(match.group(1)), int(match.group(2))) if match else None

@@ -1,0 +1,283 @@
+"""Validate a positioned policy tree completely and freeze it into a `Policy`.
+
+Pure: input is the node tree from the loader, output is a Policy or a DocumentError
+carrying every problem found (not only the first). Nothing partial escapes: a policy
+with any error is rejected whole, so the policy in force never changes on bad input.
+"""
+
+from __future__ import annotations
+
+from controller.core.catalog import BUILTIN_NAMES, BUILTIN_SERVICES
+from controller.core.model import (
+    Asset, Conduit, Endpoint, Intra, Location, Policy, Service, Zone,
+)
+from controller.policy.diagnostics import Collector, did_you_mean
+from controller.policy.fields import MAX_PORT, Reader
+from controller.policy.nodes import Mapping, Node, Scalar, Sequence
+from controller.policy.services import read_service
+
+TOP_KEYS = ("policy", "mode", "switches", "zones", "assets", "services", "conduits", "description")
+ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
+ASSET_KEYS = ("zone", "mac", "ip", "location", "description")
+CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "description")
+MODES = ("enforce", "monitor")
+MAX_ZONES = 8191
+MAX_ASSETS = 262143
+
+
+def validate_policy(tree: Node, file: str) -> Policy:
+    """The frozen Policy, or DocumentError listing every problem with its position."""
+    collector = Collector(file)
+    read = Reader(collector)
+    root = read.mapping(tree, "", "a policy file")
+    if root is None:
+        collector.raise_if_any()
+        raise AssertionError("unreachable")
+    read.keys(root, "policy file", TOP_KEYS, required=("policy", "zones"))
+    name = read.text(root.get("policy"), "policy", "the policy name") or ""
+    mode = read.choice(root.get("mode"), "mode", "mode", MODES) or "enforce"
+    switch_names = _switches(read, root.get("switches"))
+    services = _services(read, collector, root.get("services"))
+    zones = _zones(read, collector, root.get("zones"), services)
+    assets = _assets(read, collector, root.get("assets"), zones, dict(switch_names))
+    conduits = _conduits(read, collector, root.get("conduits"), zones, assets, services)
+    if len(zones) > MAX_ZONES:
+        collector.error(root.mark, "zones", f"{len(zones)} zones exceed the limit of {MAX_ZONES}")
+    if len(assets) > MAX_ASSETS:
+        collector.error(root.mark, "assets", f"{len(assets)} assets exceed the limit of {MAX_ASSETS}")
+    collector.raise_if_any()
+    return Policy(
+        name=name, mode=mode,  # type: ignore[arg-type]
+        zones=tuple(zones.values()), assets=tuple(assets.values()),
+        services=tuple(sorted(services.values(), key=lambda s: s.name)),
+        conduits=tuple(conduits), switch_names=tuple(sorted(switch_names.items())),
+    )
+
+
+def _switches(read: Reader, node: Node | None) -> dict[str, int]:
+    result: dict[str, int] = {}
+    mapping = read.mapping(node, "switches", "'switches'")
+    if mapping is None:
+        return result
+    owners: dict[int, str] = {}
+    for key, value in mapping.items:
+        name = read.name(key, "switches", "switch")
+        dpid = read.dpid(value, f"switch {key.text!r}")
+        if name is None or dpid is None:
+            continue
+        if dpid in owners:
+            read.c.error(value.mark, f"switch {name!r}", f"datapath id {dpid} is already used by {owners[dpid]!r}")
+            continue
+        owners[dpid] = name
+        result[name] = dpid
+    return result
+
+
+def _services(read: Reader, collector: Collector, node: Node | None) -> dict[str, Service]:
+    services = {s.name: s for s in BUILTIN_SERVICES}
+    mapping = read.mapping(node, "services", "'services'")
+    if mapping is None:
+        return services
+    for key, value in mapping.items:
+        name = read.name(key, "services", "service")
+        if name is None:
+            continue
+        if name in BUILTIN_NAMES:
+            collector.error(key.mark, f"service {name!r}", "redefines a built-in service",
+                            "choose another name; the built-in one is always available")
+            continue
+        matches = read_service(read, value, f"service {name!r}")
+        if matches:
+            services[name] = Service(name, tuple(sorted(set(matches))), builtin=False)
+    return services
+
+
+def _zones(read: Reader, collector: Collector, node: Node | None, services: dict[str, Service]) -> dict[str, Zone]:
+    zones: dict[str, Zone] = {}
+    mapping = read.mapping(node, "zones", "'zones'")
+    if mapping is None:
+        return zones
+    if not mapping.items:
+        collector.error(mapping.mark, "zones", "at least one zone is required")
+    for key, value in mapping.items:
+        name = read.name(key, "zones", "zone")
+        context = f"zone {key.text!r}"
+        body = read.mapping(value, context, "a zone") if not _is_empty(value) else Mapping((), value.mark)
+        if name is None or body is None:
+            continue
+        read.keys(body, context, ZONE_KEYS)
+        intra, intra_services = _intra(read, collector, body.get("intra"), context, services)
+        zones[name] = Zone(
+            name=name,
+            level=read.number(body.get("level"), context, "level", 0, 5),
+            sl_target=read.integer(body.get("sl_target"), context, "sl_target", 0, 4),
+            intra=intra, intra_services=intra_services,
+            mode=read.choice(body.get("mode"), context, "mode", MODES),  # type: ignore[arg-type]
+            description=read.text(body.get("description"), context, "description") or "",
+        )
+    return zones
+
+
+def _intra(read: Reader, collector: Collector, node: Node | None, context: str,
+           services: dict[str, Service]) -> tuple[Intra, tuple[str, ...]]:
+    if node is None:
+        return Intra.DENY, ()
+    if isinstance(node, Sequence):
+        names = _service_names(read, collector, node, context + " intra", services)
+        return Intra.SERVICES, tuple(names)
+    choice = read.choice(node, context, "intra", ("allow", "deny"))
+    return (Intra.ALLOW if choice == "allow" else Intra.DENY), ()
+
+
+def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[str, Zone],
+            switch_names: dict[str, int]) -> dict[str, Asset]:
+    assets: dict[str, Asset] = {}
+    mapping = read.mapping(node, "assets", "'assets'")
+    if mapping is None:
+        return assets
+    mac_owner: dict[str, str] = {}
+    ip_owner: dict[str, str] = {}
+    for key, value in mapping.items:
+        name = read.name(key, "assets", "asset")
+        context = f"asset {key.text!r}"
+        body = read.mapping(value, context, "an asset")
+        if name is None or body is None:
+            continue
+        read.keys(body, context, ASSET_KEYS, required=("zone", "mac"))
+        if name in zones:
+            collector.error(key.mark, context, f"{name!r} is also a zone name",
+                            "conduits refer to zones and assets by name; rename one of them")
+        zone = read.text(body.get("zone"), context, "zone")
+        if zone is not None and zone not in zones:
+            collector.error(body.get("zone").mark, context, f"unknown zone {zone!r}",  # type: ignore[union-attr]
+                            did_you_mean(zone, zones))
+        mac = read.mac(body.get("mac"), context)
+        ip = read.ipv4(body.get("ip"), context)
+        if mac is not None and mac in mac_owner:
+            collector.error(body.get("mac").mark, context,  # type: ignore[union-attr]
+                            f"MAC address {mac} is already used by asset {mac_owner[mac]!r}",
+                            "every asset needs its own MAC address")
+        if ip is not None and ip in ip_owner:
+            collector.error(body.get("ip").mark, context,  # type: ignore[union-attr]
+                            f"IP address {ip} is already used by asset {ip_owner[ip]!r}")
+        location = _location(read, collector, body.get("location"), context, switch_names)
+        if name is None or zone is None or zone not in zones or mac is None:
+            continue
+        mac_owner.setdefault(mac, name)
+        if ip is not None:
+            ip_owner.setdefault(ip, name)
+        assets[name] = Asset(name=name, zone=zone, mac=mac, ip=ip, location=location,
+                             description=read.text(body.get("description"), context, "description") or "")
+    return assets
+
+
+def _location(read: Reader, collector: Collector, node: Node | None, context: str,
+              switch_names: dict[str, int]) -> Location | None:
+    body = read.mapping(node, context + " location", "location")
+    if body is None:
+        return None
+    read.keys(body, context + " location", ("switch", "port"), required=("switch", "port"))
+    switch_node = body.get("switch")
+    dpid: int | None = None
+    if isinstance(switch_node, Scalar) and switch_node.text in switch_names:
+        dpid = switch_names[switch_node.text]
+    elif isinstance(switch_node, Scalar) and isinstance(switch_node.value, str) and not _looks_numeric(switch_node.text):
+        collector.error(switch_node.mark, context, f"unknown switch {switch_node.text!r}",
+                        did_you_mean(switch_node.text, switch_names) or "name it under 'switches:' or give its dpid")
+    elif switch_node is not None:
+        dpid = read.dpid(switch_node, context + " location")
+    port = read.integer(body.get("port"), context + " location", "port", 1, MAX_PORT)
+    return Location(dpid, port) if dpid is not None and port is not None else None
+
+
+def _looks_numeric(text: str) -> bool:
+    return text.isdigit() or text.lower().startswith("0x") or text.count(":") == 7
+
+
+def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict[str, Zone],
+              assets: dict[str, Asset], services: dict[str, Service]) -> list[Conduit]:
+    conduits: list[Conduit] = []
+    if node is None:
+        return conduits
+    if not isinstance(node, Sequence):
+        collector.error(node.mark, "conduits", "'conduits' must be a list of conduits (each starting with '- name:')")
+        return conduits
+    names: dict[str, Scalar] = {}
+    for index, item in enumerate(node.items):
+        body = read.mapping(item, f"conduit #{index + 1}", "a conduit")
+        if body is None:
+            continue
+        name_node = body.get("name")
+        name = read.text(name_node, f"conduit #{index + 1}", "the conduit name")
+        context = f"conduit {name!r}" if name else f"conduit #{index + 1}"
+        read.keys(body, context, CONDUIT_KEYS, required=("name", "from", "to", "services"))
+        if name is not None and isinstance(name_node, Scalar):
+            if name in names:
+                collector.error(name_node.mark, context, "duplicate conduit name",
+                                f"first used at line {names[name].mark.line}")
+            names[name] = name_node
+        sources = _endpoints(read, collector, body.get("from"), context, "from", zones, assets)
+        destinations = _endpoints(read, collector, body.get("to"), context, "to", zones, assets)
+        service_node = body.get("services")
+        service_names = _service_names(read, collector, service_node, context, services) if service_node else []
+        mode = read.choice(body.get("mode"), context, "mode", MODES)
+        bidirectional = read.boolean(body.get("bidirectional"), context, "bidirectional") or False
+        reason = read.text(body.get("reason"), context, "reason") or ""
+        if sources and destinations and service_names:
+            _check_ip_services(collector, body, context, sources, destinations, service_names, assets, services)
+        if name and sources and destinations and service_names:
+            conduits.append(Conduit(name=name, sources=tuple(sources), destinations=tuple(destinations),
+                                    services=tuple(service_names), reason=reason,
+                                    mode=mode, bidirectional=bidirectional))  # type: ignore[arg-type]
+    return conduits
+
+
+def _endpoints(read: Reader, collector: Collector, node: Node | None, context: str, side: str,
+               zones: dict[str, Zone], assets: dict[str, Asset]) -> list[Endpoint]:
+    names = read.name_list(node, context, f"'{side}'")
+    if not names:
+        return []
+    endpoints: list[Endpoint] = []
+    for item in names:
+        if item.text in zones:
+            endpoints.append(Endpoint("zone", item.text))
+        elif item.text in assets:
+            endpoints.append(Endpoint("asset", item.text))
+        else:
+            collector.error(item.mark, context, f"unknown asset or zone {item.text!r}",
+                            did_you_mean(item.text, list(zones) + list(assets)))
+    return endpoints if len(endpoints) == len(names) else []
+
+
+def _service_names(read: Reader, collector: Collector, node: Node | None, context: str,
+                   services: dict[str, Service]) -> list[str]:
+    items = read.name_list(node, context, "'services'") or []
+    found: list[str] = []
+    for item in items:
+        if item.text in services:
+            found.append(item.text)
+        else:
+            collector.error(item.mark, context, f"unknown service {item.text!r}",
+                            did_you_mean(item.text, services) or "define it under 'services:'")
+    return sorted(set(found)) if len(found) == len(items) else []
+
+
+def _check_ip_services(collector: Collector, body: Mapping, context: str, sources: list[Endpoint],
+                       destinations: list[Endpoint], service_names: list[str],
+                       assets: dict[str, Asset], services: dict[str, Service]) -> None:
+    ip_services = [s for s in service_names if services[s].has_ip]
+    if not ip_services:
+        return
+    for side, endpoints in (("from", sources), ("to", destinations)):
+        for endpoint in endpoints:
+            if endpoint.kind == "asset" and assets[endpoint.name].ip is None:
+                node = body.get(side)
+                assert node is not None
+                collector.error(node.mark, context,
+                                f"asset {endpoint.name!r} has no 'ip' but IP service {ip_services[0]!r} is listed",
+                                "give the asset an ip, or use only L2 (ethertype) services with it")
+
+
+def _is_empty(node: Node | None) -> bool:
+    return isinstance(node, Scalar) and node.value is None
+

@@ -1,0 +1,162 @@
+"""A small OpenFlow 1.3 table interpreter: walks a frame through compiled switch tables.
+
+Semantics follow the OpenFlow 1.3.5 specification, section 5: highest-priority match per
+table; instructions in the order meter, apply-actions, clear-actions, write-actions,
+write-metadata, goto-table; the action set (set-field before group before output) runs
+when a flow has no goto; a table without a matching flow drops; output to the ingress
+port is dropped. Frames that leave on an inter-switch link enter the peer switch with
+fresh metadata. Ambiguity (two different flows of equal priority both matching) is an
+error, as it would make a real switch's choice arbitrary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.core.flows import (
+    CONTROLLER_PORT, ApplyActions, ClearActions, Flow, GotoTable, GroupAction, MeterInstruction, Output, SetField,
+    SwitchTables, WriteActions, WriteMetadata,
+)
+from controller.core.pipeline import TABLE_IDS, check_flow
+from controller.core.topology import PortRef, Topology
+
+Headers = dict[str, object]
+MAX_HOPS = 64
+
+
+class AmbiguousMatch(AssertionError):
+    pass
+
+
+@dataclass
+class WalkResult:
+    delivered: list[tuple[PortRef, Headers]] = field(default_factory=list)
+    to_controller: list[tuple[PortRef, Headers]] = field(default_factory=list)
+    flows_hit: list[tuple[int, Flow]] = field(default_factory=list)
+
+    def delivered_ports(self) -> set[PortRef]:
+        return {where for where, _ in self.delivered}
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if ":" in text:
+        return int(text.replace(":", ""), 16)
+    if "." in text:
+        a, b, c, d = (int(part) for part in text.split("."))
+        return (a << 24) | (b << 16) | (c << 8) | d
+    return int(text, 0)
+
+
+class Network:
+    def __init__(self, tables: dict[int, SwitchTables], topology: Topology) -> None:
+        self.topology = topology
+        self.peer: dict[PortRef, PortRef] = {}
+        for link in topology.links:
+            self.peer[link.a] = link.b
+            self.peer[link.b] = link.a
+        self.tables: dict[int, dict[str, list[Flow]]] = {}
+        for dpid, switch in tables.items():
+            by_table: dict[str, list[Flow]] = {}
+            for flow in switch.flows:
+                check_flow(flow)
+                by_table.setdefault(flow.table, []).append(flow)
+            for flows in by_table.values():
+                flows.sort(key=lambda f: -f.priority)
+            self.tables[dpid] = by_table
+
+    def send(self, where: PortRef, headers: Headers) -> WalkResult:
+        """Inject a frame as if a host at `where` transmitted it."""
+        result = WalkResult()
+        pending = [(where, dict(headers))]
+        hops = 0
+        while pending:
+            at, frame = pending.pop()
+            hops += 1
+            if hops > MAX_HOPS:
+                raise AssertionError(f"forwarding loop: frame {headers} still travelling after {MAX_HOPS} hops")
+            for out_port, out_frame in self._switch(at, frame, result):
+                target = PortRef(at.dpid, out_port)
+                if target in self.peer:
+                    pending.append((self.peer[target], out_frame))
+                else:
+                    result.delivered.append((target, out_frame))
+        return result
+
+    def _switch(self, at: PortRef, frame: Headers, result: WalkResult) -> list[tuple[int, Headers]]:
+        packet = dict(frame)
+        packet["in_port"] = at.port
+        packet["metadata"] = 0
+        action_set: dict[str, object] = {}
+        outputs: list[tuple[int, Headers]] = []
+        table = "port_security"
+        while True:
+            flow = self._lookup(at.dpid, table, packet)
+            if flow is None:
+                return outputs  # table miss without a miss flow: drop
+            result.flows_hit.append((at.dpid, flow))
+            next_table = None
+            for instruction in flow.instructions:
+                if isinstance(instruction, MeterInstruction):
+                    continue  # rate limiting is not modelled
+                if isinstance(instruction, ApplyActions):
+                    for action in instruction.actions:
+                        self._act(action, packet, at, outputs, result)
+                elif isinstance(instruction, ClearActions):
+                    action_set.clear()
+                elif isinstance(instruction, WriteActions):
+                    for action in instruction.actions:
+                        key = f"set:{action.name}" if isinstance(action, SetField) else type(action).__name__
+                        action_set[key] = action
+                elif isinstance(instruction, WriteMetadata):
+                    current = int(packet["metadata"])  # type: ignore[arg-type]
+                    packet["metadata"] = (current & ~instruction.mask) | (instruction.value & instruction.mask)
+                elif isinstance(instruction, GotoTable):
+                    if TABLE_IDS[instruction.table] <= TABLE_IDS[table]:
+                        raise AssertionError(f"goto must move forward: {flow}")
+                    next_table = instruction.table
+            if next_table is None:
+                ordered = sorted(action_set.values(), key=lambda a: (not isinstance(a, SetField),
+                                                                     isinstance(a, Output)))
+                for action in ordered:
+                    self._act(action, packet, at, outputs, result)
+                return outputs
+            table = next_table
+
+    def _act(self, action: object, packet: Headers, at: PortRef, outputs: list[tuple[int, Headers]],
+             result: WalkResult) -> None:
+        if isinstance(action, SetField):
+            packet[action.name] = action.value
+        elif isinstance(action, Output):
+            frame = {k: v for k, v in packet.items() if k not in ("in_port", "metadata")}
+            if action.port == CONTROLLER_PORT:
+                result.to_controller.append((at, frame))
+            elif action.port != at.port:
+                outputs.append((action.port, frame))
+        elif isinstance(action, GroupAction):
+            raise AssertionError("groups are not used by this pipeline yet")
+
+    def _lookup(self, dpid: int, table: str, packet: Headers) -> Flow | None:
+        best: Flow | None = None
+        for flow in self.tables.get(dpid, {}).get(table, []):
+            if best is not None and flow.priority < best.priority:
+                break
+            if all(_field_matches(item.name, item.value, item.mask, packet) for item in flow.match):
+                if best is None:
+                    best = flow
+                elif best.instructions != flow.instructions:
+                    raise AmbiguousMatch(f"two flows of priority {flow.priority} match {packet}: {best} / {flow}")
+        return best
+
+
+def _field_matches(name: str, value: object, mask: object, packet: Headers) -> bool:
+    if name not in packet or packet[name] is None:
+        return False
+    have = _to_int(packet[name])
+    want = _to_int(value)
+    if mask is None:
+        return have == want
+    bits = _to_int(mask)
+    return have & bits == want & bits
