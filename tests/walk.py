@@ -149,63 +149,87 @@ class Matrix:
         return mismatches
 
     def check_attacks(self, free_port: PortRef | None) -> list[Mismatch]:
-        """Spoofed and unknown frames reach nobody, whatever they claim to be."""
+        """Spoofed and unknown frames reach nobody, even where the genuine frame would pass.
+
+        Each spoof is derived from a frame the policy allows, so the only reason for it to
+        be dropped is the spoofed field itself.
+        """
         mismatches: list[Mismatch] = []
         located = [self.policy.asset(n) for n in sorted(self.located)]
+        allowed = self._allowed_examples(located)
         for src in located:
-            for victim in located:
-                if victim.name == src.name:
-                    continue
-                for target in located:
-                    if target.name in (src.name, victim.name):
-                        continue
-                    for label, headers in self._attack_frames(src, victim, target):
-                        observed = self.receivers(self.send(src, headers))
-                        if observed:
-                            mismatches.append(Mismatch(src.name, target.name, label, [], sorted(observed)))
-                    break  # one target per (attacker, victim) keeps the walk count linear
-            unknown = {"eth_src": UNKNOWN_MAC, "eth_dst": BROADCAST, "eth_type": ETH_ARP, "arp_op": 1,
-                       "arp_spa": "10.255.0.1", "arp_sha": UNKNOWN_MAC, "arp_tpa": src.ip}
-            for where, label in ((self.located[src.name], "unknown MAC on an asset port"),
-                                 (free_port, "unknown MAC on a free port")):
-                if where is None:
-                    continue
-                observed = self.receivers(self.network.send(where, unknown))
+            for label, headers, where in self._attacks(src, located, allowed, free_port):
+                observed = self.receivers(self.network.send(where, headers))
                 if observed:
-                    mismatches.append(Mismatch("unknown", src.name, label, [], sorted(observed)))
-            if free_port is not None:
-                for dst in located:
-                    if dst.name != src.name:
-                        moved = frame(src, dst, Packet(ETH_IPV4, 1, icmp_type=8)) if src.ip and dst.ip else \
-                            frame(src, dst, Packet(0x9000))
-                        observed = self.receivers(self.network.send(free_port, moved))
-                        if observed:
-                            mismatches.append(Mismatch(src.name, dst.name, "asset MAC from a foreign port", [],
-                                                       sorted(observed)))
-                        break
+                    mismatches.append(Mismatch(src.name, str(headers.get("eth_dst")), label, [], sorted(observed)))
         return mismatches
 
-    def _attack_frames(self, src: Asset, victim: Asset, target: Asset) -> list[tuple[str, Headers]]:
-        frames: list[tuple[str, Headers]] = []
-        if target.ip is not None:
-            ping = Packet(ETH_IPV4, 1, icmp_type=8)
-            mac_spoof = frame(victim, target, ping) if victim.ip else frame(src, target, ping)
-            mac_spoof["eth_src"] = victim.mac
-            frames.append((f"MAC spoof as {victim.name}", mac_spoof))
-            if src.ip is not None and victim.ip is not None:
-                ip_spoof = frame(src, target, ping)
-                ip_spoof["ipv4_src"] = victim.ip
-                frames.append((f"IP spoof as {victim.name}", ip_spoof))
-                gratuitous = frame(src, target, Packet(ETH_ARP))
+    def _allowed_examples(self, located: list[Asset]) -> dict[str, list[tuple[Asset, Packet]]]:
+        """Per source asset: (destination, packet) pairs that the policy delivers."""
+        examples: dict[str, list[tuple[Asset, Packet]]] = {}
+        all_probes = probes(self.policy)
+        for src in located:
+            found: list[tuple[Asset, Packet]] = []
+            for dst in located:
+                if dst.name == src.name:
+                    continue
+                for _, packet in all_probes:
+                    if packet.eth_type in (ETH_IPV4, ETH_ARP) and (src.ip is None or dst.ip is None):
+                        continue
+                    if decide(self.policy, src, dst, packet).delivered:
+                        found.append((dst, packet))
+            examples[src.name] = found
+        return examples
+
+    def _attacks(self, src: Asset, located: list[Asset], allowed: dict[str, list[tuple[Asset, Packet]]],
+                 free_port: PortRef | None) -> list[tuple[str, Headers, PortRef]]:
+        home = self.located[src.name]
+        attacks: list[tuple[str, Headers, PortRef]] = []
+        ip_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_IPV4]
+        arp_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_ARP]
+        for victim in located:
+            if victim.name == src.name:
+                continue
+            # The victim's own allowed traffic, sent from the attacker's port with the victim's MAC.
+            for dst, packet in _one_per_kind(allowed[victim.name], exclude=src.name):
+                attacks.append((f"MAC spoof of {victim.name} ({packet.describe()})", frame(victim, dst, packet), home))
+                if free_port is not None:
+                    attacks.append((f"{victim.name} frame from a foreign port ({packet.describe()})",
+                                    frame(victim, dst, packet), free_port))
+            if victim.ip is None:
+                continue
+            for dst, packet in ip_examples[:2]:
+                if dst.name != victim.name:
+                    spoof = frame(src, dst, packet)
+                    spoof["ipv4_src"] = victim.ip
+                    attacks.append((f"IP spoof as {victim.name} ({packet.describe()})", spoof, home))
+            for dst, packet in arp_examples[:1]:
+                if dst.name == victim.name:
+                    continue
+                for field, value, what in (("arp_spa", victim.ip, "sender IP"), ("arp_sha", victim.mac, "sender MAC")):
+                    spoof = frame(src, dst, packet)
+                    spoof[field] = value
+                    attacks.append((f"ARP with {victim.name}'s {what}", spoof, home))
+                gratuitous = frame(src, dst, packet)
                 gratuitous.update(arp_spa=victim.ip, arp_tpa=victim.ip)
-                frames.append((f"gratuitous ARP claiming {victim.name}'s IP", gratuitous))
-                arp_poison = frame(src, target, Packet(ETH_ARP))
-                arp_poison.update(arp_spa=victim.ip)
-                frames.append((f"ARP request with {victim.name}'s IP as sender", arp_poison))
-                arp_mac = frame(src, target, Packet(ETH_ARP))
-                arp_mac.update(arp_sha=victim.mac)
-                frames.append((f"ARP with {victim.name}'s MAC as sender hardware address", arp_mac))
-        l2 = frame(src, target, Packet(0x88B8))
-        l2["eth_src"] = victim.mac
-        frames.append((f"L2 frame with {victim.name}'s MAC", l2))
-        return frames
+                attacks.append((f"gratuitous ARP claiming {victim.name}'s IP", gratuitous, home))
+        unknown = {"eth_src": UNKNOWN_MAC, "eth_dst": BROADCAST, "eth_type": ETH_ARP, "arp_op": 1,
+                   "arp_spa": "10.255.0.1", "arp_sha": UNKNOWN_MAC, "arp_tpa": src.ip or "10.255.0.2"}
+        attacks.append(("unknown MAC on an asset port", unknown, home))
+        if free_port is not None:
+            attacks.append(("unknown MAC on a free port", unknown, free_port))
+        for dst, packet in allowed[src.name][:1]:
+            unknown_unicast = frame(src, dst, packet)
+            unknown_unicast["eth_src"] = UNKNOWN_MAC
+            attacks.append(("unknown MAC, allowed packet otherwise", unknown_unicast, home))
+        return attacks
+
+
+def _one_per_kind(examples: list[tuple[Asset, Packet]], exclude: str) -> list[tuple[Asset, Packet]]:
+    """The first allowed example of each frame kind (ARP, IPv4, other ethertypes)."""
+    chosen: dict[int, tuple[Asset, Packet]] = {}
+    for dst, packet in examples:
+        kind = packet.eth_type if packet.eth_type in (ETH_ARP, ETH_IPV4) else 0
+        if dst.name != exclude and kind not in chosen:
+            chosen[kind] = (dst, packet)
+    return list(chosen.values())

@@ -97,6 +97,7 @@ class Endpoint:
 
     kind: Literal["zone", "asset"]
     name: str
+    where: object = field(default=None, compare=False, hash=False, repr=False)  # source position, for errors
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,18 @@ from controller.policy.validate import validate_policy
 
 def load_policy(path: str | Path) -> Policy:
     """The validated policy, or DocumentError with every problem (file:line:col)."""
-    return validate_policy(load_path(path), str(path))
+    document = load_path(path)
+    return validate_policy(document.tree, str(path), document.problems)
 
 
 def load_policy_text(data: bytes, name: str) -> Policy:
-    return validate_policy(load_bytes(data, name), name)
+    document = load_bytes(data, name)
+    return validate_policy(document.tree, name, document.problems)
 
 
 def load_lab(path: str | Path, policy: Policy | None = None) -> LabNetwork:
-    lab = validate_topology(load_path(path), str(path))
+    document = load_path(path)
+    lab = validate_topology(document.tree, str(path), document.problems)
     if policy is not None:
         check_against_policy(lab, policy, str(path))
     return lab

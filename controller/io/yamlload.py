@@ -5,18 +5,20 @@ Guards, in the order they apply (each failure is a Diagnostic, never an exceptio
 - encoding: strict UTF-8, no NUL bytes (binary garbage), position of the first bad byte;
 - structure: an event pass (PyYAML's parser is iterative) bounds nesting depth and event
   count before the recursive composer runs, so a deep document cannot exhaust the stack;
-- aliases: expansion while converting is charged against MAX_NODES, which defuses
-  "billion laughs" alias bombs while still allowing ordinary anchors;
-- duplicate keys are reported with both positions (YAML would silently keep the last).
+- aliases: the expanded size is computed on the shared node graph before anything is
+  expanded, which defuses "billion laughs" bombs while still allowing ordinary anchors;
+- duplicate keys are reported with both positions (YAML would silently keep the last);
+  the first occurrence is kept so validation can go on and report everything else.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from controller.policy.diagnostics import Collector, DocumentError
+from controller.policy.diagnostics import Collector, Diagnostic, DocumentError
 from controller.policy.nodes import Mapping, Mark, Node, Scalar, Sequence
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -28,11 +30,16 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Budget(Exception):
-    pass
+@dataclass(frozen=True)
+class Document:
+    """A parsed tree plus problems that do not stop validation (e.g. duplicate keys, where the
+    first occurrence is kept): the validator reports them together with its own findings."""
+
+    tree: Node
+    problems: tuple[Diagnostic, ...] = ()
 
 
-def load_path(path: str | Path, display_name: str | None = None) -> Node:
+def load_path(path: str | Path, display_name: str | None = None) -> Document:
     """Read and parse a file; raises DocumentError with positioned diagnostics."""
     name = display_name or str(path)
     collector = Collector(name)
@@ -45,7 +52,7 @@ def load_path(path: str | Path, display_name: str | None = None) -> Node:
     return load_bytes(data, name)
 
 
-def load_bytes(data: bytes, name: str) -> Node:
+def load_bytes(data: bytes, name: str) -> Document:
     collector = Collector(name)
     if len(data) > MAX_BYTES:
         collector.error(
@@ -58,27 +65,43 @@ def load_bytes(data: bytes, name: str) -> Node:
     try:
         root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - safe loader, composition only
     except yaml.YAMLError as exc:
-        _yaml_error(exc, collector)
+        _yaml_error(exc, collector, text)
         collector.raise_if_any()
         raise AssertionError("unreachable") from exc
     if root is None:
         collector.error(Mark(1, 1), "", "the file is empty", "a policy needs at least 'policy:' and 'zones:'")
         collector.raise_if_any()
-    converter = _Converter(collector)
-    try:
-        tree = converter.convert(root)
-    except _Budget:
+    if _expanded_size(root, {}) > MAX_NODES:
         collector.error(
             _mark(root.start_mark), "",
-            f"the document expands to more than {MAX_NODES:,} nodes (alias bomb?)",
+            f"the document expands to more than {MAX_NODES:,} nodes through aliases (alias bomb?)",
             "avoid deeply nested anchors and aliases",
         )
-    collector.raise_if_any()
-    return tree
+        collector.raise_if_any()
+    tree = _Converter(collector).convert(root)
+    return Document(tree, tuple(collector.items))
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Node count with every alias expanded, computed on the shared graph (linear time)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = min(size, MAX_NODES + 1)
+    return memo[id(node)]
 
 
 def _decode(data: bytes, collector: Collector) -> str:
     nul = data.find(b"\x00")
+    if nul >= 0:
+        line, col = _position(data, nul)
+        collector.error(Mark(line, col), "", "binary data (NUL byte) in a text file", "is this the right file?")
+        collector.raise_if_any()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -87,10 +110,6 @@ def _decode(data: bytes, collector: Collector) -> str:
                         "save the file as UTF-8 text")
         collector.raise_if_any()
         raise
-    if nul >= 0:
-        line, col = _position(data, nul)
-        collector.error(Mark(line, col), "", "binary data (NUL byte) in a text file", "is this the right file?")
-        collector.raise_if_any()
     return text.removeprefix("\ufeff")
 
 
@@ -124,16 +143,30 @@ def _check_structure(text: str, collector: Collector) -> None:
                                     "remove the second '---' document")
                     break
     except yaml.YAMLError as exc:
-        _yaml_error(exc, collector)
+        _yaml_error(exc, collector, text)
     collector.raise_if_any()
 
 
-def _yaml_error(exc: yaml.YAMLError, collector: Collector) -> None:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+def _yaml_error(exc: yaml.YAMLError, collector: Collector, text: str = "") -> None:
+    mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
+    hint = ""
+    if "end of stream" in problem and context and "quoted" in context and context_mark is not None:
+        mark, hint = context_mark, "a quote opened here is never closed"
+    mark = mark or context_mark
+    if mark is not None and "\t" in _line(text, mark):
+        hint = "tab character on this line: YAML indents with spaces only"
+    elif "did not find expected key" in problem or "mapping values are not allowed" in problem:
+        hint = "check the indentation of this line against the lines above"
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    collector.error(_mark(mark) if mark else Mark(1, 1), "", message)
+    collector.error(_mark(mark) if mark else Mark(1, 1), "", message, hint)
+
+
+def _line(text: str, mark: yaml.Mark) -> str:
+    lines = text.splitlines()
+    return lines[mark.line] if 0 <= mark.line < len(lines) else ""
 
 
 def _mark(mark: yaml.Mark) -> Mark:
@@ -146,12 +179,8 @@ class _Converter:
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
         self.constructor = yaml.SafeLoader("")
-        self.visited = 0
 
     def convert(self, node: yaml.Node) -> Node:
-        self.visited += 1
-        if self.visited > MAX_NODES:
-            raise _Budget()
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
         if isinstance(node, yaml.SequenceNode):
@@ -187,7 +216,8 @@ class _Converter:
                                      "silently keep only the last one")
             else:
                 seen[key.text] = key
-        items = explicit + [(k, v) for k, v in merged if k.text not in seen]
+        kept = [(k, v) for k, v in explicit if seen[k.text] is k]
+        items = kept + [(k, v) for k, v in merged if k.text not in seen]
         return Mapping(tuple(items), _mark(node.start_mark))
 
     def _merge_items(self, value_node: yaml.Node) -> list[tuple[Scalar, Node]]:

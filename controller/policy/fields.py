@@ -124,7 +124,7 @@ class Reader:
         text = node.text if isinstance(node, Scalar) else ""
         if not isinstance(node, Scalar) or not _MAC.match(text):
             self.c.error(node.mark, context, f"invalid MAC address {text or kind_of(node)!r}",
-                         "write six hex octets like \"00:00:00:00:02:01\" (quote it)")
+                         "write six hex octets in quotes, like \"00:00:00:00:02:01\"")
             return None
         mac = text.lower().replace("-", ":")
         first = int(mac[:2], 16)

@@ -34,8 +34,13 @@ def read_service(read: Reader, node: Node, context: str) -> list[ServiceMatch]:
     if ethertype is not None:
         items = ethertype.items if isinstance(ethertype, Sequence) else (ethertype,)
         for item in items:
-            number = read.integer(item, context, "ethertype", 0x0600, 0xFFFF)
+            number = as_int(item)
             if number is None:
+                read.c.error(item.mark, context, f"ethertype must be a number like 0x88b8, not {kind_of(item)}")
+                continue
+            if not 0x0600 <= number <= 0xFFFF:
+                read.c.error(item.mark, context, f"ethertype 0x{number:04x} is out of range",
+                             "allowed: 0x0600 to 0xffff; values below 0x0600 are 802.3 lengths")
                 continue
             if number in RESERVED_ETHERTYPES:
                 read.c.error(item.mark, context, f"ethertype 0x{number:04x} is reserved: "

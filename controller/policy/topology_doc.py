@@ -9,11 +9,12 @@ the lab's unknown devices, e.g. a rogue laptop on a free port).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.core.model import Policy
 from controller.core.topology import Link, PortRef, Topology
-from controller.policy.diagnostics import Collector, did_you_mean
+from controller.policy.diagnostics import Collector, Diagnostic, did_you_mean
 from controller.policy.fields import MAX_PORT, Reader
 from controller.policy.nodes import Mark, Node, Scalar, Sequence, kind_of
 
@@ -50,8 +51,9 @@ class LabNetwork:
         return next((name for name, d in self.switches if d == dpid), f"dpid {dpid}")
 
 
-def validate_topology(tree: Node, file: str) -> LabNetwork:
+def validate_topology(tree: Node, file: str, problems: Iterable[Diagnostic] = ()) -> LabNetwork:
     collector = Collector(file)
+    collector.items.extend(problems)
     read = Reader(collector)
     root = read.mapping(tree, "", "a topology file")
     if root is None:

@@ -11,7 +11,9 @@ from controller.core.catalog import BUILTIN_NAMES, BUILTIN_SERVICES
 from controller.core.model import (
     Asset, Conduit, Endpoint, Intra, Location, Policy, Service, Zone,
 )
-from controller.policy.diagnostics import Collector, did_you_mean
+from collections.abc import Iterable
+
+from controller.policy.diagnostics import Collector, Diagnostic, did_you_mean
 from controller.policy.fields import MAX_PORT, Reader
 from controller.policy.nodes import Mapping, Node, Scalar, Sequence
 from controller.policy.services import read_service
@@ -25,9 +27,15 @@ MAX_ZONES = 8191
 MAX_ASSETS = 262143
 
 
-def validate_policy(tree: Node, file: str) -> Policy:
-    """The frozen Policy, or DocumentError listing every problem with its position."""
+def validate_policy(tree: Node, file: str, problems: Iterable[Diagnostic] = ()) -> Policy:
+    """The frozen Policy, or DocumentError listing every problem with its position.
+
+    `problems` are the loader's non-fatal findings (duplicate keys), reported alongside.
+    Names that are declared but invalid are remembered, so a conduit that uses them is
+    rejected silently instead of adding a second, misleading "unknown" error.
+    """
     collector = Collector(file)
+    collector.items.extend(problems)
     read = Reader(collector)
     root = read.mapping(tree, "", "a policy file")
     if root is None:
@@ -35,12 +43,13 @@ def validate_policy(tree: Node, file: str) -> Policy:
         raise AssertionError("unreachable")
     read.keys(root, "policy file", TOP_KEYS, required=("policy", "zones"))
     name = read.text(root.get("policy"), "policy", "the policy name") or ""
-    mode = read.choice(root.get("mode"), "mode", "mode", MODES) or "enforce"
+    mode = read.choice(root.get("mode"), "policy", "mode", MODES) or "enforce"
+    declared = _declared_names(root)
     switch_names = _switches(read, root.get("switches"))
     services = _services(read, collector, root.get("services"))
-    zones = _zones(read, collector, root.get("zones"), services)
-    assets = _assets(read, collector, root.get("assets"), zones, dict(switch_names))
-    conduits = _conduits(read, collector, root.get("conduits"), zones, assets, services)
+    zones = _zones(read, collector, root.get("zones"), services, declared)
+    assets = _assets(read, collector, root.get("assets"), zones, dict(switch_names), declared)
+    conduits = _conduits(read, collector, root.get("conduits"), zones, assets, services, declared)
     if len(zones) > MAX_ZONES:
         collector.error(root.mark, "zones", f"{len(zones)} zones exceed the limit of {MAX_ZONES}")
     if len(assets) > MAX_ASSETS:
@@ -52,6 +61,16 @@ def validate_policy(tree: Node, file: str) -> Policy:
         services=tuple(sorted(services.values(), key=lambda s: s.name)),
         conduits=tuple(conduits), switch_names=tuple(sorted(switch_names.items())),
     )
+
+
+def _declared_names(root: Mapping) -> set[str]:
+    """Every zone, asset and service name written in the file, valid or not."""
+    names: set[str] = set()
+    for section in ("zones", "assets", "services"):
+        node = root.get(section)
+        if isinstance(node, Mapping):
+            names.update(key.text for key, _ in node.items)
+    return names
 
 
 def _switches(read: Reader, node: Node | None) -> dict[str, int]:
@@ -92,9 +111,10 @@ def _services(read: Reader, collector: Collector, node: Node | None) -> dict[str
     return services
 
 
-def _zones(read: Reader, collector: Collector, node: Node | None, services: dict[str, Service]) -> dict[str, Zone]:
+def _zones(read: Reader, collector: Collector, node: Node | None, services: dict[str, Service],
+           declared: set[str]) -> dict[str, Zone]:
     zones: dict[str, Zone] = {}
-    mapping = read.mapping(node, "zones", "'zones'")
+    mapping = read.mapping(Mapping((), node.mark) if _is_empty(node) else node, "zones", "'zones'")
     if mapping is None:
         return zones
     if not mapping.items:
@@ -106,7 +126,7 @@ def _zones(read: Reader, collector: Collector, node: Node | None, services: dict
         if name is None or body is None:
             continue
         read.keys(body, context, ZONE_KEYS)
-        intra, intra_services = _intra(read, collector, body.get("intra"), context, services)
+        intra, intra_services = _intra(read, collector, body.get("intra"), context, services, declared)
         zones[name] = Zone(
             name=name,
             level=read.number(body.get("level"), context, "level", 0, 5),
@@ -119,19 +139,21 @@ def _zones(read: Reader, collector: Collector, node: Node | None, services: dict
 
 
 def _intra(read: Reader, collector: Collector, node: Node | None, context: str,
-           services: dict[str, Service]) -> tuple[Intra, tuple[str, ...]]:
+           services: dict[str, Service], declared: set[str]) -> tuple[Intra, tuple[str, ...]]:
     if node is None:
         return Intra.DENY, ()
     if isinstance(node, Sequence):
-        names = _service_names(read, collector, node, context + " intra", services)
+        names = _service_names(read, collector, node, context + " intra", services, declared)
         return Intra.SERVICES, tuple(names)
     choice = read.choice(node, context, "intra", ("allow", "deny"))
     return (Intra.ALLOW if choice == "allow" else Intra.DENY), ()
 
 
 def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[str, Zone],
-            switch_names: dict[str, int]) -> dict[str, Asset]:
+            switch_names: dict[str, int], declared: set[str]) -> dict[str, Asset]:
     assets: dict[str, Asset] = {}
+    if _is_empty(node):
+        return assets
     mapping = read.mapping(node, "assets", "'assets'")
     if mapping is None:
         return assets
@@ -148,7 +170,7 @@ def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[s
             collector.error(key.mark, context, f"{name!r} is also a zone name",
                             "conduits refer to zones and assets by name; rename one of them")
         zone = read.text(body.get("zone"), context, "zone")
-        if zone is not None and zone not in zones:
+        if zone is not None and zone not in zones and zone not in declared:
             collector.error(body.get("zone").mark, context, f"unknown zone {zone!r}",  # type: ignore[union-attr]
                             did_you_mean(zone, zones))
         mac = read.mac(body.get("mac"), context)
@@ -161,11 +183,14 @@ def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[s
             collector.error(body.get("ip").mark, context,  # type: ignore[union-attr]
                             f"IP address {ip} is already used by asset {ip_owner[ip]!r}")
         location = _location(read, collector, body.get("location"), context, switch_names)
+        if mac is not None:
+            mac_owner.setdefault(mac, key.text)
+        if ip is not None:
+            ip_owner.setdefault(ip, key.text)
         if name is None or zone is None or zone not in zones or mac is None:
             continue
-        mac_owner.setdefault(mac, name)
-        if ip is not None:
-            ip_owner.setdefault(ip, name)
+        if body.get("ip") is not None and ip is None:
+            continue  # an invalid ip was reported; keep the asset out rather than IP-less
         assets[name] = Asset(name=name, zone=zone, mac=mac, ip=ip, location=location,
                              description=read.text(body.get("description"), context, "description") or "")
     return assets
@@ -195,7 +220,7 @@ def _looks_numeric(text: str) -> bool:
 
 
 def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict[str, Zone],
-              assets: dict[str, Asset], services: dict[str, Service]) -> list[Conduit]:
+              assets: dict[str, Asset], services: dict[str, Service], declared: set[str]) -> list[Conduit]:
     conduits: list[Conduit] = []
     if node is None:
         return conduits
@@ -216,15 +241,16 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
                 collector.error(name_node.mark, context, "duplicate conduit name",
                                 f"first used at line {names[name].mark.line}")
             names[name] = name_node
-        sources = _endpoints(read, collector, body.get("from"), context, "from", zones, assets)
-        destinations = _endpoints(read, collector, body.get("to"), context, "to", zones, assets)
+        sources = _endpoints(read, collector, body.get("from"), context, "from", zones, assets, declared)
+        destinations = _endpoints(read, collector, body.get("to"), context, "to", zones, assets, declared)
         service_node = body.get("services")
-        service_names = _service_names(read, collector, service_node, context, services) if service_node else []
+        service_names = (_service_names(read, collector, service_node, context, services, declared)
+                         if service_node else [])
         mode = read.choice(body.get("mode"), context, "mode", MODES)
         bidirectional = read.boolean(body.get("bidirectional"), context, "bidirectional") or False
         reason = read.text(body.get("reason"), context, "reason") or ""
         if sources and destinations and service_names:
-            _check_ip_services(collector, body, context, sources, destinations, service_names, assets, services)
+            _check_ip_services(collector, context, sources, destinations, service_names, assets, services)
         if name and sources and destinations and service_names:
             conduits.append(Conduit(name=name, sources=tuple(sources), destinations=tuple(destinations),
                                     services=tuple(service_names), reason=reason,
@@ -233,47 +259,55 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
 
 
 def _endpoints(read: Reader, collector: Collector, node: Node | None, context: str, side: str,
-               zones: dict[str, Zone], assets: dict[str, Asset]) -> list[Endpoint]:
+               zones: dict[str, Zone], assets: dict[str, Asset], declared: set[str]) -> list[Endpoint]:
     names = read.name_list(node, context, f"'{side}'")
     if not names:
         return []
     endpoints: list[Endpoint] = []
     for item in names:
         if item.text in zones:
-            endpoints.append(Endpoint("zone", item.text))
+            endpoints.append(Endpoint("zone", item.text, item.mark))
         elif item.text in assets:
-            endpoints.append(Endpoint("asset", item.text))
-        else:
+            endpoints.append(Endpoint("asset", item.text, item.mark))
+        elif item.text not in declared:  # a declared-but-invalid name has its own error already
             collector.error(item.mark, context, f"unknown asset or zone {item.text!r}",
-                            did_you_mean(item.text, list(zones) + list(assets)))
+                            _list_hint(item.text, set(zones) | set(assets))
+                            or did_you_mean(item.text, list(zones) + list(assets)))
     return endpoints if len(endpoints) == len(names) else []
 
 
+def _list_hint(text: str, known: set[str]) -> str:
+    """For "a, b" written where a list was meant."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and all(part in known for part in parts):
+        return f"to give several, write a list: [{', '.join(parts)}]"
+    return ""
+
+
 def _service_names(read: Reader, collector: Collector, node: Node | None, context: str,
-                   services: dict[str, Service]) -> list[str]:
+                   services: dict[str, Service], declared: set[str]) -> list[str]:
     items = read.name_list(node, context, "'services'") or []
     found: list[str] = []
     for item in items:
         if item.text in services:
             found.append(item.text)
-        else:
+        elif item.text not in declared:
             collector.error(item.mark, context, f"unknown service {item.text!r}",
-                            did_you_mean(item.text, services) or "define it under 'services:'")
+                            _list_hint(item.text, set(services)) or did_you_mean(item.text, services)
+                            or "define it under 'services:'")
     return sorted(set(found)) if len(found) == len(items) else []
 
 
-def _check_ip_services(collector: Collector, body: Mapping, context: str, sources: list[Endpoint],
+def _check_ip_services(collector: Collector, context: str, sources: list[Endpoint],
                        destinations: list[Endpoint], service_names: list[str],
                        assets: dict[str, Asset], services: dict[str, Service]) -> None:
     ip_services = [s for s in service_names if services[s].has_ip]
     if not ip_services:
         return
-    for side, endpoints in (("from", sources), ("to", destinations)):
+    for endpoints in (sources, destinations):
         for endpoint in endpoints:
             if endpoint.kind == "asset" and assets[endpoint.name].ip is None:
-                node = body.get(side)
-                assert node is not None
-                collector.error(node.mark, context,
+                collector.error(endpoint.where, context,  # type: ignore[arg-type]
                                 f"asset {endpoint.name!r} has no 'ip' but IP service {ip_services[0]!r} is listed",
                                 "give the asset an ip, or use only L2 (ethertype) services with it")
 
