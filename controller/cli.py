@@ -12,7 +12,7 @@ from typing import Sequence
 
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.model import Policy
-from controller.core.render import render_json, render_text
+from controller.core.render import render_json, render_summary, render_text
 from controller.core.topology import Topology
 from controller.io.files import load_lab, load_policy
 from controller.policy.diagnostics import DocumentError
@@ -40,14 +40,16 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check policy files and summarise them")
     validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.add_argument("--topology", help="lab network to count rules on (default: one switch per asset-free "
-                          "estimate is not made; rule count is given for the topology only)")
+    validate.add_argument("--topology", metavar="TOPO",
+                          help="lab network to count rules on (default: the lab in topologies/ of the same "
+                               "name, else only the switches that pinned assets name)")
     validate.set_defaults(handler=_validate)
 
     compile_ = commands.add_parser("compile", help="show every switch's flow tables for a policy and topology")
     compile_.add_argument("policy", metavar="POLICY")
     compile_.add_argument("--topology", required=True, metavar="TOPO")
-    compile_.add_argument("--format", choices=("text", "json"), default="text")
+    compile_.add_argument("--format", choices=("text", "json", "summary"), default="text",
+                          help="text: every flow; json: for programs; summary: flow counts per switch and table")
     compile_.set_defaults(handler=_compile)
     return parser
 
@@ -88,7 +90,7 @@ def _compile(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     lab = load_lab(args.topology, policy)
     tables = compile_tables(policy, lab.to_topology(policy))
-    render = render_json if args.format == "json" else render_text
+    render = {"json": render_json, "summary": render_summary, "text": render_text}[args.format]
     sys.stdout.write(render(tables, lab.switch_name) + "\n")
     return 0
 

@@ -85,3 +85,20 @@ def render_json(tables: dict[int, SwitchTables], switch_name: Callable[[int], st
             ],
         })
     return json.dumps(document, indent=2)
+
+
+def render_summary(tables: dict[int, SwitchTables], switch_name: Callable[[int], str]) -> str:
+    """Flow counts per switch and table, and the total: the footprint at a glance."""
+    names = [t.name for t in TABLES]
+    width = max([len(switch_name(d)) for d in tables] + [6])
+    lines = [f"{'switch':<{width}}  " + "  ".join(f"{n:>13}" for n in names) + f"  {'total':>6}"]
+    totals = dict.fromkeys(names, 0)
+    for dpid in sorted(tables):
+        counts = {n: sum(1 for f in tables[dpid].flows if f.table == n) for n in names}
+        for n in names:
+            totals[n] += counts[n]
+        lines.append(f"{switch_name(dpid):<{width}}  " + "  ".join(f"{counts[n]:>13}" for n in names)
+                     + f"  {sum(counts.values()):>6}")
+    lines.append(f"{'all':<{width}}  " + "  ".join(f"{totals[n]:>13}" for n in names)
+                 + f"  {sum(totals.values()):>6}")
+    return "\n".join(lines)
