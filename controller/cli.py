@@ -51,7 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--format", choices=("text", "json", "summary"), default="text",
                           help="text: every flow; json: for programs; summary: flow counts per switch and table")
     compile_.set_defaults(handler=_compile)
+    run = commands.add_parser("run", help="enforce a policy on OpenFlow 1.3 switches until stopped")
+    run.add_argument("--policy", required=True, metavar="FILE")
+    run.add_argument("--ofp-host", default="127.0.0.1", help="address to listen on for switches (default 127.0.0.1)")
+    run.add_argument("--ofp-port", type=int, default=6653, help="OpenFlow TCP port (default 6653)")
+    run.add_argument("--status-file", metavar="PATH", help="write the controller's status here as JSON")
+    run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    run.set_defaults(handler=_run)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller.app.runner import run  # noqa: PLC0415  (os-ken loads only for `run`)
+
+    return run(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level)
 
 
 def _validate(args: argparse.Namespace) -> int:

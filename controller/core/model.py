@@ -131,6 +131,16 @@ class Policy:
     def service(self, name: str) -> Service:
         return self._lookup("service", name, self.services)  # type: ignore[return-value]
 
+    def asset_by_mac(self, mac: str) -> Asset | None:
+        if "by_mac" not in self._index:
+            self._index["by_mac"] = {a.mac: a for a in self.assets}
+        return self._index["by_mac"].get(mac.lower())  # type: ignore[attr-defined,no-any-return]
+
+    def asset_by_ip(self, ip: str) -> Asset | None:
+        if "by_ip" not in self._index:
+            self._index["by_ip"] = {a.ip: a for a in self.assets if a.ip}
+        return self._index["by_ip"].get(ip)  # type: ignore[attr-defined,no-any-return]
+
     def members(self, endpoint: Endpoint) -> tuple[Asset, ...]:
         """The assets an endpoint stands for (a zone's members, or the one asset)."""
         if endpoint.kind == "asset":

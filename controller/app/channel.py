@@ -1,0 +1,61 @@
+"""One connected switch, reached through os-ken: read our flows and meters, send a plan.
+
+Sends are ordered make-before-break (meters, then adds, then modifies, then deletes) and
+confirmed by a barrier; OpenFlow errors are matched to the messages of the batch by xid,
+so a refused change raises ApplyError instead of being assumed installed. The barrier
+reply is awaited through the app's own event queue, which also carries the errors: when
+the app sees the reply, every error sent before it has been seen too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from controller.app.enforcer import ApplyError
+from controller.app.ofp_edge import flow_from_stats, flow_mod, meter_from_stats, meter_mod
+from controller.core.diff import Plan, is_ours
+from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow, Meter
+
+
+class OsKenChannel:
+    def __init__(self, datapath: Any, request: Callable[[Any, Any], list[Any] | None],
+                 barrier: Callable[[Any, set[int]], list[str]]) -> None:
+        self.datapath = datapath
+        self._send_request = request
+        self.dpid: int = datapath.id
+        self._barrier = barrier
+
+    def _request(self, message: Any) -> list[Any]:
+        bodies = self._send_request(self.datapath, message)
+        if bodies is None:
+            raise ApplyError(f"no reply to {type(message).__name__}")
+        return bodies
+
+    def read_flows(self) -> list[Flow]:
+        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        request = parser.OFPFlowStatsRequest(self.datapath, 0, ofproto.OFPTT_ALL, ofproto.OFPP_ANY, ofproto.OFPG_ANY,
+                                             COOKIE_PREFIX, COOKIE_PREFIX_MASK, parser.OFPMatch())
+        flows = [flow_from_stats(stats) for stats in self._request(request)]
+        return [flow for flow in flows if is_ours(flow)]
+
+    def read_meters(self) -> list[Meter]:
+        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        request = parser.OFPMeterConfigStatsRequest(self.datapath, 0, ofproto.OFPM_ALL)
+        meters = [meter_from_stats(config) for config in self._request(request)]
+        return [m for m in meters if m is not None]
+
+    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
+        messages = ([meter_mod(self.datapath, m, "add") for m in meters_add]
+                    + [meter_mod(self.datapath, m, "modify") for m in meters_modify]
+                    + [flow_mod(self.datapath, f, "add") for f in plan.add]
+                    + [flow_mod(self.datapath, f, "modify") for f in plan.modify]
+                    + [flow_mod(self.datapath, f, "delete") for f in plan.delete])
+        xids: set[int] = set()
+        for message in messages:
+            self.datapath.set_xid(message)
+            xids.add(message.xid)
+            if not self.datapath.send_msg(message):
+                raise ApplyError("connection lost while sending")
+        refused = self._barrier(self.datapath, xids)
+        if refused:
+            raise ApplyError("; ".join(refused[:5]) + (f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""))

@@ -1,0 +1,197 @@
+"""The enforcer: holds the inputs (policy, switches, links, asset bindings) and reconciles.
+
+Events only change inputs; `reconcile` recomputes everything downstream from them:
+compile (pure) -> per switch diff against what the switch really holds -> apply.
+A switch is first *read* (our cookies only) and only then diffed, so a restarted
+controller adds what is missing and removes what is stale without flushing anything.
+No os-ken import here: switches are reached through the SwitchChannel protocol, so the
+whole state machine is unit-tested with a fake switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from controller.core.compiler import compile_tables, locate_assets
+from controller.core.diff import Plan, apply_plan, diff_flows
+from controller.core.flows import Flow, Meter, SwitchTables
+from controller.core.learning import Decision, Sighting, classify
+from controller.core.model import Policy
+from controller.core.topology import Link, PortRef, Topology
+
+log = logging.getLogger("otseg.enforcer")
+
+
+class ApplyError(Exception):
+    """A switch refused part of a change; nothing is assumed installed."""
+
+
+class SwitchChannel(Protocol):
+    dpid: int
+
+    def read_flows(self) -> list[Flow]: ...
+
+    def read_meters(self) -> list[Meter]: ...
+
+    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
+        """Send the changes and return once a barrier confirms them; raise ApplyError on refusal."""
+
+
+@dataclass
+class SwitchState:
+    channel: SwitchChannel
+    installed: frozenset[Flow] | None = None  # None until read from the switch
+    meters: dict[int, Meter] = field(default_factory=dict)
+    programmed: bool = False
+    last_plan: str = ""
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    seconds: float
+    plans: dict[int, str]  # dpid -> "+a ~m -d"
+    flow_mods: int
+    errors: dict[int, str]
+
+
+class Enforcer:
+    def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.switches: dict[int, SwitchState] = {}
+        self.links: set[Link] = set()
+        self.learned: dict[str, PortRef] = {}
+        self.down_ports: set[PortRef] = set()
+        self.events: dict[str, int] = {}
+        self.reported: set[tuple[str, str, PortRef]] = set()
+        self.last_report: ReconcileReport | None = None
+
+    # -- inputs ---------------------------------------------------------------------------
+    def switch_connected(self, channel: SwitchChannel) -> None:
+        self.switches[channel.dpid] = SwitchState(channel)
+        log.info("switch %s connected", _dpid(channel.dpid))
+
+    def switch_disconnected(self, dpid: int) -> None:
+        if self.switches.pop(dpid, None) is not None:
+            log.warning("switch %s disconnected (it keeps enforcing its tables: fail-mode secure)", _dpid(dpid))
+        self.links = {link for link in self.links if dpid not in (link.a.dpid, link.b.dpid)}
+
+    def link_up(self, link: Link) -> bool:
+        if link in self.links:
+            return False
+        self.links.add(link)
+        log.info("link up %s", _link(link))
+        return True
+
+    def link_down(self, link: Link) -> bool:
+        if link not in self.links:
+            return False
+        self.links.discard(link)
+        log.warning("link down %s", _link(link))
+        return True
+
+    def port_down(self, where: PortRef) -> bool:
+        """A port went down: learned (unpinned) assets there are unbound, so they may move."""
+        self.down_ports.add(where)
+        moved = [name for name, port in self.learned.items() if port == where]
+        for name in moved:
+            del self.learned[name]
+            log.info("asset %s unbound: its port %s went down", name, _port(where))
+        return bool(moved)
+
+    def port_up(self, where: PortRef) -> None:
+        self.down_ports.discard(where)
+
+    def frame_sampled(self, sighting: Sighting) -> Decision:
+        """A frame the switch could not classify (table-0 miss sample)."""
+        decision = classify(sighting, self.policy, self.bindings(), self.topology().trunk_ports)
+        self.events[decision.kind] = self.events.get(decision.kind, 0) + 1
+        if decision.kind == "bind":
+            assert decision.asset is not None
+            self.learned[decision.asset] = sighting.where
+            log.info(decision.describe())
+        elif decision.kind != "ignore":
+            key = (decision.kind, sighting.mac, sighting.where)
+            if key not in self.reported:  # each device and place is logged once
+                self.reported.add(key)
+                log.warning(decision.describe())
+        return decision
+
+    # -- derived --------------------------------------------------------------------------
+    def topology(self) -> Topology:
+        connected = frozenset(self.switches)
+        links = frozenset(l for l in self.links if l.a.dpid in connected and l.b.dpid in connected)
+        return Topology(connected, links, tuple(sorted(self.learned.items())))
+
+    def bindings(self) -> dict[str, PortRef]:
+        return locate_assets(self.policy, self.topology())
+
+    def desired(self) -> dict[int, SwitchTables]:
+        return compile_tables(self.policy, self.topology())
+
+    # -- reconcile ------------------------------------------------------------------------
+    def reconcile(self) -> ReconcileReport:
+        start = self.clock()
+        desired = self.desired()
+        plans: dict[int, str] = {}
+        errors: dict[int, str] = {}
+        flow_mods = 0
+        for dpid, state in sorted(self.switches.items()):
+            tables = desired.get(dpid)
+            if tables is None:
+                continue
+            try:
+                flow_mods += self._reconcile_switch(state, tables)
+                plans[dpid] = state.last_plan
+            except ApplyError as error:
+                state.failures += 1
+                state.installed = None  # re-read before the next attempt
+                errors[dpid] = str(error)
+                log.error("switch %s refused changes: %s", _dpid(dpid), error)
+        report = ReconcileReport(self.clock() - start, plans, flow_mods, errors)
+        self.last_report = report
+        return report
+
+    def _reconcile_switch(self, state: SwitchState, tables: SwitchTables) -> int:
+        if state.installed is None:
+            state.installed = frozenset(state.channel.read_flows())
+            state.meters = {m.meter_id: m for m in state.channel.read_meters()}
+        plan = diff_flows(tables.flows, state.installed)
+        meters_add = [m for m in sorted(tables.meters) if m.meter_id not in state.meters]
+        meters_modify = [m for m in sorted(tables.meters)
+                         if m.meter_id in state.meters and state.meters[m.meter_id] != m]
+        state.last_plan = plan.summary()
+        if plan.empty and not meters_add and not meters_modify:
+            state.programmed = True
+            return 0
+        state.channel.send(plan, meters_add, meters_modify)
+        state.installed = apply_plan(state.installed, plan)
+        state.meters.update({m.meter_id: m for m in meters_add + meters_modify})
+        if not state.programmed:
+            log.info("switch %s programmed: %d flows (%s)", _dpid(state.channel.dpid), len(tables.flows),
+                     plan.summary())
+        else:
+            log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
+        state.programmed = True
+        return len(plan) + len(meters_add) + len(meters_modify)
+
+    def resync(self, dpid: int) -> None:
+        """Forget what we believe a switch holds: the next reconcile re-reads it."""
+        if dpid in self.switches:
+            self.switches[dpid].installed = None
+
+
+def _dpid(dpid: int) -> str:
+    return f"{dpid:#x}"
+
+
+def _port(where: PortRef) -> str:
+    return f"{where.dpid:#x}:{where.port}"
+
+
+def _link(link: Link) -> str:
+    return f"{_port(link.a)} <-> {_port(link.b)}"

@@ -1,0 +1,214 @@
+"""The os-ken application: translates OpenFlow and topology events into enforcer inputs.
+
+Handlers never decide policy: they update the enforcer's inputs and wake the reconcile
+worker, a single greenthread that compiles, diffs and applies. Packet-ins (metered table-0
+miss samples and LLDP) are counted by reason; a packet-in for traffic the policy allows is
+counted separately, and must stay at zero in steady state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
+from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
+from os_ken.ofproto import ofproto_v1_3
+from os_ken.topology import event as topo_event
+
+from controller.app.channel import OsKenChannel
+from controller.app.enforcer import Enforcer
+from controller.app.status import StatusWriter
+from controller.core.flows import ETH_LLDP
+from controller.core.learning import Sighting
+from controller.core.model import Policy
+from controller.core.topology import Link, PortRef
+from controller.core.verdict import Packet, decide
+
+log = logging.getLogger("otseg.app")
+_REQUIRED_APP = ["os_ken.topology.switches"]  # LLDP link discovery, loaded with the app
+REQUEST_TIMEOUT = 10.0
+BARRIER_TIMEOUT = 10.0
+DEBOUNCE = 0.02
+
+
+@dataclass
+class Settings:
+    policy: Policy
+    policy_version: str
+    status_file: str | None = None
+
+
+class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    settings: Settings | None = None  # set by the runner before the app is instantiated
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert self.settings is not None, "the runner must set OtsegApp.settings"
+        self.enforcer = Enforcer(self.settings.policy)
+        self.status = StatusWriter(self.settings.status_file, self.settings.policy_version)
+        self.packet_ins: dict[str, int] = {}
+        self._dirty = hub.Event()
+        self._errors: dict[tuple[int, int], str] = {}
+        self._barriers: dict[tuple[int, int], Any] = {}
+        self._pending: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
+        self.threads.append(hub.spawn(self._worker))
+
+    # -- the reconcile worker -------------------------------------------------------------
+    def _wake(self) -> None:
+        self._dirty.set()
+
+    def _worker(self) -> None:
+        while True:
+            self._dirty.wait(timeout=30)
+            self._dirty.clear()
+            hub.sleep(DEBOUNCE)  # coalesce bursts (a switch connecting brings many port events)
+            try:
+                self.enforcer.reconcile()
+            except Exception:  # keep enforcing: one bad cycle must not kill the worker
+                log.exception("reconcile failed; will retry")
+                hub.sleep(1)
+                self._wake()
+            self.status.write(self.enforcer, self.packet_ins)
+
+    def barrier(self, datapath: Any, xids: set[int]) -> list[str]:
+        """Send a barrier and wait for its reply; return the errors the switch sent for `xids`."""
+        request = datapath.ofproto_parser.OFPBarrierRequest(datapath)
+        datapath.set_xid(request)
+        done = hub.Event()
+        self._barriers[(datapath.id, request.xid)] = done
+        try:
+            if not datapath.send_msg(request) or not done.wait(timeout=BARRIER_TIMEOUT):
+                return [f"no barrier reply within {BARRIER_TIMEOUT:.0f} s"]
+        finally:
+            self._barriers.pop((datapath.id, request.xid), None)
+        return [self._errors.pop((datapath.id, xid)) for xid in sorted(xids) if (datapath.id, xid) in self._errors]
+
+    def request(self, datapath: Any, message: Any) -> list[Any] | None:
+        """Send a multipart request and return its reply bodies, or None if none came in time."""
+        datapath.set_xid(message)
+        done = hub.Event()
+        bodies: list[Any] = []
+        self._pending[(datapath.id, message.xid)] = (done, bodies)
+        try:
+            if not datapath.send_msg(message) or not done.wait(timeout=REQUEST_TIMEOUT):
+                return None
+        finally:
+            self._pending.pop((datapath.id, message.xid), None)
+        return bodies
+
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply], MAIN_DISPATCHER)
+    def _stats_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        pending = self._pending.get((msg.datapath.id, msg.xid))
+        if pending is None:
+            return
+        done, bodies = pending
+        bodies.extend(msg.body)
+        if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            done.set()
+
+    # -- OpenFlow events ------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev: Any) -> None:
+        datapath = ev.datapath
+        if datapath.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            self.enforcer.switch_connected(OsKenChannel(datapath, self.request, self.barrier))
+        else:
+            self.enforcer.switch_disconnected(datapath.id)
+        self._wake()
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev: Any) -> None:
+        waiter = self._barriers.get((ev.msg.datapath.id, ev.msg.xid))
+        if waiter is not None:
+            waiter.set()
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        text = f"OpenFlow error type {msg.type} code {getattr(msg, 'code', '-')} on xid {msg.xid}"
+        self._errors[(msg.datapath.id, msg.xid)] = text
+        log.debug("switch %#x: %s", msg.datapath.id, text)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev: Any) -> None:
+        msg = ev.msg
+        ofproto = msg.datapath.ofproto
+        where = PortRef(msg.datapath.id, msg.desc.port_no)
+        down = bool(msg.desc.state & ofproto.OFPPS_LINK_DOWN) or bool(msg.desc.config & ofproto.OFPPC_PORT_DOWN)
+        if msg.reason == ofproto.OFPPR_DELETE or down:
+            if self.enforcer.port_down(where):
+                self._wake()
+        else:
+            self.enforcer.port_up(where)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        frame = packet.Packet(msg.data)
+        eth = frame.get_protocol(ethernet.ethernet)
+        if eth is None:
+            return self._count("malformed")
+        if eth.ethertype == ETH_LLDP:
+            return self._count("lldp")
+        ip = None
+        arp_pkt = frame.get_protocol(arp.arp)
+        ip_pkt = frame.get_protocol(ipv4.ipv4)
+        if arp_pkt is not None:
+            ip = arp_pkt.src_ip
+        elif ip_pkt is not None:
+            ip = ip_pkt.src
+        decision = self.enforcer.frame_sampled(Sighting(PortRef(msg.datapath.id, msg.match["in_port"]), eth.src, ip))
+        self._count(decision.kind)
+        if decision.kind == "bind":
+            self._wake()
+        elif decision.kind == "denied-sample" and self._policy_allows(frame, eth, decision.asset):
+            self._count("allowed-traffic")  # allowed traffic must never need the controller
+            log.error("allowed traffic reached the controller: %s", frame)
+
+    def _policy_allows(self, frame: Any, eth: Any, source_name: str | None) -> bool:
+        policy = self.enforcer.policy
+        arp_pkt = frame.get_protocol(arp.arp)
+        destination = (policy.asset_by_ip(arp_pkt.dst_ip) if arp_pkt is not None else policy.asset_by_mac(eth.dst))
+        if source_name is None or destination is None:
+            return False
+        return decide(policy, policy.asset(source_name), destination, packet_of(frame, eth)).delivered
+
+    def _count(self, reason: str) -> None:
+        self.packet_ins[reason] = self.packet_ins.get(reason, 0) + 1
+
+    # -- topology events (LLDP discovery by os_ken.topology.switches) ---------------------
+    @set_ev_cls(topo_event.EventLinkAdd)
+    def _link_add(self, ev: Any) -> None:
+        if self.enforcer.link_up(_link(ev.link)):
+            self._wake()
+
+    @set_ev_cls(topo_event.EventLinkDelete)
+    def _link_delete(self, ev: Any) -> None:
+        if self.enforcer.link_down(_link(ev.link)):
+            self._wake()
+
+
+def _link(link: Any) -> Link:
+    return Link.between(PortRef(link.src.dpid, link.src.port_no), PortRef(link.dst.dpid, link.dst.port_no))
+
+
+def packet_of(frame: Any, eth: Any) -> Packet:
+    """The policy's view of a parsed frame."""
+    ip_pkt = frame.get_protocol(ipv4.ipv4)
+    multicast = bool(int(eth.dst.split(":")[0], 16) & 1)
+    if ip_pkt is None:
+        return Packet(eth.ethertype, multicast=multicast)
+    l4 = frame.get_protocol(tcp.tcp) or frame.get_protocol(udp.udp)
+    icmp_pkt = frame.get_protocol(icmp.icmp)
+    return Packet(eth.ethertype, ip_pkt.proto, getattr(l4, "src_port", 0), getattr(l4, "dst_port", 0),
+                  getattr(l4, "bits", 0) if isinstance(l4, tcp.tcp) else 0,
+                  icmp_pkt.type if icmp_pkt is not None else 0, multicast)

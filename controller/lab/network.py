@@ -1,0 +1,108 @@
+"""Build a lab network description in Mininet on Open vSwitch (userspace datapath).
+
+The same topologies/*.yaml that `otseg compile` reads: switches with their dpids, links on
+the exact port numbers, hosts with the MAC and IP their policy asset has (or their own,
+for unknown devices). Switches run OpenFlow 1.3, fail-mode secure, and point at the
+controller. Needs root, Open vSwitch running, and Mininet importable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from controller.core.model import Policy
+from controller.policy.topology_doc import LabNetwork
+
+LAB_PREFIX = 8  # every lab address is on-link (one L2 segment, enforced by otseg)
+
+
+@dataclass(frozen=True)
+class LabHostInfo:
+    name: str
+    mac: str
+    ip: str | None
+    asset: bool  # False for unknown devices (not in the policy)
+    intf: str
+
+
+def host_table(lab: LabNetwork, policy: Policy) -> list[LabHostInfo]:
+    infos = []
+    for host in lab.hosts:
+        asset = next((a for a in policy.assets if a.name == host.name), None)
+        mac = asset.mac if asset else host.mac
+        ip = asset.ip if asset else host.ip
+        assert mac is not None
+        infos.append(LabHostInfo(host.name, mac, ip, asset is not None, f"{_short(host.name)}-eth0"))
+    return infos
+
+
+def _short(name: str) -> str:
+    """Mininet names interfaces after hosts; Linux allows 15 characters."""
+    return name.replace("-", "")[:10]
+
+
+class Lab:
+    def __init__(self, lab: LabNetwork, policy: Policy, controller_port: int = 6653) -> None:
+        self.lab = lab
+        self.policy = policy
+        self.controller_port = controller_port
+        self.hosts = {info.name: info for info in host_table(lab, policy)}
+        short = [_short(name) for name in self.hosts] + [self.switch_node(name) for name, _ in lab.switches]
+        clashes = sorted({n for n in short if short.count(n) > 1})
+        if clashes:
+            raise ValueError(f"lab node names clash after shortening to 10 characters: {clashes}")
+        self.net: Any = None
+
+    def start(self) -> None:
+        from mininet.log import setLogLevel  # noqa: PLC0415  (Mininet is a Debian package, root only)
+        from mininet.net import Mininet  # noqa: PLC0415
+        from mininet.node import OVSSwitch, RemoteController  # noqa: PLC0415
+
+        setLogLevel("warning")
+        switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13", failMode="secure")
+        net = Mininet(switch=switch, controller=None, autoSetMacs=False, autoStaticArp=False, build=False)
+        net.addController(RemoteController("c0", ip="127.0.0.1", port=self.controller_port))
+        for name, dpid in self.lab.switches:
+            net.addSwitch(self.switch_node(name), dpid=f"{dpid:016x}")
+        by_dpid = {dpid: name for name, dpid in self.lab.switches}
+        for link in self.lab.links:
+            net.addLink(self.switch_node(by_dpid[link.a.dpid]), self.switch_node(by_dpid[link.b.dpid]),
+                        port1=link.a.port, port2=link.b.port)
+        for host in self.lab.hosts:
+            info = self.hosts[host.name]
+            node = net.addHost(_short(host.name), mac=info.mac, ip=f"{info.ip}/{LAB_PREFIX}" if info.ip else None)
+            net.addLink(node, self.switch_node(by_dpid[host.where.dpid]), port2=host.where.port)
+        self.net = net
+        net.build()
+        net.start()
+        for switch in net.switches:  # the root-namespace ends of switch ports must stay silent
+            for intf in switch.intfList():
+                if intf.name != "lo":
+                    subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{intf.name}.disable_ipv6=1"], check=False)
+        for host in self.lab.hosts:
+            node = self.node(host.name)
+            info = self.hosts[host.name]
+            node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+            node.cmd(f"ethtool -K {info.intf} tx off >/dev/null 2>&1")  # TCP over the userspace datapath
+            if info.ip is None:
+                node.cmd(f"ip addr flush dev {info.intf}")
+
+    @staticmethod
+    def switch_node(name: str) -> str:
+        """The OVS bridge name of a lab switch (interface names must stay within 15 characters)."""
+        return name[:10]
+
+    def node(self, host_name: str) -> Any:
+        return self.net.get(_short(host_name))
+
+    def stop(self) -> None:
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+
+    def dump_flows(self, switch_name: str) -> str:
+        return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.switch_node(switch_name)],
+                              capture_output=True, text=True, check=True).stdout
