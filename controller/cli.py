@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--status-file", metavar="PATH", help="write the controller's status here as JSON")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.set_defaults(handler=_run)
+
+    from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
+
+    add_lab_parser(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ counted separately, and must stay at zero in steady state.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ _REQUIRED_APP = ["os_ken.topology.switches"]  # LLDP link discovery, loaded with
 REQUEST_TIMEOUT = 10.0
 BARRIER_TIMEOUT = 10.0
 DEBOUNCE = 0.02
+STATUS_PERIOD = 2.0  # the status file is rewritten at least this often
+RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at least this often
 
 
 @dataclass
@@ -64,16 +67,19 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._dirty.set()
 
     def _worker(self) -> None:
+        last_full = hub_time()
         while True:
-            self._dirty.wait(timeout=30)
-            self._dirty.clear()
-            hub.sleep(DEBOUNCE)  # coalesce bursts (a switch connecting brings many port events)
-            try:
-                self.enforcer.reconcile()
-            except Exception:  # keep enforcing: one bad cycle must not kill the worker
-                log.exception("reconcile failed; will retry")
-                hub.sleep(1)
-                self._wake()
+            woken = self._dirty.wait(timeout=STATUS_PERIOD)
+            if woken or hub_time() - last_full > RESYNC_PERIOD:
+                self._dirty.clear()
+                hub.sleep(DEBOUNCE)  # coalesce bursts (a switch connecting brings many port events)
+                last_full = hub_time()
+                try:
+                    self.enforcer.reconcile()
+                except Exception:  # keep enforcing: one bad cycle must not kill the worker
+                    log.exception("reconcile failed; will retry")
+                    hub.sleep(1)
+                    self._wake()
             self.status.write(self.enforcer, self.packet_ins)
 
     def barrier(self, datapath: Any, xids: set[int]) -> list[str]:
@@ -195,6 +201,10 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _link_delete(self, ev: Any) -> None:
         if self.enforcer.link_down(_link(ev.link)):
             self._wake()
+
+
+def hub_time() -> float:
+    return time.monotonic()
 
 
 def _link(link: Any) -> Link:

@@ -1,0 +1,162 @@
+"""The probe agent that runs inside each Mininet host (network namespace).
+
+    python -m controller.lab.agent serve --bind IP --intf IF --tcp 502,102 --udp 161 --log FILE
+    python -m controller.lab.agent probe --intf IF --spec FILE.json --out FILE.json
+
+`serve` listens on the given TCP ports (accepts, closes), answers UDP datagrams on the given
+ports, and sniffs its interface: every frame that carries a probe token is logged, so
+crafted frames (spoofs, L2 services, reverse SYNs) are observed where they land.
+`probe` runs a list of probes concurrently and writes their outcomes as JSON:
+tcp (connect), udp (request and reply), icmp (ping), raw (a crafted frame; its outcome is
+whoever logs its token). Traffic only ever goes to the lab's own hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+TOKEN = b"OTSEG-PROBE:"
+ETH_P_ALL = 0x0003
+
+
+def _tcp_listener(bind: str, port: int) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((bind, port))
+    server.listen(256)
+    while True:
+        connection, _ = server.accept()
+        connection.close()
+
+
+def _udp_responder(bind: str, port: int) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((bind, port))
+    while True:
+        data, peer = server.recvfrom(2048)
+        server.sendto(data, peer)
+
+
+def _sniffer(intf: str, log_path: str) -> None:
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    raw.bind((intf, 0))
+    with open(log_path, "a", buffering=1) as log:
+        while True:
+            frame, address = raw.recvfrom(65535)
+            if address[2] == socket.PACKET_OUTGOING:
+                continue
+            start = frame.find(TOKEN)
+            if start >= 0:
+                token = frame[start + len(TOKEN):start + len(TOKEN) + 24].split(b"\0")[0].split(b" ")[0]
+                log.write(token.decode("ascii", "replace") + "\n")
+
+
+def serve(args: argparse.Namespace) -> None:
+    workers = [threading.Thread(target=_sniffer, args=(args.intf, args.log), daemon=True)]
+    for port in _ports(args.tcp):
+        workers.append(threading.Thread(target=_tcp_listener, args=(args.bind, port), daemon=True))
+    for port in _ports(args.udp):
+        workers.append(threading.Thread(target=_udp_responder, args=(args.bind, port), daemon=True))
+    for worker in workers:
+        worker.start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def _ports(text: str) -> list[int]:
+    return [int(p) for p in text.split(",") if p]
+
+
+def _probe_tcp(probe: dict[str, Any], timeout: float) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        try:
+            connection.connect((probe["ip"], probe["port"]))
+            return True
+        except OSError:
+            return False
+
+
+def _probe_udp(probe: dict[str, Any], timeout: float) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(timeout)
+        payload = TOKEN + probe["token"].encode()
+        for _ in range(2):
+            try:
+                client.sendto(payload, (probe["ip"], probe["port"]))
+                data, _ = client.recvfrom(2048)
+                if data == payload:
+                    return True
+            except OSError:
+                continue
+        return False
+
+
+def _probe_icmp(probe: dict[str, Any], timeout: float) -> bool:
+    result = subprocess.run(["ping", "-c", "1", "-W", str(max(1, int(timeout))), probe["ip"]],
+                            capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def _send_raw(intf: str, frame: bytes, repeat: int) -> bool:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+        raw.bind((intf, 0))
+        for _ in range(repeat):
+            raw.send(frame)
+            time.sleep(0.05)
+    return True
+
+
+def probe(args: argparse.Namespace) -> None:
+    with open(args.spec) as handle:
+        spec = json.load(handle)
+    timeout = float(spec.get("timeout", 1.0))
+
+    def run(item: dict[str, Any]) -> tuple[str, bool]:
+        kind = item["kind"]
+        if kind == "tcp":
+            return item["id"], _probe_tcp(item, timeout)
+        if kind == "udp":
+            return item["id"], _probe_udp(item, timeout)
+        if kind == "icmp":
+            return item["id"], _probe_icmp(item, timeout)
+        return item["id"], _send_raw(args.intf, bytes.fromhex(item["frame"]), int(item.get("repeat", 3)))
+
+    with ThreadPoolExecutor(max_workers=int(spec.get("parallel", 48))) as pool:
+        results = dict(pool.map(run, spec["probes"]))
+    with open(args.out, "w") as handle:
+        json.dump(results, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="otseg-lab-agent")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    serve_parser = sub.add_parser("serve")
+    serve_parser.add_argument("--bind", required=True)
+    serve_parser.add_argument("--intf", required=True)
+    serve_parser.add_argument("--tcp", default="")
+    serve_parser.add_argument("--udp", default="")
+    serve_parser.add_argument("--log", required=True)
+    serve_parser.set_defaults(handler=serve)
+    probe_parser = sub.add_parser("probe")
+    probe_parser.add_argument("--intf", required=True)
+    probe_parser.add_argument("--spec", required=True)
+    probe_parser.add_argument("--out", required=True)
+    probe_parser.set_defaults(handler=probe)
+    args = parser.parse_args(argv)
+    args.handler(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

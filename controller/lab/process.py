@@ -1,0 +1,93 @@
+"""Run `otseg run` as its own process (start, stop, SIGKILL, restart) and read its status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class ControllerProcess:
+    def __init__(self, policy: str, workdir: str | Path, port: int = 6653) -> None:
+        self.policy = policy
+        self.port = port
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.status_file = self.workdir / "status.json"
+        self.log_file = self.workdir / "controller.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        self.status_file.unlink(missing_ok=True)
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
+             "--status-file", str(self.status_file)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Until the OpenFlow port accepts connections (the switches can connect)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.process.returncode}:\n{self.log_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"controller not listening on {self.port} after {timeout:.0f} s; log: {self.log_file}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no clean-up of any kind."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.status_file.read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.process.returncode}; log: {self.log_file}")
+            status = self.status()
+            if status is not None and predicate(status):
+                return status
+            time.sleep(0.2)
+        raise TimeoutError(f"controller: {what} not reached in {timeout:.0f} s; log: {self.log_file}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""

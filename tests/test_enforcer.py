@@ -1,0 +1,135 @@
+"""The enforcer's state machine against a fake switch: read, diff, apply, learn, restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from controller.app.enforcer import ApplyError, Enforcer
+from controller.core.compiler import compile_tables
+from controller.core.diff import Plan, apply_plan
+from controller.core.flows import Flow, Meter, make_flow
+from controller.core.learning import Sighting
+from controller.core.topology import Link, PortRef
+from tests.conftest import load_example
+
+FOREIGN = make_flow("port_security", 5, {"in_port": 7}, [], cookie=0x1234)  # somebody else's flow
+
+
+@dataclass
+class FakeSwitch:
+    dpid: int
+    flows: frozenset[Flow] = frozenset()
+    meters: list[Meter] = field(default_factory=list)
+    sent: list[Plan] = field(default_factory=list)
+    refuse: bool = False
+
+    def read_flows(self) -> list[Flow]:
+        return [f for f in self.flows if f.cookie >> 48 == 0x0E5E]
+
+    def read_meters(self) -> list[Meter]:
+        return list(self.meters)
+
+    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
+        if self.refuse:
+            raise ApplyError("OpenFlow error type 5 code 6")
+        self.sent.append(plan)
+        self.flows = apply_plan(self.flows, plan)
+        self.meters = sorted({m.meter_id: m for m in self.meters + meters_add + meters_modify}.values())
+
+
+def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    enforcer = Enforcer(policy)
+    switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN})) for dpid in topology.switches}
+    for switch in switches.values():
+        enforcer.switch_connected(switch)
+    for link in topology.links:
+        enforcer.link_up(link)
+    for name, where in topology.attachments:
+        asset = policy.asset(name)
+        assert enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip)).kind == "bind"
+    return enforcer, switches
+
+
+def test_switches_get_exactly_the_compiled_tables_and_foreign_flows_stay() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    expected = compile_tables(policy, topology)
+    for dpid, switch in switches.items():
+        assert switch.flows == expected[dpid].flows | {FOREIGN}
+        assert set(switch.meters) == set(expected[dpid].meters)
+
+
+def test_a_second_reconcile_sends_nothing() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    report = enforcer.reconcile()
+    assert report.flow_mods == 0
+
+
+def test_a_restarted_controller_reads_the_switch_and_only_fixes_drift() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    switch = switches[2]
+    stale = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
+    missing = sorted(switch.flows - {FOREIGN})[0]
+    switch.flows = (switch.flows - {missing}) | {stale}
+    restarted = Enforcer(enforcer.policy)
+    for fake in switches.values():
+        fake.sent.clear()
+        restarted.switch_connected(fake)
+    for link in enforcer.links:
+        restarted.link_up(link)
+    restarted.learned = dict(enforcer.learned)
+    restarted.reconcile()
+    assert switches[1].sent == [] and switches[3].sent == []
+    assert switch.sent == [Plan(add=(missing,), delete=(stale,))]
+
+
+def test_learning_binds_unknown_is_reported_and_conflict_gets_nothing() -> None:
+    enforcer, _ = _linear()
+    plc = enforcer.policy.asset("plc-a")
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), "02:00:00:00:00:99")).kind == "unknown-device"
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "conflict"
+    assert enforcer.frame_sampled(Sighting(PortRef(2, 1), plc.mac, "10.9.9.9")).kind == "spoof"
+    assert enforcer.bindings()["plc-a"] == PortRef(2, 1)
+    assert enforcer.frame_sampled(Sighting(PortRef(1, 10), plc.mac, plc.ip)).kind == "ignore"  # a trunk port
+
+
+def test_an_asset_may_move_after_its_port_went_down() -> None:
+    enforcer, _ = _linear()
+    plc = enforcer.policy.asset("plc-a")
+    enforcer.port_down(PortRef(2, 1))
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "bind"
+    assert enforcer.bindings()["plc-a"] == PortRef(3, 7)
+
+
+def test_a_refused_change_is_reported_and_the_switch_is_read_again() -> None:
+    enforcer, switches = _linear()
+    switches[2].refuse = True
+    report = enforcer.reconcile()
+    assert 2 in report.errors and "error type 5" in report.errors[2]
+    assert enforcer.switches[2].installed is None and not enforcer.switches[2].programmed
+    switches[2].refuse = False
+    enforcer.reconcile()
+    assert enforcer.switches[2].programmed
+
+
+def test_link_loss_recomputes_paths() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    before = switches[1].flows
+    enforcer.link_down(Link.between(PortRef(2, 11), PortRef(3, 10)))
+    enforcer.reconcile()
+    assert switches[1].flows != before  # destinations behind the lost link are gone
+
+
+@pytest.mark.parametrize("dpid", [1, 2, 3])
+def test_a_disconnected_switch_is_left_alone(dpid: int) -> None:
+    enforcer, switches = _linear()
+    enforcer.switch_disconnected(dpid)
+    enforcer.reconcile()
+    assert switches[dpid].sent == []
