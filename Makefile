@@ -1,28 +1,40 @@
 # otseg: every target sets up what it needs (venv, system packages, Open vSwitch).
+# Targets that touch the network (demo, test) need root: they run Open vSwitch and Mininet.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
+DEMO_TOPOLOGY ?= topologies/plant.yaml
 
-.PHONY: test test-fast lint venv clean
+.PHONY: demo test test-fast lint venv system clean
 
 venv: $(STAMP)
 
-# The venv is made from Debian's python so that Mininet (a Debian package) is importable too.
+# The venv is made from Debian's python with system site-packages so that Mininet
+# (a Debian package) is importable next to the pip packages.
 $(STAMP): setup.cfg pyproject.toml
-	test -x /usr/bin/python3
+	test -x /usr/bin/python3 || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+system:
+	bash scripts/system-setup.sh
+
 lint: $(STAMP)
-	cd $(CURDIR) && $(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports
+
+# Build the plant in Mininet, start the controller, prove the policy with real traffic, clean up.
+demo: system $(STAMP)
+	mn -c >/dev/null 2>&1 || true
+	$(VENV)/bin/otseg lab --topology $(DEMO_TOPOLOGY) --start-controller
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q
 
-test: $(STAMP) lint
-	$(PY) -m pytest -q
+test: system $(STAMP) lint
+	mn -c >/dev/null 2>&1 || true
+	OTSEG_REQUIRE_INTEGRATION=1 $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.model import Policy
-from controller.core.render import render_json, render_summary, render_text
+from controller.core.render import render_json, render_ovs, render_summary, render_text
 from controller.core.topology import Topology
 from controller.io.files import load_lab, load_policy
 from controller.policy.diagnostics import DocumentError
@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="show every switch's flow tables for a policy and topology")
     compile_.add_argument("policy", metavar="POLICY")
     compile_.add_argument("--topology", required=True, metavar="TOPO")
-    compile_.add_argument("--format", choices=("text", "json", "summary"), default="text",
-                          help="text: every flow; json: for programs; summary: flow counts per switch and table")
+    compile_.add_argument("--format", choices=("text", "json", "summary", "ovs"), default="text",
+                          help="text: every flow; json: for programs; summary: flow counts per switch and table; "
+                               "ovs: `ovs-ofctl -O OpenFlow13 add-flows` input, one block per switch")
     compile_.set_defaults(handler=_compile)
     run = commands.add_parser("run", help="enforce a policy on OpenFlow 1.3 switches until stopped")
     run.add_argument("--policy", required=True, metavar="FILE")
@@ -107,6 +108,10 @@ def _compile(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     lab = load_lab(args.topology, policy)
     tables = compile_tables(policy, lab.to_topology(policy))
+    if args.format == "ovs":
+        for dpid in sorted(tables):
+            sys.stdout.write(f"# switch {lab.switch_name(dpid)} (dpid {dpid})\n{render_ovs(tables[dpid])}\n")
+        return 0
     render = {"json": render_json, "summary": render_summary, "text": render_text}[args.format]
     sys.stdout.write(render(tables, lab.switch_name) + "\n")
     return 0

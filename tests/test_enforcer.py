@@ -41,7 +41,7 @@ class FakeSwitch:
 
 def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
     policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy)
+    enforcer = Enforcer(policy, settle_seconds=0)
     switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN})) for dpid in topology.switches}
     for switch in switches.values():
         enforcer.switch_connected(switch)
@@ -77,7 +77,7 @@ def test_a_restarted_controller_reads_the_switch_and_only_fixes_drift() -> None:
     stale = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
     missing = sorted(switch.flows - {FOREIGN})[0]
     switch.flows = (switch.flows - {missing}) | {stale}
-    restarted = Enforcer(enforcer.policy)
+    restarted = Enforcer(enforcer.policy, settle_seconds=0)
     for fake in switches.values():
         fake.sent.clear()
         restarted.switch_connected(fake)
@@ -133,3 +133,27 @@ def test_a_disconnected_switch_is_left_alone(dpid: int) -> None:
     enforcer.switch_disconnected(dpid)
     enforcer.reconcile()
     assert switches[dpid].sent == []
+
+
+def test_a_restarted_controller_keeps_bindings_the_switches_still_enforce() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    restarted = Enforcer(enforcer.policy, settle_seconds=0)
+    for fake in switches.values():
+        fake.sent.clear()
+        restarted.switch_connected(fake)
+    for link in enforcer.links:
+        restarted.link_up(link)
+    report = restarted.reconcile()  # nobody has spoken since the restart
+    assert restarted.learned == enforcer.learned
+    assert report.flow_mods == 0 and all(fake.sent == [] for fake in switches.values())
+
+
+def test_reconciling_waits_for_links_of_a_newly_connected_switch() -> None:
+    now = [100.0]
+    policy, _ = load_example("linear.yaml", "linear.yaml")
+    enforcer = Enforcer(policy, clock=lambda: now[0], settle_seconds=2.0)
+    enforcer.switch_connected(FakeSwitch(1))
+    assert enforcer.settle_remaining() == 2.0
+    now[0] += 2.5
+    assert enforcer.settle_remaining() == 0.0

@@ -20,6 +20,7 @@ from controller.core.diff import Plan, apply_plan, diff_flows
 from controller.core.flows import Flow, Meter, SwitchTables
 from controller.core.learning import Decision, Sighting, classify
 from controller.core.model import Policy
+from controller.core.pipeline import PORT_SECURITY
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
@@ -58,10 +59,20 @@ class ReconcileReport:
     errors: dict[int, str]
 
 
+# After a switch connects, links are not known until LLDP has crossed them (about one
+# LLDP period). Reconciling before that would compile paths without those links and
+# delete flows that carry live traffic (fatal after a controller restart), so the
+# enforcer lets the topology settle first.
+SETTLE_SECONDS = 2.0
+
+
 class Enforcer:
-    def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
+                 settle_seconds: float = SETTLE_SECONDS) -> None:
         self.policy = policy
         self.clock = clock
+        self.settle_seconds = settle_seconds
+        self.settled_at = 0.0
         self.switches: dict[int, SwitchState] = {}
         self.links: set[Link] = set()
         self.learned: dict[str, PortRef] = {}
@@ -73,6 +84,7 @@ class Enforcer:
     # -- inputs ---------------------------------------------------------------------------
     def switch_connected(self, channel: SwitchChannel) -> None:
         self.switches[channel.dpid] = SwitchState(channel)
+        self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
 
     def switch_disconnected(self, dpid: int) -> None:
@@ -121,6 +133,10 @@ class Enforcer:
                 log.warning(decision.describe())
         return decision
 
+    def settle_remaining(self) -> float:
+        """Seconds to wait before reconciling, so that links of new switches are discovered."""
+        return max(0.0, self.settled_at - self.clock())
+
     # -- derived --------------------------------------------------------------------------
     def topology(self) -> Topology:
         connected = frozenset(self.switches)
@@ -136,13 +152,19 @@ class Enforcer:
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self) -> ReconcileReport:
         start = self.clock()
-        desired = self.desired()
         plans: dict[int, str] = {}
         errors: dict[int, str] = {}
+        for dpid, state in sorted(self.switches.items()):
+            if state.installed is None:
+                try:
+                    self._read(state)
+                except ApplyError as error:
+                    errors[dpid] = str(error)
+        desired = self.desired()
         flow_mods = 0
         for dpid, state in sorted(self.switches.items()):
             tables = desired.get(dpid)
-            if tables is None:
+            if tables is None or dpid in errors:
                 continue
             try:
                 flow_mods += self._reconcile_switch(state, tables)
@@ -156,10 +178,31 @@ class Enforcer:
         self.last_report = report
         return report
 
+    def _read(self, state: SwitchState) -> None:
+        """Read what the switch holds, and adopt the asset bindings it still enforces.
+
+        After a controller restart the switch is the memory: its port-security flows say
+        where each unpinned asset was bound, so the new process keeps those bindings instead
+        of deleting the flows of every asset that has not spoken since.
+        """
+        state.installed = frozenset(state.channel.read_flows())
+        state.meters = {m.meter_id: m for m in state.channel.read_meters()}
+        trunk_ports = self.topology().trunk_ports
+        for flow in state.installed:
+            in_port, eth_src = flow.field("in_port"), flow.field("eth_src")
+            if flow.table != PORT_SECURITY or in_port is None or eth_src is None:
+                continue
+            asset = self.policy.asset_by_mac(str(eth_src.value))
+            where = PortRef(state.channel.dpid, int(in_port.value))
+            if asset is None or asset.location is not None or asset.name in self.learned or where in trunk_ports:
+                continue
+            self.learned[asset.name] = where
+            log.info("asset %s bound at %s (adopted from the switch's flows)", asset.name, _port(where))
+
     def _reconcile_switch(self, state: SwitchState, tables: SwitchTables) -> int:
         if state.installed is None:
-            state.installed = frozenset(state.channel.read_flows())
-            state.meters = {m.meter_id: m for m in state.channel.read_meters()}
+            self._read(state)
+        assert state.installed is not None
         plan = diff_flows(tables.flows, state.installed)
         meters_add = [m for m in sorted(tables.meters) if m.meter_id not in state.meters]
         meters_modify = [m for m in sorted(tables.meters)

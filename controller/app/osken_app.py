@@ -73,6 +73,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             if woken or hub_time() - last_full > RESYNC_PERIOD:
                 self._dirty.clear()
                 hub.sleep(DEBOUNCE)  # coalesce bursts (a switch connecting brings many port events)
+                hub.sleep(self.enforcer.settle_remaining())
                 last_full = hub_time()
                 try:
                     self.enforcer.reconcile()

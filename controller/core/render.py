@@ -102,3 +102,36 @@ def render_summary(tables: dict[int, SwitchTables], switch_name: Callable[[int],
     lines.append(f"{'all':<{width}}  " + "  ".join(f"{totals[n]:>13}" for n in names)
                  + f"  {sum(totals.values()):>6}")
     return "\n".join(lines)
+
+
+_OVS_FIELD_NAMES = {"icmpv4_type": "icmp_type", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst"}
+
+
+def _ovs_action(action: object) -> str:
+    if isinstance(action, Output) and action.port == CONTROLLER_PORT:
+        return f"controller(max_len={action.max_len})"
+    return format_action(action)
+
+
+def render_ovs(tables: SwitchTables) -> str:
+    """One switch's flows in `ovs-ofctl add-flows` syntax (load them with `-O OpenFlow13`)."""
+    lines = []
+    for flow in tables.sorted_flows(TABLE_IDS):
+        match = ",".join(format_field(m).replace(m.name, _OVS_FIELD_NAMES.get(m.name, m.name), 1) for m in flow.match)
+        parts: list[str] = []
+        for instruction in flow.instructions:
+            if isinstance(instruction, MeterInstruction):
+                parts.append(f"meter:{instruction.meter_id}")
+            elif isinstance(instruction, ApplyActions):
+                parts.extend(_ovs_action(a) for a in instruction.actions)
+            elif isinstance(instruction, ClearActions):
+                parts.append("clear_actions")
+            elif isinstance(instruction, WriteActions):
+                parts.append("write_actions(" + ",".join(_ovs_action(a) for a in instruction.actions) + ")")
+            elif isinstance(instruction, WriteMetadata):
+                parts.append(f"write_metadata:0x{instruction.value:x}/0x{instruction.mask:x}")
+            elif isinstance(instruction, GotoTable):
+                parts.append(f"goto_table:{TABLE_IDS[instruction.table]}")
+        head = f"cookie=0x{flow.cookie:x},table={TABLE_IDS[flow.table]},priority={flow.priority}"
+        lines.append(f"{head}{',' + match if match else ''},actions={','.join(parts) or 'drop'}")
+    return "\n".join(lines)

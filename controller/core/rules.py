@@ -79,6 +79,10 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
         for eth_type in (ETH_IPV4, ETH_ARP):  # spoofed IP/ARP must not fall through to the L2 rule
             flows.append(make_flow(PORT_SECURITY, PRIO_SPOOF_DROP,
                                    {"in_port": port, "eth_src": mac, "eth_type": eth_type}, [], owner))
+    elif ip is None:
+        # A receive-only device: nothing it sends is allowed, but the switch must still record
+        # where it is bound, so that a restarted controller can adopt the binding.
+        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_L2, {"in_port": port, "eth_src": mac}, [], owner))
     return flows
 
 

@@ -93,9 +93,12 @@ class Verifier:
                 f"s.bind(({intf!r},0));s.send(bytes.fromhex({frame.hex()!r}))")
         self.lab.node(host).cmd(f"{self._python()} -c \"{code}\"")
 
-    def run(self) -> Outcome:
+    def run(self, select: Callable[[Probe], bool] | None = None) -> Outcome:
+        """Run the probe plan (or the probes `select` keeps) and fill in what was observed."""
         start = time.monotonic()
         plan = Planner(self.policy, list(self.lab.hosts.values())).build()
+        if select is not None:
+            plan.probes = [p for p in plan.probes if select(p)]
         self.start_agents(plan.listen_tcp, plan.listen_udp)
         try:
             self.announce()
