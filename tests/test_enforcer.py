@@ -53,6 +53,17 @@ def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
     return enforcer, switches
 
 
+def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
+    """A new controller process: same policy, same switches and links, nothing remembered."""
+    restarted = Enforcer(enforcer.policy, settle_seconds=0)
+    for fake in switches.values():
+        fake.sent.clear()
+        restarted.switch_connected(fake)
+    for link in enforcer.links:
+        restarted.link_up(link)
+    return restarted
+
+
 def test_switches_get_exactly_the_compiled_tables_and_foreign_flows_stay() -> None:
     enforcer, switches = _linear()
     enforcer.reconcile()
@@ -77,12 +88,7 @@ def test_a_restarted_controller_reads_the_switch_and_only_fixes_drift() -> None:
     stale = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
     missing = sorted(switch.flows - {FOREIGN})[0]
     switch.flows = (switch.flows - {missing}) | {stale}
-    restarted = Enforcer(enforcer.policy, settle_seconds=0)
-    for fake in switches.values():
-        fake.sent.clear()
-        restarted.switch_connected(fake)
-    for link in enforcer.links:
-        restarted.link_up(link)
+    restarted = _restart(enforcer, switches)
     restarted.learned = dict(enforcer.learned)
     restarted.reconcile()
     assert switches[1].sent == [] and switches[3].sent == []
@@ -138,12 +144,7 @@ def test_a_disconnected_switch_is_left_alone(dpid: int) -> None:
 def test_a_restarted_controller_keeps_bindings_the_switches_still_enforce() -> None:
     enforcer, switches = _linear()
     enforcer.reconcile()
-    restarted = Enforcer(enforcer.policy, settle_seconds=0)
-    for fake in switches.values():
-        fake.sent.clear()
-        restarted.switch_connected(fake)
-    for link in enforcer.links:
-        restarted.link_up(link)
+    restarted = _restart(enforcer, switches)
     report = restarted.reconcile()  # nobody has spoken since the restart
     assert restarted.learned == enforcer.learned
     assert report.flow_mods == 0 and all(fake.sent == [] for fake in switches.values())

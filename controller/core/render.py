@@ -34,21 +34,28 @@ def format_action(action: object) -> str:
     raise TypeError(action)
 
 
-def format_instructions(flow: Flow) -> str:
+def instruction_parts(flow: Flow, action: Callable[[object], str] = format_action,
+                      table: Callable[[str], str] = lambda name: name) -> list[str]:
+    """The flow's instructions as OVS-style words, in OpenFlow execution order."""
     parts: list[str] = []
     for instruction in flow.instructions:
         if isinstance(instruction, MeterInstruction):
             parts.append(f"meter:{instruction.meter_id}")
         elif isinstance(instruction, ApplyActions):
-            parts.extend(format_action(a) for a in instruction.actions)
+            parts.extend(action(a) for a in instruction.actions)
         elif isinstance(instruction, ClearActions):
             parts.append("clear_actions")
         elif isinstance(instruction, WriteActions):
-            parts.append("write_actions(" + ",".join(format_action(a) for a in instruction.actions) + ")")
+            parts.append("write_actions(" + ",".join(action(a) for a in instruction.actions) + ")")
         elif isinstance(instruction, WriteMetadata):
             parts.append(f"write_metadata:0x{instruction.value:x}/0x{instruction.mask:x}")
         elif isinstance(instruction, GotoTable):
-            parts.append(f"goto_table:{instruction.table}")
+            parts.append(f"goto_table:{table(instruction.table)}")
+    return parts
+
+
+def format_instructions(flow: Flow) -> str:
+    parts = instruction_parts(flow)
     return ",".join(parts) if parts else "drop" if flow.table != "policy" or flow.priority == 0 else "allow"
 
 
@@ -118,20 +125,7 @@ def render_ovs(tables: SwitchTables) -> str:
     lines = []
     for flow in tables.sorted_flows(TABLE_IDS):
         match = ",".join(format_field(m).replace(m.name, _OVS_FIELD_NAMES.get(m.name, m.name), 1) for m in flow.match)
-        parts: list[str] = []
-        for instruction in flow.instructions:
-            if isinstance(instruction, MeterInstruction):
-                parts.append(f"meter:{instruction.meter_id}")
-            elif isinstance(instruction, ApplyActions):
-                parts.extend(_ovs_action(a) for a in instruction.actions)
-            elif isinstance(instruction, ClearActions):
-                parts.append("clear_actions")
-            elif isinstance(instruction, WriteActions):
-                parts.append("write_actions(" + ",".join(_ovs_action(a) for a in instruction.actions) + ")")
-            elif isinstance(instruction, WriteMetadata):
-                parts.append(f"write_metadata:0x{instruction.value:x}/0x{instruction.mask:x}")
-            elif isinstance(instruction, GotoTable):
-                parts.append(f"goto_table:{TABLE_IDS[instruction.table]}")
+        parts = instruction_parts(flow, _ovs_action, lambda name: str(TABLE_IDS[name]))
         head = f"cookie=0x{flow.cookie:x},table={TABLE_IDS[flow.table]},priority={flow.priority}"
         lines.append(f"{head}{',' + match if match else ''},actions={','.join(parts) or 'drop'}")
     return "\n".join(lines)
