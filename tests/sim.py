@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.core.flows import (
-    CONTROLLER_PORT, ApplyActions, ClearActions, Flow, GotoTable, GroupAction, MeterInstruction, Output, SetField,
-    SwitchTables, WriteActions, WriteMetadata,
+    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Flow, GotoTable, Group, GroupAction, MeterInstruction,
+    Output, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import TABLE_IDS, check_flow
-from controller.core.topology import PortRef, Topology
+from controller.core.topology import Link, PortRef, Topology
 
 Headers = dict[str, object]
 MAX_HOPS = 64
@@ -51,12 +51,18 @@ def _to_int(value: object) -> int:
 
 
 class Network:
-    def __init__(self, tables: dict[int, SwitchTables], topology: Topology) -> None:
+    """The compiled tables on the topology's switches; `dead_links` are cut (ports down)."""
+
+    def __init__(self, tables: dict[int, SwitchTables], topology: Topology,
+                 dead_links: frozenset[Link] = frozenset()) -> None:
         self.topology = topology
         self.peer: dict[PortRef, PortRef] = {}
+        self.dead_ports = {end for link in dead_links for end in (link.a, link.b)}
         for link in topology.links:
             self.peer[link.a] = link.b
             self.peer[link.b] = link.a
+        self.groups: dict[int, dict[int, Group]] = {
+            dpid: {g.group_id: g for g in switch.groups} for dpid, switch in tables.items()}
         self.tables: dict[int, dict[str, list[Flow]]] = {}
         for dpid, switch in tables.items():
             by_table: dict[str, list[Flow]] = {}
@@ -133,10 +139,17 @@ class Network:
             frame = {k: v for k, v in packet.items() if k not in ("in_port", "metadata")}
             if action.port == CONTROLLER_PORT:
                 result.to_controller.append((at, frame))
-            elif action.port != at.port:
+            elif action.port == IN_PORT:
+                outputs.append((at.port, frame))
+            elif action.port != at.port and PortRef(at.dpid, action.port) not in self.dead_ports:
                 outputs.append((action.port, frame))
         elif isinstance(action, GroupAction):
-            raise AssertionError("groups are not used by this pipeline yet")
+            group = self.groups[at.dpid][action.group_id]
+            for bucket in group.buckets:  # fast failover: the first live bucket
+                if PortRef(at.dpid, bucket.watch_port) not in self.dead_ports:
+                    for bucket_action in bucket.actions:
+                        self._act(bucket_action, dict(packet), at, outputs, result)
+                    break
 
     def _lookup(self, dpid: int, table: str, packet: Headers) -> Flow | None:
         best: Flow | None = None

@@ -8,8 +8,8 @@ import pytest
 
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.core.compiler import compile_tables
-from controller.core.diff import Plan, apply_plan
-from controller.core.flows import Flow, Meter, make_flow
+from controller.core.diff import Plan, SwitchPlan, apply_plan
+from controller.core.flows import Flow, Group, Meter, make_flow
 from controller.core.learning import Sighting
 from controller.core.topology import Link, PortRef
 from tests.conftest import load_example
@@ -22,6 +22,7 @@ class FakeSwitch:
     dpid: int
     flows: frozenset[Flow] = frozenset()
     meters: list[Meter] = field(default_factory=list)
+    groups: dict[int, Group] = field(default_factory=dict)
     sent: list[Plan] = field(default_factory=list)
     refuse: bool = False
 
@@ -31,17 +32,23 @@ class FakeSwitch:
     def read_meters(self) -> list[Meter]:
         return list(self.meters)
 
-    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
+    def read_groups(self) -> list[Group]:
+        return list(self.groups.values())
+
+    def send(self, plan: SwitchPlan) -> None:
         if self.refuse:
             raise ApplyError("OpenFlow error type 5 code 6")
-        self.sent.append(plan)
-        self.flows = apply_plan(self.flows, plan)
-        self.meters = sorted({m.meter_id: m for m in self.meters + meters_add + meters_modify}.values())
+        self.sent.append(plan.flows)
+        self.flows = apply_plan(self.flows, plan.flows)
+        self.meters = sorted({m.meter_id: m for m in self.meters + list(plan.meters_add + plan.meters_modify)}.values())
+        self.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
+        for group in plan.groups_delete:
+            del self.groups[group.group_id]
 
 
 def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
     policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy, settle_seconds=0)
+    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0)
     switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN})) for dpid in topology.switches}
     for switch in switches.values():
         enforcer.switch_connected(switch)
@@ -55,7 +62,7 @@ def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
 
 def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
     """A new controller process: same policy, same switches and links, nothing remembered."""
-    restarted = Enforcer(enforcer.policy, settle_seconds=0)
+    restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=0)
     for fake in switches.values():
         fake.sent.clear()
         restarted.switch_connected(fake)
@@ -72,6 +79,7 @@ def test_switches_get_exactly_the_compiled_tables_and_foreign_flows_stay() -> No
     for dpid, switch in switches.items():
         assert switch.flows == expected[dpid].flows | {FOREIGN}
         assert set(switch.meters) == set(expected[dpid].meters)
+        assert set(switch.groups.values()) == set(expected[dpid].groups)
 
 
 def test_a_second_reconcile_sends_nothing() -> None:
@@ -158,3 +166,16 @@ def test_reconciling_waits_for_links_of_a_newly_connected_switch() -> None:
     assert enforcer.settle_remaining() == 2.0
     now[0] += 2.5
     assert enforcer.settle_remaining() == 0.0
+
+
+def test_deletions_wait_for_the_start_up_grace() -> None:
+    now = [0.0]
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    stale = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
+    switch = FakeSwitch(1, frozenset({stale}))
+    enforcer = Enforcer(policy, clock=lambda: now[0], settle_seconds=0, startup_grace=10)
+    enforcer.switch_connected(switch)
+    report = enforcer.reconcile()
+    assert report.deferred_deletes == 1 and stale in switch.flows
+    now[0] = 11.0
+    assert enforcer.reconcile().deferred_deletes == 0 and stale not in switch.flows

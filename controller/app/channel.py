@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from controller.app.enforcer import ApplyError
-from controller.app.ofp_edge import flow_from_stats, flow_mod, meter_from_stats, meter_mod
-from controller.core.diff import Plan, is_ours
-from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow, Meter
+from controller.app.ofp_edge import (
+    flow_from_stats, flow_mod, group_from_stats, group_mod, meter_from_stats, meter_mod,
+)
+from controller.core.diff import SwitchPlan, is_our_group, is_ours
+from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow, Group, Meter
 
 
 class OsKenChannel:
@@ -44,12 +46,22 @@ class OsKenChannel:
         meters = [meter_from_stats(config) for config in self._request(request)]
         return [m for m in meters if m is not None]
 
-    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
-        messages = ([meter_mod(self.datapath, m, "add") for m in meters_add]
-                    + [meter_mod(self.datapath, m, "modify") for m in meters_modify]
-                    + [flow_mod(self.datapath, f, "add") for f in plan.add]
-                    + [flow_mod(self.datapath, f, "modify") for f in plan.modify]
-                    + [flow_mod(self.datapath, f, "delete") for f in plan.delete])
+    def read_groups(self) -> list[Group]:
+        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        request = parser.OFPGroupDescStatsRequest(self.datapath, 0)
+        groups = [group_from_stats(desc) for desc in self._request(request)]
+        return [g for g in groups if g is not None and is_our_group(g)]
+
+    def send(self, plan: SwitchPlan) -> None:
+        dp = self.datapath
+        messages = ([meter_mod(dp, m, "add") for m in plan.meters_add]
+                    + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
+                    + [group_mod(dp, g, "add") for g in plan.groups_add]
+                    + [group_mod(dp, g, "modify") for g in plan.groups_modify]
+                    + [flow_mod(dp, f, "add") for f in plan.flows.add]
+                    + [flow_mod(dp, f, "modify") for f in plan.flows.modify]
+                    + [flow_mod(dp, f, "delete") for f in plan.flows.delete]
+                    + [group_mod(dp, g, "delete") for g in plan.groups_delete])
         xids: set[int] = set()
         for message in messages:
             self.datapath.set_xid(message)

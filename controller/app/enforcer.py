@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from controller.core.compiler import compile_tables, locate_assets
-from controller.core.diff import Plan, apply_plan, diff_flows
-from controller.core.flows import Flow, Meter, SwitchTables
+from controller.core.diff import SwitchPlan, apply_plan, diff_switch
+from controller.core.flows import Flow, Group, Meter, SwitchTables
 from controller.core.learning import Decision, Sighting, classify
 from controller.core.model import Policy
 from controller.core.pipeline import PORT_SECURITY
@@ -37,7 +37,9 @@ class SwitchChannel(Protocol):
 
     def read_meters(self) -> list[Meter]: ...
 
-    def send(self, plan: Plan, meters_add: list[Meter], meters_modify: list[Meter]) -> None:
+    def read_groups(self) -> list[Group]: ...
+
+    def send(self, plan: SwitchPlan) -> None:
         """Send the changes and return once a barrier confirms them; raise ApplyError on refusal."""
 
 
@@ -46,6 +48,7 @@ class SwitchState:
     channel: SwitchChannel
     installed: frozenset[Flow] | None = None  # None until read from the switch
     meters: dict[int, Meter] = field(default_factory=dict)
+    groups: dict[int, Group] = field(default_factory=dict)
     programmed: bool = False
     last_plan: str = ""
     failures: int = 0
@@ -57,6 +60,7 @@ class ReconcileReport:
     plans: dict[int, str]  # dpid -> "+a ~m -d"
     flow_mods: int
     errors: dict[int, str]
+    deferred_deletes: int = 0  # held back during the start-up grace; applied by a later reconcile
 
 
 # After a switch connects, links are not known until LLDP has crossed them (about one
@@ -64,15 +68,22 @@ class ReconcileReport:
 # delete flows that carry live traffic (fatal after a controller restart), so the
 # enforcer lets the topology settle first.
 SETTLE_SECONDS = 2.0
+# A restarted controller sees switches reconnect one by one (Open vSwitch backs off up to
+# 8 s between attempts). Until they are all back, paths through a missing switch look
+# gone; deleting their flows would cut live traffic. So for a while after start, flows are
+# only added or changed, and deletions wait for the topology to be complete.
+STARTUP_GRACE_SECONDS = 10.0
 
 
 class Enforcer:
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
-                 settle_seconds: float = SETTLE_SECONDS) -> None:
+                 settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
         self.policy = policy
         self.clock = clock
         self.settle_seconds = settle_seconds
         self.settled_at = 0.0
+        self.deletions_from = clock() + startup_grace
+        self.flow_mods_total = 0
         self.switches: dict[int, SwitchState] = {}
         self.links: set[Link] = set()
         self.learned: dict[str, PortRef] = {}
@@ -80,6 +91,7 @@ class Enforcer:
         self.events: dict[str, int] = {}
         self.reported: set[tuple[str, str, PortRef]] = set()
         self.last_report: ReconcileReport | None = None
+        self._deferred = 0
 
     # -- inputs ---------------------------------------------------------------------------
     def switch_connected(self, channel: SwitchChannel) -> None:
@@ -162,6 +174,7 @@ class Enforcer:
                     errors[dpid] = str(error)
         desired = self.desired()
         flow_mods = 0
+        self._deferred = 0
         for dpid, state in sorted(self.switches.items()):
             tables = desired.get(dpid)
             if tables is None or dpid in errors:
@@ -174,9 +187,13 @@ class Enforcer:
                 state.installed = None  # re-read before the next attempt
                 errors[dpid] = str(error)
                 log.error("switch %s refused changes: %s", _dpid(dpid), error)
-        report = ReconcileReport(self.clock() - start, plans, flow_mods, errors)
+        report = ReconcileReport(self.clock() - start, plans, flow_mods, errors, self._deferred)
+        self.flow_mods_total += flow_mods
         self.last_report = report
         return report
+
+    def grace_remaining(self) -> float:
+        return max(0.0, self.deletions_from - self.clock())
 
     def _read(self, state: SwitchState) -> None:
         """Read what the switch holds, and adopt the asset bindings it still enforces.
@@ -187,6 +204,7 @@ class Enforcer:
         """
         state.installed = frozenset(state.channel.read_flows())
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
+        state.groups = {g.group_id: g for g in state.channel.read_groups()}
         trunk_ports = self.topology().trunk_ports
         for flow in state.installed:
             in_port, eth_src = flow.field("in_port"), flow.field("eth_src")
@@ -203,24 +221,27 @@ class Enforcer:
         if state.installed is None:
             self._read(state)
         assert state.installed is not None
-        plan = diff_flows(tables.flows, state.installed)
-        meters_add = [m for m in sorted(tables.meters) if m.meter_id not in state.meters]
-        meters_modify = [m for m in sorted(tables.meters)
-                         if m.meter_id in state.meters and state.meters[m.meter_id] != m]
+        plan = diff_switch(tables, state.installed, state.meters, state.groups)
+        if self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
+            self._deferred += len(plan.flows.delete) + len(plan.groups_delete)
+            plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=())
         state.last_plan = plan.summary()
-        if plan.empty and not meters_add and not meters_modify:
+        if plan.empty:
             state.programmed = True
             return 0
-        state.channel.send(plan, meters_add, meters_modify)
-        state.installed = apply_plan(state.installed, plan)
-        state.meters.update({m.meter_id: m for m in meters_add + meters_modify})
+        state.channel.send(plan)
+        state.installed = apply_plan(state.installed, plan.flows)
+        state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
+        state.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
+        for group in plan.groups_delete:
+            state.groups.pop(group.group_id, None)
         if not state.programmed:
             log.info("switch %s programmed: %d flows (%s)", _dpid(state.channel.dpid), len(tables.flows),
                      plan.summary())
         else:
             log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
         state.programmed = True
-        return len(plan) + len(meters_add) + len(meters_modify)
+        return len(plan)
 
     def resync(self, dpid: int) -> None:
         """Forget what we believe a switch holds: the next reconcile re-reads it."""

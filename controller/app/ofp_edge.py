@@ -12,7 +12,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3
 
 from controller.core.flows import (
-    CONTROLLER_PORT, ApplyActions, ClearActions, Flow, GotoTable, GroupAction, Instruction, Meter,
+    CONTROLLER_PORT, ApplyActions, Bucket, ClearActions, Flow, Group, GotoTable, GroupAction, Instruction, Meter,
     MeterInstruction, Output, SetField, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.pipeline import TABLE_IDS, TABLE_NAMES
@@ -80,6 +80,23 @@ def meter_mod(datapath: Any, meter: Meter, command: str) -> Any:
                               bands=[band])
 
 
+def group_mod(datapath: Any, group: Group, command: str) -> Any:
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    commands = {"add": ofproto.OFPGC_ADD, "modify": ofproto.OFPGC_MODIFY, "delete": ofproto.OFPGC_DELETE}
+    buckets = [] if command == "delete" else [
+        parser.OFPBucket(weight=0, watch_port=b.watch_port, watch_group=ofproto.OFPG_ANY,
+                         actions=[_action(parser, ofproto, a) for a in b.actions]) for b in group.buckets]
+    return parser.OFPGroupMod(datapath, commands[command], ofproto.OFPGT_FF, group.group_id, buckets)
+
+
+def group_from_stats(desc: Any) -> Group | None:
+    """Our Group value for a group description entry, or None for a group type we never install."""
+    if desc.type != ofproto_v1_3.OFPGT_FF:
+        return None
+    return Group(desc.group_id, tuple(Bucket(b.watch_port, tuple(_action_value(a) for a in b.actions))
+                                      for b in desc.buckets))
+
+
 def meter_from_stats(config: Any) -> Meter | None:
     """Our Meter value for a meter config entry, or None if it is not a single drop band."""
     bands = list(getattr(config, "bands", []))
@@ -133,4 +150,3 @@ def flow_from_stats(stats: Any) -> Flow:
                 instructions.append(ClearActions())
     table = TABLE_NAMES.get(stats.table_id, f"table-{stats.table_id}")
     return make_flow(table, stats.priority, match, instructions, stats.cookie)  # type: ignore[arg-type]
-

@@ -76,7 +76,9 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 hub.sleep(self.enforcer.settle_remaining())
                 last_full = hub_time()
                 try:
-                    self.enforcer.reconcile()
+                    report = self.enforcer.reconcile()
+                    if report.deferred_deletes:
+                        hub.spawn_after(self.enforcer.grace_remaining() + DEBOUNCE, self._wake)
                 except Exception:  # keep enforcing: one bad cycle must not kill the worker
                     log.exception("reconcile failed; will retry")
                     hub.sleep(1)
@@ -109,7 +111,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             self._pending.pop((datapath.id, message.xid), None)
         return bodies
 
-    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply], MAIN_DISPATCHER)
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
+                 ofp_event.EventOFPGroupDescStatsReply], MAIN_DISPATCHER)
     def _stats_reply(self, ev: Any) -> None:
         msg = ev.msg
         pending = self._pending.get((msg.datapath.id, msg.xid))

@@ -48,6 +48,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
         "events": dict(sorted(enforcer.events.items())),
         "last_apply": None if report is None else {
             "seconds": round(report.seconds, 6), "flow_mods": report.flow_mods,
+            "flow_mods_since_start": enforcer.flow_mods_total, "deferred_deletes": report.deferred_deletes,
             "plans": {f"{d:#x}": p for d, p in report.plans.items()}, "errors": report.errors,
         },
     }

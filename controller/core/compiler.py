@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from controller.core.flows import Flow, Meter, SwitchTables
-from controller.core.ids import assign_ids
+from controller.core.failover import Protection, protections
+from controller.core.flows import (
+    GROUP_PREFIX, IN_PORT, Action, Bucket, Flow, Group, GroupAction, Meter, Output, SwitchTables,
+)
+from controller.core.ids import assign_ids, stable_hash32
 from controller.core.model import Asset, Endpoint, Policy
 from controller.core.pipeline import (
     DST_ASSET, DST_ZONE, METER_LLDP, METER_MISS_SAMPLE, SRC_ASSET, SRC_ZONE, check_flow,
@@ -54,6 +57,8 @@ class _Compilation:
         self.relations = expand(policy)
         self.flows: dict[int, dict[tuple[object, ...], Flow]] = {dpid: {} for dpid in topology.switches}
         self._hosts_cache: dict[Endpoint, frozenset[int]] = {}
+        self._protection_cache: dict[int, dict[int, Protection]] = {}
+        self.groups: dict[int, dict[tuple[int, int, int], Group]] = {dpid: {} for dpid in topology.switches}
 
     def run(self) -> dict[int, SwitchTables]:
         for dpid in self.topology.switches:
@@ -67,7 +72,8 @@ class _Compilation:
         for dpid, flows in self.flows.items():
             for flow in flows.values():
                 check_flow(flow)
-            result[dpid] = SwitchTables(dpid, frozenset(flows.values()), METERS)
+            result[dpid] = SwitchTables(dpid, frozenset(flows.values()), METERS,
+                                        frozenset(self.groups[dpid].values()))
         return result
 
     def _add(self, dpid: int, flows: list[Flow]) -> None:
@@ -157,22 +163,64 @@ class _Compilation:
             asset = self.policy.asset(name)
             home = self.located[name]
             parents = self.topology.parents_toward(home.dpid)
-            on_path: set[int] = set()
-            for start in ingress:
-                node = start
-                while node not in on_path and (node == home.dpid or node in parents):
-                    on_path.add(node)
-                    if node == home.dpid:
-                        break
-                    node = parents[node]
+            protected = self._protections(home.dpid)
+            on_path = self._walk_up(ingress, home.dpid, parents, set())
+            rejoins = {protected[s].rejoin for s in on_path if s in protected}
+            served = self._walk_up(rejoins, home.dpid, parents, set(on_path))
             tag = self._asset_dst_tag(asset)
             origin = f"asset:{name}"
-            for dpid in on_path:
-                out = home.port if dpid == home.dpid else self.topology.port_toward(dpid, parents[dpid])
+            for dpid in served:
+                if dpid == home.dpid:
+                    out: Action = Output(home.port)
+                elif dpid in on_path and dpid in protected:
+                    out = self._failover(dpid, protected[dpid], asset.mac, tag, origin)
+                else:
+                    out = Output(self.topology.port_toward(dpid, parents[dpid]))
                 flows = [unicast_flow(asset.mac, tag, out, origin)]
                 if asset.ip is not None and dpid in ingress:
                     flows.append(arp_request_flow(asset.mac, asset.ip, tag, out, origin))
                 self._add(dpid, flows)
+
+    @staticmethod
+    def _walk_up(starts: set[int], home: int, parents: dict[int, int], seen: set[int]) -> set[int]:
+        """`seen` plus every switch on the tree paths from `starts` to `home` (unreachable ones skipped)."""
+        on_path = set(seen)
+        for start in starts:
+            node = start
+            while node not in on_path and (node == home or node in parents):
+                on_path.add(node)
+                if node == home:
+                    break
+                node = parents[node]
+        return on_path
+
+    def _protections(self, home: int) -> dict[int, Protection]:
+        if home not in self._protection_cache:
+            self._protection_cache[home] = protections(self.topology, home)
+        return self._protection_cache[home]
+
+    def _failover(self, dpid: int, protection: Protection, mac: str, tag: int, origin: str) -> Action:
+        """The fast-failover group for `dpid`'s uplink, plus the U-turn and detour entries it needs."""
+        group = self._group(dpid, protection.primary, protection.backup, protection.backup)
+        if protection.backup_is_child:
+            # Traffic arriving from that child goes back out of its ingress port; watching the
+            # child's port is exact: when it is down, nothing arrives from it anyway.
+            u_turn = self._group(dpid, protection.primary, IN_PORT, protection.backup)
+            self._add(dpid, [unicast_flow(mac, tag, u_turn, origin, in_port=protection.backup)])
+        for detour in protection.detours:
+            self._add(detour.dpid, [unicast_flow(mac, tag, Output(detour.out_port), origin, in_port=detour.in_port)])
+        return group
+
+    def _group(self, dpid: int, primary: int, backup: int, watch: int) -> GroupAction:
+        groups = self.groups[dpid]
+        key = (primary, backup, watch)
+        if key not in groups:
+            taken = {g.group_id for g in groups.values()}
+            group_id = GROUP_PREFIX | stable_hash32(f"{primary}>{backup}@{watch}") & 0xFFFFFF
+            while group_id in taken:
+                group_id = GROUP_PREFIX | ((group_id + 1) & 0xFFFFFF)
+            groups[key] = Group(group_id, (Bucket(primary, (Output(primary),)), Bucket(watch, (Output(backup),))))
+        return GroupAction(groups[key].group_id)
 
     def _multicast(self) -> None:
         receivers: dict[tuple[str, int], set[str]] = defaultdict(set)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow
+from controller.core.flows import (
+    COOKIE_PREFIX, COOKIE_PREFIX_MASK, GROUP_PREFIX, GROUP_PREFIX_MASK, Flow, Group, Meter, SwitchTables,
+)
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,52 @@ def apply_plan(installed: Iterable[Flow], plan: Plan) -> frozenset[Flow]:
     for flow in plan.add + plan.modify:
         table[flow.key] = flow
     return frozenset(table.values())
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    """Everything to change on one switch. Sent in this order, so nothing refers to a meter or
+    group that does not exist yet and no allowed path is removed before its replacement is in:
+    meters, new and changed groups, flow adds, flow modifies, flow deletes, group deletes."""
+
+    flows: Plan = Plan()
+    meters_add: tuple[Meter, ...] = ()
+    meters_modify: tuple[Meter, ...] = ()
+    groups_add: tuple[Group, ...] = ()
+    groups_modify: tuple[Group, ...] = ()
+    groups_delete: tuple[Group, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.flows.empty and not (self.meters_add or self.meters_modify or self.groups_add
+                                         or self.groups_modify or self.groups_delete)
+
+    def __len__(self) -> int:
+        return (len(self.flows) + len(self.meters_add) + len(self.meters_modify) + len(self.groups_add)
+                + len(self.groups_modify) + len(self.groups_delete))
+
+    def summary(self) -> str:
+        groups = len(self.groups_add) + len(self.groups_modify) + len(self.groups_delete)
+        return self.flows.summary() + (f" groups {groups}" if groups else "")
+
+
+def is_our_group(group: Group) -> bool:
+    return group.group_id & GROUP_PREFIX_MASK == GROUP_PREFIX
+
+
+def diff_switch(desired: SwitchTables, flows: frozenset[Flow], meters: dict[int, Meter],
+                groups: dict[int, Group]) -> SwitchPlan:
+    """What to send so that a switch holding flows/meters/groups ends up holding `desired`.
+
+    Meters are only added or modified, never deleted: deleting a meter deletes every flow that
+    uses it, including ones we did not install."""
+    ours = {gid: g for gid, g in groups.items() if is_our_group(g)}
+    wanted = {g.group_id: g for g in desired.groups}
+    return SwitchPlan(
+        flows=diff_flows(desired.flows, flows),
+        meters_add=tuple(m for m in sorted(desired.meters) if m.meter_id not in meters),
+        meters_modify=tuple(m for m in sorted(desired.meters) if m.meter_id in meters and meters[m.meter_id] != m),
+        groups_add=tuple(sorted(g for gid, g in wanted.items() if gid not in ours)),
+        groups_modify=tuple(sorted(g for gid, g in wanted.items() if gid in ours and ours[gid] != g)),
+        groups_delete=tuple(sorted(g for gid, g in ours.items() if gid not in wanted)),
+    )

@@ -135,13 +135,35 @@ class Meter:
     burst: int
 
 
+@dataclass(frozen=True, order=True)
+class Bucket:
+    """A fast-failover bucket: used while `watch_port` is live."""
+
+    watch_port: int
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """A fast-failover group: the switch uses the first bucket whose watch port is live."""
+
+    group_id: int
+    buckets: tuple[Bucket, ...]
+
+
+# Group ids we own carry this prefix (groups have no cookie).
+GROUP_PREFIX = 0x0E000000
+GROUP_PREFIX_MASK = 0xFF000000
+
+
 @dataclass(frozen=True)
 class SwitchTables:
-    """Everything one switch must hold: flows and the meters they refer to."""
+    """Everything one switch must hold: flows and the meters and groups they refer to."""
 
     dpid: int
     flows: frozenset[Flow]
     meters: frozenset[Meter]
+    groups: frozenset[Group] = frozenset()
 
     def sorted_flows(self, table_order: dict[str, int]) -> list[Flow]:
         return sorted(self.flows, key=lambda f: (table_order[f.table], -f.priority, f.match, f.instructions))

@@ -10,7 +10,7 @@ import json
 from typing import Callable
 
 from controller.core.flows import (
-    CONTROLLER_PORT, ApplyActions, ClearActions, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
+    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
     SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import TABLE_IDS, TABLES
@@ -26,7 +26,9 @@ def format_field(item: Field) -> str:
 
 def format_action(action: object) -> str:
     if isinstance(action, Output):
-        return "output:CONTROLLER" if action.port == CONTROLLER_PORT else f"output:{action.port}"
+        if action.port == CONTROLLER_PORT:
+            return "output:CONTROLLER"
+        return "in_port" if action.port == IN_PORT else f"output:{action.port}"
     if isinstance(action, SetField):
         return f"set_field:{action.value}->{action.name}"
     if isinstance(action, GroupAction):
@@ -128,4 +130,15 @@ def render_ovs(tables: SwitchTables) -> str:
         parts = instruction_parts(flow, _ovs_action, lambda name: str(TABLE_IDS[name]))
         head = f"cookie=0x{flow.cookie:x},table={TABLE_IDS[flow.table]},priority={flow.priority}"
         lines.append(f"{head}{',' + match if match else ''},actions={','.join(parts) or 'drop'}")
+    return "\n".join(lines)
+
+
+def render_ovs_groups(tables: SwitchTables) -> str:
+    """One switch's groups in `ovs-ofctl add-groups` syntax."""
+    lines = []
+    for group in sorted(tables.groups):
+        buckets = []
+        for bucket in group.buckets:
+            buckets.append(f"bucket=watch_port:{bucket.watch_port},actions={','.join(_ovs_action(a) for a in bucket.actions)}")
+        lines.append(f"group_id={group.group_id},type=ff," + ",".join(buckets))
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from controller.core.flows import (
     BROADCAST_MAC, CONTROLLER_PORT, COOKIE_PREFIX, ETH_ARP, ETH_IPV4, ETH_LLDP, IP_PROTO_ICMP,
-    IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, ApplyActions, ClearActions, Flow, GotoTable,
+    IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, Action, ApplyActions, ClearActions, Flow, GotoTable,
     MeterInstruction, Output, SetField, Value, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.ids import stable_hash32
@@ -26,6 +26,7 @@ PRIO_TRUNK = 50
 # destination
 PRIO_MULTICAST = 300
 PRIO_ARP_REQUEST = 200
+PRIO_BACKUP_PATH = 150
 PRIO_UNICAST = 100
 # policy
 PRIO_TRANSIT = 3000
@@ -86,17 +87,20 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
     return flows
 
 
-def unicast_flow(mac: str, dst_tag: int, out_port: int, origin: str) -> Flow:
-    return make_flow(DESTINATION, PRIO_UNICAST, {"eth_dst": mac},
-                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((Output(out_port),)), GotoTable(POLICY)],
-                     cookie(origin))
+def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int | None = None) -> Flow:
+    """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority)."""
+    match: dict[str, Value | tuple[Value, Value]] = {"eth_dst": mac}
+    if in_port is not None:
+        match["in_port"] = in_port
+    return make_flow(DESTINATION, PRIO_UNICAST if in_port is None else PRIO_BACKUP_PATH, match,
+                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(POLICY)], cookie(origin))
 
 
-def arp_request_flow(mac: str, ip: str, dst_tag: int, out_port: int, origin: str) -> Flow:
+def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Action, origin: str) -> Flow:
     """A broadcast ARP request for `ip` goes, as unicast to its owner only: no ARP flooding."""
     return make_flow(DESTINATION, PRIO_ARP_REQUEST, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
                      [WriteMetadata(dst_tag, DST_MASK),
-                      WriteActions((SetField("eth_dst", mac), Output(out_port))), GotoTable(POLICY)],
+                      WriteActions((SetField("eth_dst", mac), out)), GotoTable(POLICY)],
                      cookie(origin))
 
 

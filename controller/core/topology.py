@@ -44,19 +44,26 @@ class Topology:
 
     @cached_property
     def graph(self) -> nx.Graph:
-        """Switch graph; for parallel links the lowest (port, port) pair carries traffic."""
+        """Switch graph; parallel links are kept on the edge, lowest (port, port) pair first."""
         graph = nx.Graph()
         graph.add_nodes_from(sorted(self.switches))
         for link in sorted(self.links):
             if link.a.dpid == link.b.dpid or not {link.a.dpid, link.b.dpid} <= self.switches:
                 continue
-            if not graph.has_edge(link.a.dpid, link.b.dpid):
-                graph.add_edge(link.a.dpid, link.b.dpid, ports={link.a.dpid: link.a.port, link.b.dpid: link.b.port})
+            pair = {link.a.dpid: link.a.port, link.b.dpid: link.b.port}
+            if graph.has_edge(link.a.dpid, link.b.dpid):
+                graph.edges[link.a.dpid, link.b.dpid]["links"].append(pair)
+            else:
+                graph.add_edge(link.a.dpid, link.b.dpid, links=[pair])
         return graph
 
     def port_toward(self, here: int, neighbour: int) -> int:
-        ports: dict[int, int] = self.graph.edges[here, neighbour]["ports"]
-        return ports[here]
+        """The port that carries traffic from `here` to `neighbour` (the first of parallel links)."""
+        return self.ports_between(here, neighbour)[0]
+
+    def ports_between(self, here: int, neighbour: int) -> list[int]:
+        links: list[dict[int, int]] = self.graph.edges[here, neighbour]["links"]
+        return [pair[here] for pair in links]
 
     def parents_toward(self, root: int) -> dict[int, int]:
         """For every switch connected to `root`, the next switch on its shortest path to `root`."""

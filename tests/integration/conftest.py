@@ -18,7 +18,7 @@ import pytest
 
 from controller.core.compiler import compile_tables
 from controller.core.flows import SwitchTables
-from controller.core.render import render_ovs
+from controller.core.render import render_ovs, render_ovs_groups
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
 from controller.lab.process import ControllerProcess
@@ -93,6 +93,12 @@ def dump(bridge: str) -> list[str]:
     return sorted(_VOLATILE.sub("", line).strip() for line in text.splitlines()[1:] if line.strip())
 
 
+def dump_groups(bridge: str) -> list[str]:
+    text = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", bridge], capture_output=True, text=True,
+                          check=True).stdout
+    return sorted(line.strip() for line in text.splitlines()[1:] if line.strip())
+
+
 def dump_with_counters(bridge: str) -> list[str]:
     text = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge], capture_output=True, text=True,
                           check=True).stdout
@@ -109,9 +115,12 @@ def reference_dump(tables: SwitchTables, scratch: str = "otsegref") -> list[str]
             subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-meter", scratch,
                             f"meter={meter.meter_id},pktps,burst,band=type=drop,rate={meter.rate_pps},"
                             f"burst_size={meter.burst}"], check=True)
+        if tables.groups:
+            subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-groups", scratch, "-"],
+                           input=render_ovs_groups(tables), text=True, check=True)
         subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flows", scratch, "-"], input=render_ovs(tables),
                        text=True, check=True)
-        return dump(scratch)
+        return dump(scratch) + dump_groups(scratch)
     finally:
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", scratch], check=True)
 
