@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ofp-port", type=int, default=6653, help="OpenFlow TCP port (default 6653)")
     run.add_argument("--status-file", metavar="PATH", help="write the controller's status here as JSON")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--no-fast-failover", dest="fast_failover", action="store_false",
+                     help="do not pre-install backup paths (links are rerouted by the controller only)")
     run.set_defaults(handler=_run)
 
     from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
@@ -69,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from controller.app.runner import run  # noqa: PLC0415  (os-ken loads only for `run`)
 
-    return run(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level)
+    return run(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level, args.fast_failover)
 
 
 def _validate(args: argparse.Namespace) -> int:

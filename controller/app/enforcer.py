@@ -77,8 +77,10 @@ STARTUP_GRACE_SECONDS = 10.0
 
 class Enforcer:
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
-                 settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
+                 settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS,
+                 fast_failover: bool = True) -> None:
         self.policy = policy
+        self.fast_failover = fast_failover
         self.clock = clock
         self.settle_seconds = settle_seconds
         self.settled_at = 0.0
@@ -159,7 +161,7 @@ class Enforcer:
         return locate_assets(self.policy, self.topology())
 
     def desired(self) -> dict[int, SwitchTables]:
-        return compile_tables(self.policy, self.topology())
+        return compile_tables(self.policy, self.topology(), self.fast_failover)
 
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self) -> ReconcileReport:

@@ -44,6 +44,7 @@ class Settings:
     policy: Policy
     policy_version: str
     status_file: str | None = None
+    fast_failover: bool = True
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -53,7 +54,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         assert self.settings is not None, "the runner must set OtsegApp.settings"
-        self.enforcer = Enforcer(self.settings.policy)
+        self.enforcer = Enforcer(self.settings.policy, fast_failover=self.settings.fast_failover)
         self.status = StatusWriter(self.settings.status_file, self.settings.policy_version)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()

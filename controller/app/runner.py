@@ -27,7 +27,8 @@ def policy_version(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None, log_level: str) -> int:
+def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None, log_level: str,
+        fast_failover: bool = True) -> int:
     policy = load_policy(policy_path)  # raises DocumentError: the CLI prints it and exits 2
     version = policy_version(policy_path)
     logging.basicConfig(level=getattr(logging, log_level.upper()),
@@ -44,7 +45,7 @@ def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None,
 
     from controller.app.osken_app import OtsegApp, Settings  # noqa: PLC0415
 
-    OtsegApp.settings = Settings(policy, version, status_file)
+    OtsegApp.settings = Settings(policy, version, status_file, fast_failover)
     switches.Switches.LLDP_SEND_PERIOD_PER_PORT = LLDP_PERIOD
     switches.Switches.TIMEOUT_CHECK_PERIOD = LINK_CHECK_PERIOD
     switches.Switches.LINK_TIMEOUT = LINK_TIMEOUT

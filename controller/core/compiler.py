@@ -32,8 +32,9 @@ from controller.core.topology import PortRef, Topology
 METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER_LLDP, rate_pps=50, burst=50)})
 
 
-def compile_tables(policy: Policy, topology: Topology) -> dict[int, SwitchTables]:
-    return _Compilation(policy, topology).run()
+def compile_tables(policy: Policy, topology: Topology, fast_failover: bool = True) -> dict[int, SwitchTables]:
+    """Every switch's tables; `fast_failover=False` leaves out backup paths (recompute only)."""
+    return _Compilation(policy, topology, fast_failover).run()
 
 
 def locate_assets(policy: Policy, topology: Topology) -> dict[str, PortRef]:
@@ -48,7 +49,8 @@ def locate_assets(policy: Policy, topology: Topology) -> dict[str, PortRef]:
 
 
 class _Compilation:
-    def __init__(self, policy: Policy, topology: Topology) -> None:
+    def __init__(self, policy: Policy, topology: Topology, fast_failover: bool = True) -> None:
+        self.fast_failover = fast_failover
         self.policy = policy
         self.topology = topology
         self.zone_ids = assign_ids((z.name for z in policy.zones), SRC_ZONE.width)
@@ -196,7 +198,7 @@ class _Compilation:
 
     def _protections(self, home: int) -> dict[int, Protection]:
         if home not in self._protection_cache:
-            self._protection_cache[home] = protections(self.topology, home)
+            self._protection_cache[home] = protections(self.topology, home) if self.fast_failover else {}
         return self._protection_cache[home]
 
     def _failover(self, dpid: int, protection: Protection, mac: str, tag: int, origin: str) -> Action:

@@ -6,6 +6,7 @@
 `serve` listens on the given TCP ports (accepts, closes), answers UDP datagrams on the given
 ports, and sniffs its interface: every frame that carries a probe token is logged, so
 crafted frames (spoofs, L2 services, reverse SYNs) are observed where they land.
+`stream`/`sink` send and count numbered UDP datagrams at a steady rate (loss measurement).
 `probe` runs a list of probes concurrently and writes their outcomes as JSON:
 tcp (connect), udp (request and reply), icmp (ping), raw (a crafted frame; its outcome is
 whoever logs its token). Traffic only ever goes to the lab's own hosts.
@@ -138,6 +139,50 @@ def probe(args: argparse.Namespace) -> None:
         json.dump(results, handle)
 
 
+def stream(args: argparse.Namespace) -> None:
+    """Send numbered UDP datagrams at a steady rate; write how many were sent."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    interval = 1.0 / args.rate
+    start = time.perf_counter()
+    sent = 0
+    while True:
+        due = start + sent * interval
+        now = time.perf_counter()
+        if now - start >= args.seconds:
+            break
+        if now < due:
+            time.sleep(due - now)
+        try:
+            sender.sendto(sent.to_bytes(8, "big") + TOKEN + b"stream", (args.ip, args.port))
+        except OSError:
+            pass  # no route or neighbour yet: the datagram counts as lost
+        sent += 1
+    with open(args.out, "w") as handle:
+        json.dump({"sent": sent, "start": start}, handle)
+
+
+def sink(args: argparse.Namespace) -> None:
+    """Count numbered datagrams until no datagram came for `--idle` seconds after `--seconds`."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    receiver.bind((args.bind, args.port))
+    receiver.settimeout(0.2)
+    seen: set[int] = set()
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        try:
+            data, _ = receiver.recvfrom(2048)
+        except OSError:
+            continue
+        if len(data) >= 8:
+            seen.add(int.from_bytes(data[:8], "big"))
+    ordered = sorted(seen)
+    gaps = [b - a - 1 for a, b in zip(ordered, ordered[1:]) if b - a > 1]
+    with open(args.out, "w") as handle:
+        json.dump({"received": len(seen), "max_seq": ordered[-1] if ordered else -1,
+                   "largest_gap": max(gaps, default=0), "gaps": len(gaps)}, handle)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otseg-lab-agent")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -153,6 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     probe_parser.add_argument("--spec", required=True)
     probe_parser.add_argument("--out", required=True)
     probe_parser.set_defaults(handler=probe)
+    stream_parser = sub.add_parser("stream")
+    stream_parser.add_argument("--ip", required=True)
+    stream_parser.add_argument("--port", type=int, required=True)
+    stream_parser.add_argument("--rate", type=float, default=1000)
+    stream_parser.add_argument("--seconds", type=float, required=True)
+    stream_parser.add_argument("--out", required=True)
+    stream_parser.set_defaults(handler=stream)
+    sink_parser = sub.add_parser("sink")
+    sink_parser.add_argument("--bind", required=True)
+    sink_parser.add_argument("--port", type=int, required=True)
+    sink_parser.add_argument("--seconds", type=float, required=True)
+    sink_parser.add_argument("--out", required=True)
+    sink_parser.set_defaults(handler=sink)
     args = parser.parse_args(argv)
     args.handler(args)
     return 0

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class ControllerProcess:
-    def __init__(self, policy: str, workdir: str | Path, port: int = 6653) -> None:
+    def __init__(self, policy: str, workdir: str | Path, port: int = 6653, extra_args: tuple[str, ...] = ()) -> None:
         self.policy = policy
+        self.extra_args = extra_args
         self.port = port
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,7 @@ class ControllerProcess:
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
-             "--status-file", str(self.status_file)],
+             "--status-file", str(self.status_file), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     def wait_listening(self, timeout: float = 30.0) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,7 @@ import pytest
 
 from controller.core.compiler import compile_tables
 from controller.core.flows import SwitchTables
+from controller.core.topology import Link, PortRef, Topology
 from controller.core.render import render_ovs, render_ovs_groups
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
@@ -76,8 +78,31 @@ class Scenario:
         self.lab.stop()
         self.controller.stop()
 
-    def expected_tables(self) -> dict[int, SwitchTables]:
-        return compile_tables(self.policy, self.description.to_topology(self.policy))
+    def expected_tables(self, down: frozenset[Link] = frozenset(),
+                        moved: dict[str, PortRef] | None = None) -> dict[int, SwitchTables]:
+        """The compiler's tables for the lab with `down` links cut and `moved` assets elsewhere."""
+        full = self.description.to_topology(self.policy)
+        attachments = dict(full.attachments) | (moved or {})
+        topology = Topology(full.switches, full.links - down, tuple(sorted(attachments.items())))
+        return compile_tables(self.policy, topology)
+
+    def link(self, a: str, b: str) -> Link:
+        names = dict(self.description.switches)
+        return next(l for l in self.description.links if {l.a.dpid, l.b.dpid} == {names[a], names[b]})
+
+    def converged(self, down: frozenset[Link] = frozenset(), moved: dict[str, PortRef] | None = None,
+                  timeout: float = 30.0) -> list[str]:
+        """Wait until every switch holds the compiler's tables for that topology; the differing switches if not."""
+        deadline = time.monotonic() + timeout
+        differing: list[str] = []
+        while time.monotonic() < deadline:
+            expected = self.expected_tables(down, moved)
+            differing = [self.switch_name(d) for d, t in sorted(expected.items())
+                         if dump(self.switch_name(d)) + dump_groups(self.switch_name(d)) != reference_dump(t)]
+            if not differing:
+                return []
+            time.sleep(1.0)
+        return differing
 
     def switch_name(self, dpid: int) -> str:
         return Lab.switch_node(self.description.switch_name(dpid))
