@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_TOPOLOGY ?= topologies/plant.yaml
 
-.PHONY: demo test test-fast lint venv system clean
+.PHONY: demo test test-fast lint venv system clean bench
 
 venv: $(STAMP)
 
@@ -38,3 +38,7 @@ test: system $(STAMP) lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+# Benchmarks (not tests): rewrites docs/benchmarks.md and bench/results.json. About 5 minutes.
+bench: system $(STAMP)
+	$(PY) -m bench.run

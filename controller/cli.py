@@ -6,16 +6,20 @@ Exit codes: 0 success, 2 invalid input (every error printed to stderr, one per l
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from controller.client import ClientError
 from controller.core.compiler import compile_tables, locate_assets
-from controller.core.model import Policy
+from controller.core.diagram import to_dot
+from controller.core.explain import render_explanation
+from controller.core.model import Asset, Policy
 from controller.core.render import render_json, render_ovs, render_summary, render_text
 from controller.core.topology import Topology
-from controller.io.files import load_lab, load_policy
-from controller.policy.diagnostics import DocumentError
+from controller.io.files import load_lab, load_policy, load_policy_text
+from controller.policy.diagnostics import DocumentError, did_you_mean
 
 EXIT_INVALID = 2
 
@@ -32,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except BrokenPipeError:
         return 0
+    except ClientError as error:
+        print(f"otseg: {error}", file=sys.stderr)
+        return error.code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
                           help="text: every flow; json: for programs; summary: flow counts per switch and table; "
                                "ovs: `ovs-ofctl -O OpenFlow13 add-flows` input, one block per switch")
     compile_.set_defaults(handler=_compile)
+    explain = commands.add_parser("explain", help="why traffic between two assets is allowed or denied")
+    explain.add_argument("source", metavar="SRC", help="asset name, MAC or IP")
+    explain.add_argument("destination", metavar="DST", help="asset name, MAC or IP")
+    explain.add_argument("service", metavar="SERVICE", help="a service name (catalog or the policy's own)")
+    where = explain.add_mutually_exclusive_group(required=True)
+    where.add_argument("--policy", metavar="FILE")
+    where.add_argument("--controller", metavar="URL", help="ask a running controller for its policy in force")
+    explain.set_defaults(handler=_explain)
+
+    diagram = commands.add_parser("diagram", help="draw the zones and conduits (IEC 62443 style) with Graphviz")
+    diagram.add_argument("policy", metavar="POLICY")
+    diagram.add_argument("-o", "--output", required=True, metavar="FILE.svg|FILE.png|FILE.dot")
+    diagram.set_defaults(handler=_diagram)
+
     run = commands.add_parser("run", help="enforce a policy on OpenFlow 1.3 switches until stopped")
     run.add_argument("--policy", required=True, metavar="FILE")
     run.add_argument("--ofp-host", default="127.0.0.1", help="address to listen on for switches (default 127.0.0.1)")
@@ -60,18 +81,77 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.add_argument("--no-fast-failover", dest="fast_failover", action="store_false",
                      help="do not pre-install backup paths (links are rerouted by the controller only)")
+    run.add_argument("--state-dir", default="/var/lib/otseg",
+                     help="applied policy versions and the audit log (default /var/lib/otseg)")
+    run.add_argument("--api-host", default="127.0.0.1", help="control API address (default 127.0.0.1)")
+    run.add_argument("--api-port", type=int, default=8181, help="control API port (default 8181)")
+    run.add_argument("--api-token-file", metavar="PATH",
+                     help="bearer token for the API, as NAME:SECRET or SECRET (or set OTSEG_API_TOKEN); "
+                          "required when --api-host is not loopback")
+    run.add_argument("--watch", action="store_true", help="apply the --policy file again whenever it changes "
+                     "(SIGHUP does the same on demand)")
     run.set_defaults(handler=_run)
 
+    from controller.client import add_parsers as add_client_parsers  # noqa: PLC0415
     from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
 
+    add_client_parsers(commands)
     add_lab_parser(commands)
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    from controller.app.runner import run  # noqa: PLC0415  (os-ken loads only for `run`)
+def _find_asset(policy: Policy, key: str) -> Asset:
+    asset = next((a for a in policy.assets if a.name == key), None) or policy.asset_by_mac(key) or \
+        policy.asset_by_ip(key)
+    if asset is None:
+        hint = did_you_mean(key, [a.name for a in policy.assets])
+        raise SystemExit(f"otseg explain: no asset {key!r} in policy {policy.name!r}" + (f" ({hint})" if hint else ""))
+    return asset
 
-    return run(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level, args.fast_failover)
+
+def _explain(args: argparse.Namespace) -> int:
+    if args.controller:
+        from controller.client import fetch_policy  # noqa: PLC0415
+
+        policy = load_policy_text(fetch_policy(args.controller), f"{args.controller} (policy in force)")
+    else:
+        policy = load_policy(args.policy)
+    if args.service not in {s.name for s in policy.services}:
+        hint = did_you_mean(args.service, [s.name for s in policy.services])
+        raise SystemExit(f"otseg explain: unknown service {args.service!r}" + (f" ({hint})" if hint else ""))
+    text, delivered = render_explanation(policy, _find_asset(policy, args.source),
+                                         _find_asset(policy, args.destination), args.service)
+    print(text)
+    return 0 if delivered else 1
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    dot = to_dot(policy)
+    output = Path(args.output)
+    if output.suffix == ".dot":
+        output.write_text(dot)
+        return 0
+    if output.suffix not in (".svg", ".png", ".pdf"):
+        raise SystemExit("otseg diagram: the output must end in .svg, .png, .pdf or .dot")
+    try:
+        subprocess.run(["dot", f"-T{output.suffix[1:]}", "-o", str(output)], input=dot, text=True, check=True)
+    except FileNotFoundError:
+        raise SystemExit("otseg diagram: Graphviz `dot` is not installed (apt-get install graphviz)") from None
+    print(f"{output}: {len(policy.zones)} zones, {len(policy.conduits)} conduits")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller.app.runner import RunOptions, StartError, run  # noqa: PLC0415  (os-ken loads only here)
+
+    try:
+        return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
+                              args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
+                              args.watch))
+    except (StartError, OSError) as error:
+        print(f"otseg run: {error}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -171,11 +171,40 @@ def test_reconciling_waits_for_links_of_a_newly_connected_switch() -> None:
 def test_deletions_wait_for_the_start_up_grace() -> None:
     now = [0.0]
     policy, topology = load_example("linear.yaml", "linear.yaml")
-    stale = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
-    switch = FakeSwitch(1, frozenset({stale}))
+    stale = make_flow("destination", 100, {"eth_dst": "02:00:00:00:00:09"}, [], cookie=0x0E5E_0000_0000_0001)
+    revoked = make_flow("policy", 2000, {"eth_type": 0x0800, "metadata": (1, 1)}, [], cookie=0x0E5E_0000_0000_0001)
+    switch = FakeSwitch(1, frozenset({stale, revoked}))
     enforcer = Enforcer(policy, clock=lambda: now[0], settle_seconds=0, startup_grace=10)
     enforcer.switch_connected(switch)
     report = enforcer.reconcile()
     assert report.deferred_deletes == 1 and stale in switch.flows
+    assert revoked not in switch.flows  # an allow rule the policy no longer has goes at once
     now[0] = 11.0
     assert enforcer.reconcile().deferred_deletes == 0 and stale not in switch.flows
+
+
+def test_a_policy_refused_by_one_switch_is_rolled_back_everywhere() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    before = {dpid: fake.flows for dpid, fake in switches.items()}
+    old = enforcer.policy
+    new = replace(old, conduits=old.conduits[1:], _index={})
+    switches[3].refuse = True
+    with pytest.raises(ApplyError, match="switch 0x3"):
+        enforcer.apply_policy(new)
+    switches[3].refuse = False
+    enforcer.reconcile()
+    assert enforcer.policy is old
+    assert {dpid: fake.flows for dpid, fake in switches.items()} == before
+
+
+def test_applying_the_policy_in_force_sends_nothing_and_a_b_a_restores_a() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    a = enforcer.policy
+    tables_a = {dpid: fake.flows for dpid, fake in switches.items()}
+    assert enforcer.apply_policy(a).flow_mods == 0
+    b = replace(a, conduits=a.conduits[1:], _index={})
+    assert enforcer.apply_policy(b).flow_mods > 0
+    enforcer.apply_policy(a)
+    assert {dpid: fake.flows for dpid, fake in switches.items()} == tables_a

@@ -21,9 +21,12 @@ from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow, Group
 
 class OsKenChannel:
     def __init__(self, datapath: Any, request: Callable[[Any, Any], list[Any] | None],
-                 barrier: Callable[[Any, set[int]], list[str]]) -> None:
+                 barrier: Callable[[Any, set[int]], list[str]],
+                 call: Callable[[Any, Any], tuple[Any | None, str | None]]) -> None:
         self.datapath = datapath
         self._send_request = request
+        self._call = call
+        self.bundles = True  # until the switch refuses to open one
         self.dpid: int = datapath.id
         self._barrier = barrier
 
@@ -53,15 +56,28 @@ class OsKenChannel:
         return [g for g in groups if g is not None and is_our_group(g)]
 
     def send(self, plan: SwitchPlan) -> None:
+        """Meters and new groups first; all flow changes in one atomic bundle (where the switch
+        supports ONF bundles, else in make-before-break order); unused groups last."""
         dp = self.datapath
-        messages = ([meter_mod(dp, m, "add") for m in plan.meters_add]
-                    + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
-                    + [group_mod(dp, g, "add") for g in plan.groups_add]
-                    + [group_mod(dp, g, "modify") for g in plan.groups_modify]
-                    + [flow_mod(dp, f, "add") for f in plan.flows.add]
-                    + [flow_mod(dp, f, "modify") for f in plan.flows.modify]
-                    + [flow_mod(dp, f, "delete") for f in plan.flows.delete]
-                    + [group_mod(dp, g, "delete") for g in plan.groups_delete])
+        before = ([meter_mod(dp, m, "add") for m in plan.meters_add]
+                  + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
+                  + [group_mod(dp, g, "add") for g in plan.groups_add]
+                  + [group_mod(dp, g, "modify") for g in plan.groups_modify])
+        flows = ([flow_mod(dp, f, "add") for f in plan.flows.add]
+                 + [flow_mod(dp, f, "modify") for f in plan.flows.modify]
+                 + [flow_mod(dp, f, "delete") for f in plan.flows.delete])
+        after = [group_mod(dp, g, "delete") for g in plan.groups_delete]
+        if before:
+            self._send_confirmed(before)
+        if flows:
+            if self.bundles and self._open_bundle():
+                self._send_bundle(flows)
+            else:
+                self._send_confirmed(flows)
+        if after:
+            self._send_confirmed(after)
+
+    def _send_confirmed(self, messages: list[Any]) -> None:
         xids: set[int] = set()
         for message in messages:
             self.datapath.set_xid(message)
@@ -71,3 +87,33 @@ class OsKenChannel:
         refused = self._barrier(self.datapath, xids)
         if refused:
             raise ApplyError("; ".join(refused[:5]) + (f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""))
+
+    def _bundle_ctrl(self, kind: str) -> tuple[Any | None, str | None]:
+        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        types = {"open": ofproto.ONF_BCT_OPEN_REQUEST, "commit": ofproto.ONF_BCT_COMMIT_REQUEST,
+                 "discard": ofproto.ONF_BCT_DISCARD_REQUEST}
+        message = parser.ONFBundleCtrlMsg(self.datapath, self._bundle_id, types[kind],
+                                          ofproto.ONF_BF_ATOMIC | ofproto.ONF_BF_ORDERED, [])
+        return self._call(self.datapath, message)
+
+    def _open_bundle(self) -> bool:
+        self._bundle_id = (getattr(self, "_bundle_id", 0) + 1) & 0xFFFFFFFF
+        reply, error = self._bundle_ctrl("open")
+        if reply is None:
+            self.bundles = False  # the switch has no bundles: ordered, barrier-confirmed sends instead
+            return False
+        return True
+
+    def _send_bundle(self, messages: list[Any]) -> None:
+        """Add every message to the open bundle; commit only if none was refused on the way in."""
+        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        wrapped = [parser.ONFBundleAddMsg(self.datapath, self._bundle_id,
+                                          ofproto.ONF_BF_ATOMIC | ofproto.ONF_BF_ORDERED, m, []) for m in messages]
+        try:
+            self._send_confirmed(wrapped)
+        except ApplyError:
+            self._bundle_ctrl("discard")
+            raise
+        reply, error = self._bundle_ctrl("commit")
+        if reply is None:
+            raise ApplyError(f"bundle commit refused: {error}")

@@ -20,7 +20,7 @@ from controller.core.diff import SwitchPlan, apply_plan, diff_switch
 from controller.core.flows import Flow, Group, Meter, SwitchTables
 from controller.core.learning import Decision, Sighting, classify
 from controller.core.model import Policy
-from controller.core.pipeline import PORT_SECURITY
+from controller.core.pipeline import POLICY, PORT_SECURITY
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
@@ -225,8 +225,12 @@ class Enforcer:
         assert state.installed is not None
         plan = diff_switch(tables, state.installed, state.meters, state.groups)
         if self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
-            self._deferred += len(plan.flows.delete) + len(plan.groups_delete)
-            plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=())
+            # Forwarding state (which depends on the topology) waits; allow-list rules that the
+            # policy no longer has are removed at once: a revoked conduit must not linger.
+            keep = tuple(f for f in plan.flows.delete if f.table != POLICY)
+            self._deferred += len(keep) + len(plan.groups_delete)
+            plan = replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete
+                                                                        if f.table == POLICY)), groups_delete=())
         state.last_plan = plan.summary()
         if plan.empty:
             state.programmed = True
@@ -244,6 +248,27 @@ class Enforcer:
             log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
         state.programmed = True
         return len(plan)
+
+    def apply_policy(self, policy: Policy) -> ReconcileReport:
+        """Put `policy` in force on every switch, or on none.
+
+        Each switch gets only its changed flows, in one atomic bundle. If any switch refuses,
+        the previous policy is put back everywhere (switches already changed are re-read and
+        reconciled to it) and ApplyError says which switch refused what."""
+        previous = self.policy
+        self.policy = policy
+        report = self.reconcile()
+        if report.errors:
+            self.policy = previous
+            for state in self.switches.values():
+                state.installed = None
+            restored = self.reconcile()
+            detail = "; ".join(f"switch {_dpid(d)}: {e}" for d, e in sorted(report.errors.items()))
+            if restored.errors:
+                detail += " (and restoring the previous policy failed on " + ", ".join(
+                    _dpid(d) for d in restored.errors) + ": it will be retried)"
+            raise ApplyError(detail)
+        return report
 
     def resync(self, dpid: int) -> None:
         """Forget what we believe a switch holds: the next reconcile re-reads it."""

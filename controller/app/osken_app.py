@@ -23,7 +23,11 @@ from os_ken.topology import event as topo_event
 
 from controller.app.channel import OsKenChannel
 from controller.app.enforcer import Enforcer
-from controller.app.status import StatusWriter
+from controller.app.api import create_api
+from controller.app.control import ControlPlane
+from controller.app.status import StatusWriter, snapshot
+from controller.app.store import PolicyStore, version_of
+from controller.policy.diagnostics import DocumentError
 from controller.core.flows import ETH_LLDP
 from controller.core.learning import Sighting
 from controller.core.model import Policy
@@ -43,8 +47,14 @@ RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at 
 class Settings:
     policy: Policy
     policy_version: str
+    policy_text: bytes
+    store: PolicyStore
     status_file: str | None = None
     fast_failover: bool = True
+    api_host: str = "127.0.0.1"
+    api_port: int = 8181
+    api_token: tuple[str, str] | None = None
+    policy_file: str | None = None
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -54,14 +64,52 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         assert self.settings is not None, "the runner must set OtsegApp.settings"
-        self.enforcer = Enforcer(self.settings.policy, fast_failover=self.settings.fast_failover)
-        self.status = StatusWriter(self.settings.status_file, self.settings.policy_version)
+        settings = self.settings
+        self.enforcer = Enforcer(settings.policy, fast_failover=settings.fast_failover)
+        self.status = StatusWriter(settings.status_file, settings.policy_version)
+        self.lock = hub.BoundedSemaphore(1)
+        self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
+                                    settings.policy_text, self._policy_changed)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._errors: dict[tuple[int, int], str] = {}
         self._barriers: dict[tuple[int, int], Any] = {}
         self._pending: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
+        self._calls: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
         self.threads.append(hub.spawn(self._worker))
+        self.threads.append(hub.spawn(self._serve_api))
+
+    def _policy_changed(self, version: str) -> None:
+        self.status.policy_version = version
+        self.status.write(self.enforcer, self.packet_ins, self.control)
+
+    def _serve_api(self) -> None:
+        import eventlet.wsgi  # noqa: PLC0415  (the eventlet hub is in force: see hub_compat)
+
+        settings = self.settings
+        assert settings is not None
+        app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
+                                                         self.control), settings.api_token)
+        listener = hub.listen((settings.api_host, settings.api_port))
+        log.info("control API on http://%s:%d (token %s)", settings.api_host, settings.api_port,
+                 "required" if settings.api_token else "not configured: local callers only")
+        eventlet.wsgi.server(listener, app, log_output=False)
+
+    def reload_file(self) -> None:
+        """SIGHUP or --watch: apply the --policy file again (an invalid file is reported, not applied)."""
+        path = self.settings.policy_file if self.settings else None
+        if not path:
+            return
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            self.control.apply(data, "local", source=f"file {path}", name=path)
+            self.settings.store.set_current(self.control.version, version_of(data))  # type: ignore[union-attr]
+        except DocumentError as error:
+            for diagnostic in error.diagnostics:
+                log.error("reload refused: %s", diagnostic)
+        except Exception as error:  # a refused apply is logged by the control plane
+            log.error("reload of %s failed: %s", path, error)
 
     # -- the reconcile worker -------------------------------------------------------------
     def _wake(self) -> None:
@@ -77,14 +125,15 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 hub.sleep(self.enforcer.settle_remaining())
                 last_full = hub_time()
                 try:
-                    report = self.enforcer.reconcile()
+                    with self.lock:
+                        report = self.enforcer.reconcile()
                     if report.deferred_deletes:
                         hub.spawn_after(self.enforcer.grace_remaining() + DEBOUNCE, self._wake)
                 except Exception:  # keep enforcing: one bad cycle must not kill the worker
                     log.exception("reconcile failed; will retry")
                     hub.sleep(1)
                     self._wake()
-            self.status.write(self.enforcer, self.packet_ins)
+            self.status.write(self.enforcer, self.packet_ins, self.control)
 
     def barrier(self, datapath: Any, xids: set[int]) -> list[str]:
         """Send a barrier and wait for its reply; return the errors the switch sent for `xids`."""
@@ -112,6 +161,27 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             self._pending.pop((datapath.id, message.xid), None)
         return bodies
 
+    def call(self, datapath: Any, message: Any) -> tuple[Any | None, str | None]:
+        """Send a message that the switch answers with one reply or one error: (reply, error text)."""
+        datapath.set_xid(message)
+        done = hub.Event()
+        box: list[Any] = []
+        self._calls[(datapath.id, message.xid)] = (done, box)
+        try:
+            if not datapath.send_msg(message) or not done.wait(timeout=REQUEST_TIMEOUT):
+                return None, f"no answer to {type(message).__name__} within {REQUEST_TIMEOUT:.0f} s"
+        finally:
+            self._calls.pop((datapath.id, message.xid), None)
+        kind, value = box[0]
+        return (value, None) if kind == "reply" else (None, value)
+
+    @set_ev_cls(ofp_event.EventONFBundleCtrlMsg, MAIN_DISPATCHER)
+    def _bundle_reply(self, ev: Any) -> None:
+        waiter = self._calls.get((ev.msg.datapath.id, ev.msg.xid))
+        if waiter is not None:
+            waiter[1].append(("reply", ev.msg))
+            waiter[0].set()
+
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
                  ofp_event.EventOFPGroupDescStatsReply], MAIN_DISPATCHER)
     def _stats_reply(self, ev: Any) -> None:
@@ -131,7 +201,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         if datapath.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
-            self.enforcer.switch_connected(OsKenChannel(datapath, self.request, self.barrier))
+            self.enforcer.switch_connected(OsKenChannel(datapath, self.request, self.barrier, self.call))
         else:
             self.enforcer.switch_disconnected(datapath.id)
         self._wake()
@@ -146,6 +216,11 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _error(self, ev: Any) -> None:
         msg = ev.msg
         text = f"OpenFlow error type {msg.type} code {getattr(msg, 'code', '-')} on xid {msg.xid}"
+        waiter = self._calls.get((msg.datapath.id, msg.xid))
+        if waiter is not None:
+            waiter[1].append(("error", text))
+            waiter[0].set()
+            return
         self._errors[(msg.datapath.id, msg.xid)] = text
         log.debug("switch %#x: %s", msg.datapath.id, text)
 

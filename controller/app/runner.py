@@ -8,13 +8,16 @@ imported), and SIGTERM/SIGINT stop the hub cleanly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.io.files import load_policy
+from controller.app.store import PolicyStore, short, version_of
+from controller.core.model import Policy
+from controller.io.files import load_policy_text
 
 APP_MODULE = "controller.app.osken_app"
 # Link liveness: LLDP on each port every 0.5 s; a link silent for 2 s is down, checked every 0.5 s.
@@ -23,14 +26,58 @@ LINK_TIMEOUT = 2.0
 LINK_CHECK_PERIOD = 0.5
 
 
-def policy_version(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+@dataclass
+class RunOptions:
+    policy: str
+    ofp_host: str = "127.0.0.1"
+    ofp_port: int = 6653
+    status_file: str | None = None
+    log_level: str = "info"
+    fast_failover: bool = True
+    state_dir: str = "/var/lib/otseg"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8181
+    api_token_file: str | None = None
+    watch: bool = False
 
 
-def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None, log_level: str,
-        fast_failover: bool = True) -> int:
-    policy = load_policy(policy_path)  # raises DocumentError: the CLI prints it and exits 2
-    version = policy_version(policy_path)
+class StartError(Exception):
+    """A start-up problem with a clear message (exit code 2)."""
+
+
+def read_token(path: str | None) -> tuple[str, str] | None:
+    """The API token as (name, secret): a file holding NAME:SECRET or SECRET, or OTSEG_API_TOKEN."""
+    text = Path(path).read_text().strip() if path else os.environ.get("OTSEG_API_TOKEN", "").strip()
+    if not text:
+        return None
+    name, _, secret = text.partition(":") if ":" in text else ("token", "", text)
+    return name, secret
+
+
+def starting_policy(options: RunOptions, store: PolicyStore) -> tuple[Policy, str, bytes]:
+    """The --policy file, unless a version pushed since the file was last read is in force."""
+    file_data = Path(options.policy).read_bytes()
+    file_version = version_of(file_data)
+    current = store.current()
+    if current.get("file_version") == file_version and current.get("version"):
+        version, data = store.load(current["version"])
+        return load_policy_text(data, f"{options.policy} (stored version {short(version)})"), version, data
+    policy = load_policy_text(file_data, options.policy)  # DocumentError: printed, exit 2
+    version = store.save(file_data)
+    store.set_current(version, file_version)
+    store.audit(who="local", source=f"file {options.policy}", action="start", from_version=current.get("version"),
+                to_version=version, policy=policy.name)
+    return policy, version, file_data
+
+
+def run(options: RunOptions) -> int:
+    token = read_token(options.api_token_file)
+    if options.api_host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        raise StartError(f"--api-host {options.api_host} is not loopback: give --api-token-file (NAME:SECRET) or "
+                         "set OTSEG_API_TOKEN, so that only holders of the token can change the policy")
+    store = PolicyStore(options.state_dir)
+    policy, version, data = starting_policy(options, store)
+    log_level = options.log_level
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     log = logging.getLogger("otseg")
@@ -45,18 +92,19 @@ def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None,
 
     from controller.app.osken_app import OtsegApp, Settings  # noqa: PLC0415
 
-    OtsegApp.settings = Settings(policy, version, status_file, fast_failover)
+    OtsegApp.settings = Settings(policy, version, data, store, options.status_file, options.fast_failover,
+                                 options.api_host, options.api_port, token, options.policy)
     switches.Switches.LLDP_SEND_PERIOD_PER_PORT = LLDP_PERIOD
     switches.Switches.TIMEOUT_CHECK_PERIOD = LINK_CHECK_PERIOD
     switches.Switches.LINK_TIMEOUT = LINK_TIMEOUT
     manager = AppManager.get_instance()
     manager.load_apps([APP_MODULE])
-    cfg.CONF(args=["--ofp-listen-host", ofp_host, "--ofp-tcp-listen-port", str(ofp_port), "--observe-links"],
-             project="os_ken")
+    cfg.CONF(args=["--ofp-listen-host", options.ofp_host, "--ofp-tcp-listen-port", str(options.ofp_port),
+                   "--observe-links"], project="os_ken")
     cfg.CONF.set_override("install_lldp_flow", False)  # ours is metered (table 0, priority 1000)
     cfg.CONF.set_override("explicit_drop", False)
     log.info("otseg enforcing policy %r version %s (mode %s) on %s:%d, hub %s",
-             policy.name, version, policy.mode, ofp_host, ofp_port, hub_type)
+             policy.name, short(version), policy.mode, options.ofp_host, options.ofp_port, hub_type)
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -66,6 +114,10 @@ def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None,
     services: list[Any] = []
     try:
         services = manager.instantiate_apps(**manager.create_contexts())
+        app = manager.applications["OtsegApp"]
+        signal.signal(signal.SIGHUP, lambda *_: hub.spawn(app.reload_file))
+        if options.watch:
+            services.append(hub.spawn(_watch, options.policy, app))
         hub.joinall(services)
     except KeyboardInterrupt:
         log.info("stopping; switches keep enforcing their tables (fail-mode secure)")
@@ -74,3 +126,19 @@ def run(policy_path: str, ofp_host: str, ofp_port: int, status_file: str | None,
         for thread in services:
             thread.kill()
     return 0
+
+
+def _watch(path: str, app: Any) -> None:
+    """--watch: apply the policy file whenever its content changes."""
+    from os_ken.lib import hub  # noqa: PLC0415
+
+    last = version_of(Path(path).read_bytes())
+    while True:
+        hub.sleep(1.0)
+        try:
+            current = version_of(Path(path).read_bytes())
+        except OSError:
+            continue
+        if current != last:
+            last = current
+            app.reload_file()

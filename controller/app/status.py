@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from controller.core.model import Policy
 
 if TYPE_CHECKING:
+    from controller.app.control import ControlPlane
     from controller.app.enforcer import Enforcer
 
 
@@ -27,7 +28,8 @@ def policy_modes(policy: Policy) -> dict[str, object]:
     }
 
 
-def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, int]) -> dict[str, Any]:
+def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, int],
+             control: "ControlPlane | None" = None) -> dict[str, Any]:
     policy = enforcer.policy
     located = enforcer.bindings()
     report = enforcer.last_report
@@ -51,6 +53,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
             "flow_mods_since_start": enforcer.flow_mods_total, "deferred_deletes": report.deferred_deletes,
             "plans": {f"{d:#x}": p for d, p in report.plans.items()}, "errors": report.errors,
         },
+        "last_policy_apply": None if control is None else control.last_apply,
     }
 
 
@@ -59,10 +62,10 @@ class StatusWriter:
         self.path = path
         self.policy_version = policy_version
 
-    def write(self, enforcer: "Enforcer", packet_ins: dict[str, int]) -> None:
+    def write(self, enforcer: "Enforcer", packet_ins: dict[str, int], control: "ControlPlane | None" = None) -> None:
         if not self.path:
             return
-        data = json.dumps(snapshot(enforcer, self.policy_version, packet_ins), indent=2)
+        data = json.dumps(snapshot(enforcer, self.policy_version, packet_ins, control), indent=2)
         directory = os.path.dirname(os.path.abspath(self.path))
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".status-")
         with os.fdopen(handle, "w") as stream:

@@ -71,9 +71,12 @@ class _Compilation:
         self._destinations()
         self._multicast()
         result = {}
+        checked: set[Flow] = set()
         for dpid, flows in self.flows.items():
             for flow in flows.values():
-                check_flow(flow)
+                if flow not in checked:
+                    check_flow(flow)
+                    checked.add(flow)
             result[dpid] = SwitchTables(dpid, frozenset(flows.values()), METERS,
                                         frozenset(self.groups[dpid].values()))
         return result
@@ -260,4 +263,4 @@ class _Compilation:
             in_port = root.port if dpid == root.dpid else self.topology.port_toward(dpid, parents[dpid])
             ports.discard(in_port)
             if ports:
-                self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, sorted(ports), origin)])
+                self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, tuple(sorted(ports)), origin)])

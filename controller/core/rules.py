@@ -5,6 +5,8 @@ Priorities within a table are named here once; see docs/architecture.md for the 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from controller.core.flows import (
     BROADCAST_MAC, CONTROLLER_PORT, COOKIE_PREFIX, ETH_ARP, ETH_IPV4, ETH_LLDP, IP_PROTO_ICMP,
     IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, Action, ApplyActions, ClearActions, Flow, GotoTable,
@@ -38,6 +40,7 @@ PRIO_MISS = 0
 SAMPLE_BYTES = 128  # what a metered miss sample carries to the controller
 
 
+@lru_cache(maxsize=None)
 def cookie(origin: str) -> int:
     return COOKIE_PREFIX | stable_hash32(origin)
 
@@ -87,6 +90,7 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
     return flows
 
 
+@lru_cache(maxsize=65536)  # the same entry recurs on every switch that uses the same port toward the asset
 def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int | None = None) -> Flow:
     """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority)."""
     match: dict[str, Value | tuple[Value, Value]] = {"eth_dst": mac}
@@ -96,6 +100,7 @@ def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int 
                      [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(POLICY)], cookie(origin))
 
 
+@lru_cache(maxsize=65536)
 def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Action, origin: str) -> Flow:
     """A broadcast ARP request for `ip` goes, as unicast to its owner only: no ARP flooding."""
     return make_flow(DESTINATION, PRIO_ARP_REQUEST, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
@@ -104,7 +109,8 @@ def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Action, origin: str) 
                      cookie(origin))
 
 
-def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: list[int], origin: str) -> Flow:
+@lru_cache(maxsize=65536)
+def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[int, ...], origin: str) -> Flow:
     return make_flow(DESTINATION, PRIO_MULTICAST,
                      {"in_port": in_port, "eth_src": src_mac, "eth_type": ethertype,
                       "eth_dst": (MULTICAST_BIT, MULTICAST_BIT)},

@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class ControllerProcess:
-    def __init__(self, policy: str, workdir: str | Path, port: int = 6653, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, policy: str, workdir: str | Path, port: int = 6653, extra_args: tuple[str, ...] = (),
+                 api_port: int = 8181) -> None:
         self.policy = policy
         self.extra_args = extra_args
+        self.api_port = api_port
         self.port = port
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -30,12 +32,17 @@ class ControllerProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
     def start(self) -> None:
         self.status_file.unlink(missing_ok=True)
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
-             "--status-file", str(self.status_file), *self.extra_args],
+             "--status-file", str(self.status_file), "--state-dir", str(self.workdir / "state"),
+             "--api-port", str(self.api_port), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     def wait_listening(self, timeout: float = 30.0) -> None:

@@ -1,0 +1,126 @@
+"""The control API served by `otseg run` (Flask on eventlet's WSGI server).
+
+Bound to 127.0.0.1 by default. A bearer token (from a file or OTSEG_API_TOKEN) is
+required when one is configured, and `otseg run` refuses to listen on another address
+without one. The OpenAPI description is served at /v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Callable
+
+from flask import Flask, Response, jsonify, request
+
+from controller.app.control import ControlPlane, Refused
+from controller.policy.diagnostics import DocumentError
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "otseg control API", "version": "1"},
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/status": {"get": {"summary": "What is in force: policy, version, mode, switches, links, assets, "
+                                          "last apply", "responses": {"200": {"description": "status"}}}},
+        "/v1/policy": {
+            "get": {"summary": "The policy in force (name, version, YAML text)",
+                    "responses": {"200": {"description": "policy"}}},
+            "post": {"summary": "Apply a candidate policy (YAML body): validated whole, sent atomically per switch, "
+                                "rolled back everywhere if any switch refuses",
+                     "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}},
+                     "responses": {"200": {"description": "applied: version, change, duration"},
+                                   "422": {"description": "invalid: every error with file:line:col"},
+                                   "409": {"description": "a switch refused; the previous policy is in force"}}}},
+        "/v1/policy/validate": {"post": {
+            "summary": "Validate a candidate and show its change (conduits, flows per switch) without applying",
+            "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "valid, with the change"}, "422": {"description": "invalid"}}}},
+        "/v1/history": {"get": {"summary": "Audit log: every apply, refusal and rollback",
+                                "responses": {"200": {"description": "entries, oldest first"}}}},
+        "/v1/rollback": {"post": {
+            "summary": "Apply a stored version again (default: the one before the version in force)",
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "properties": {"version": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "applied"}, "404": {"description": "no such version"},
+                          "409": {"description": "refused by a switch"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+                             "responses": {"200": {"description": "text exposition format"}}}},
+    },
+}
+
+
+def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], token: tuple[str, str] | None,
+               metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
+    """token: (name, secret) or None (then every caller is "local")."""
+    app = Flask("otseg")
+
+    def caller() -> str | None:
+        if token is None:
+            return "local"
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token[1]):
+            return token[0]
+        return None
+
+    def guarded(handler: Callable[[str], Any]) -> Callable[[], Any]:
+        def wrapper() -> Any:
+            who = caller()
+            if who is None:
+                return jsonify(error="missing or wrong bearer token"), 401
+            try:
+                return handler(who)
+            except DocumentError as error:
+                return jsonify(valid=False, errors=[str(d) for d in error.diagnostics]), 422
+            except Refused as error:
+                return jsonify(error=f"refused by a switch; the previous policy stays in force: {error}"), 409
+            except KeyError as error:
+                return jsonify(error=str(error).strip("'\"")), 404
+        wrapper.__name__ = handler.__name__
+        return wrapper
+
+    def body_name() -> str:
+        return request.headers.get("X-Otseg-Filename", "candidate.yaml")
+
+    @app.get("/v1/status")
+    @guarded
+    def get_status(who: str) -> Any:
+        return jsonify(status())
+
+    @app.get("/v1/policy")
+    @guarded
+    def get_policy(who: str) -> Any:
+        return jsonify(control.in_force())
+
+    @app.post("/v1/policy/validate")
+    @guarded
+    def validate(who: str) -> Any:
+        return jsonify(control.validate(request.get_data(), body_name()))
+
+    @app.post("/v1/policy")
+    @guarded
+    def apply(who: str) -> Any:
+        return jsonify(control.apply(request.get_data(), who, "push", body_name()))
+
+    @app.get("/v1/history")
+    @guarded
+    def history(who: str) -> Any:
+        return jsonify(control.history())
+
+    @app.post("/v1/rollback")
+    @guarded
+    def rollback(who: str) -> Any:
+        version = (request.get_json(silent=True) or {}).get("version")
+        return jsonify(control.rollback(version, who))
+
+    @app.get("/v1/openapi.json")
+    def openapi() -> Any:
+        return jsonify(OPENAPI)
+
+    if metrics is not None:
+        @app.get("/metrics")
+        def get_metrics() -> Response:
+            body, content_type = metrics()
+            return Response(body, content_type=content_type)
+
+    return app

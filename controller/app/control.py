@@ -1,0 +1,100 @@
+"""Runtime policy operations: validate, apply, roll back, history. One at a time.
+
+Every operation that changes what is in force holds the same lock as the reconcile worker,
+so two pushes, or a push and a topology change, never interleave: each ends in the state
+the compiler gives for its inputs. A candidate is validated whole before anything is sent;
+an invalid or refused candidate leaves the policy in force untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from controller.app.enforcer import ApplyError, Enforcer
+from controller.app.store import PolicyStore, short, version_of
+from controller.core.change import describe_change
+from controller.core.compiler import compile_tables
+from controller.core.model import Policy
+from controller.io.files import load_policy_text
+
+log = logging.getLogger("otseg.control")
+
+
+class Refused(Exception):
+    """A switch refused the candidate; the previous policy is back in force."""
+
+
+class ControlPlane:
+    def __init__(self, enforcer: Enforcer, store: PolicyStore, lock: Any, version: str, text: bytes,
+                 on_change: Callable[[str], None] = lambda version: None) -> None:
+        self.enforcer = enforcer
+        self.store = store
+        self.lock = lock
+        self.version = version
+        self.text = text
+        self.on_change = on_change
+        self.last_apply: dict[str, Any] | None = None
+
+    def in_force(self) -> dict[str, Any]:
+        return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode()}
+
+    def _candidate(self, data: bytes, name: str) -> Policy:
+        return load_policy_text(data, name)  # DocumentError on any problem: nothing changes
+
+    def _change(self, candidate: Policy) -> dict[str, Any]:
+        topology = self.enforcer.topology()
+        old_tables = compile_tables(self.enforcer.policy, topology, self.enforcer.fast_failover)
+        new_tables = compile_tables(candidate, topology, self.enforcer.fast_failover)
+        return describe_change(self.enforcer.policy, candidate, old_tables, new_tables).as_dict()
+
+    def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:
+        candidate = self._candidate(data, name)
+        with self.lock:
+            change = self._change(candidate)
+        return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
+                "change": change}
+
+    def apply(self, data: bytes, who: str, source: str = "push", name: str = "candidate.yaml") -> dict[str, Any]:
+        candidate = self._candidate(data, name)
+        with self.lock:
+            start = time.monotonic()
+            change = self._change(candidate)
+            previous = self.version
+            try:
+                report = self.enforcer.apply_policy(candidate)
+            except ApplyError as error:
+                self.store.audit(who=who, source=source, action="refused", from_version=previous,
+                                 to_version=version_of(data), error=str(error))
+                log.error("policy %s refused by a switch, %s stays in force: %s", short(version_of(data)),
+                          short(previous), error)
+                raise Refused(str(error)) from error
+            seconds = time.monotonic() - start
+            version = self.store.save(data)
+            self.store.set_current(version, self.store.current().get("file_version"))
+            self.version, self.text = version, data
+            record = self.store.audit(who=who, source=source, action="apply", from_version=previous,
+                                      to_version=version, policy=candidate.name, seconds=round(seconds, 6),
+                                      flow_mods=report.flow_mods, change=change)
+            self.last_apply = record
+            self.on_change(version)
+        log.info("policy %r version %s in force (from %s, by %s via %s): %d flow changes in %.3f s",
+                 candidate.name, short(version), short(previous), who, source, report.flow_mods, seconds)
+        return {"policy": candidate.name, "version": version, "previous": previous, "seconds": seconds,
+                "flow_mods": report.flow_mods, "change": change}
+
+    def rollback(self, version: str | None, who: str) -> dict[str, Any]:
+        if version is None:  # the version that was in force before the one in force now
+            applied = [r for r in self.store.history() if r.get("action") in ("apply", "start")
+                       and r.get("to_version") == self.version and r.get("from_version")
+                       and r.get("from_version") != self.version]
+            if not applied:
+                raise KeyError("no earlier version to roll back to")
+            version = applied[-1]["from_version"]
+        full, data = self.store.load(version)
+        result = self.apply(data, who, source=f"rollback to {short(full)}")
+        return result
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.store.history()

@@ -1,0 +1,163 @@
+"""`otseg push|diff|status|history|rollback`: talk to a running controller's control API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8181"
+EXIT_REFUSED = 1
+EXIT_INVALID = 2
+EXIT_UNREACHABLE = 3
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--controller", default=os.environ.get("OTSEG_CONTROLLER", DEFAULT_URL),
+                            help=f"control API URL (default {DEFAULT_URL}, or OTSEG_CONTROLLER)")
+        parser.add_argument("--token-file", help="bearer token file (NAME:SECRET or SECRET); or OTSEG_API_TOKEN")
+        parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    push = commands.add_parser("push", help="apply a policy file on the running controller")
+    push.add_argument("file")
+    common(push)
+    push.set_defaults(handler=lambda a: _call(a, "POST", "/v1/policy", _read(a.file), a.file, _show_apply))
+    diff = commands.add_parser("diff", help="validate a policy file and show what applying it would change")
+    diff.add_argument("file")
+    common(diff)
+    diff.set_defaults(handler=lambda a: _call(a, "POST", "/v1/policy/validate", _read(a.file), a.file, _show_diff))
+    status = commands.add_parser("status", help="what the running controller enforces")
+    common(status)
+    status.set_defaults(handler=lambda a: _call(a, "GET", "/v1/status", None, None, _show_status))
+    history = commands.add_parser("history", help="applied versions and the audit log")
+    common(history)
+    history.set_defaults(handler=lambda a: _call(a, "GET", "/v1/history", None, None, _show_history))
+    rollback = commands.add_parser("rollback", help="apply an earlier version again (default: the previous one)")
+    rollback.add_argument("version", nargs="?")
+    common(rollback)
+    rollback.set_defaults(handler=lambda a: _call(
+        a, "POST", "/v1/rollback", json.dumps({"version": a.version} if a.version else {}).encode(), None,
+        _show_apply, content_type="application/json"))
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ClientError(f"cannot read {path}: {error.strerror}", EXIT_INVALID) from None
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    text = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("OTSEG_API_TOKEN", "")
+    return text.partition(":")[2] if ":" in text else (text or None)
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None, filename: str | None,
+          show: Any, content_type: str = "application/yaml") -> int:
+    request = urllib.request.Request(args.controller.rstrip("/") + path, data=body, method=method)
+    request.add_header("Content-Type", content_type)
+    if filename:
+        request.add_header("X-Otseg-Filename", filename)
+    token = _token(args)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read() or b"{}")
+        if error.code == 422:
+            for line in answer.get("errors", []):
+                print(line, file=sys.stderr)
+            print(f"{len(answer.get('errors', []))} error(s); nothing was applied", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"otseg: the controller refused ({error.code}): {answer.get('error', error.reason)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ClientError(f"cannot reach the controller at {args.controller}: {reason} (is `otseg run` running? "
+                          "see --controller)", EXIT_UNREACHABLE) from None
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        show(answer)
+    return 0
+
+
+def _change_lines(change: dict[str, Any]) -> list[str]:
+    conduits = change["conduits"]
+    lines = [f"  conduits: +{len(conduits['added'])} -{len(conduits['removed'])} ~{len(conduits['changed'])}"
+             + "".join(f"\n    + {n}" for n in conduits["added"]) + "".join(f"\n    - {n}" for n in conduits["removed"])
+             + "".join(f"\n    ~ {n}" for n in conduits["changed"])]
+    if change["zones_changed"] or change["assets_changed"]:
+        lines.append(f"  zones changed: {', '.join(change['zones_changed']) or '-'}; "
+                     f"assets changed: {', '.join(change['assets_changed']) or '-'}")
+    flows = change["flows"]
+    lines.append(f"  flows: {change['flow_mods']} changes on {len(flows)} switch(es)"
+                 + "".join(f"\n    switch {dpid}: {plan}" for dpid, plan in flows.items()))
+    return lines
+
+
+def _show_apply(answer: dict[str, Any]) -> None:
+    print(f"applied policy {answer['policy']!r} version {answer['version'][:12]} (was {answer['previous'][:12]}) "
+          f"in {answer['seconds'] * 1000:.0f} ms, {answer['flow_mods']} flow changes")
+    print("\n".join(_change_lines(answer["change"])))
+
+
+def _show_diff(answer: dict[str, Any]) -> None:
+    print(f"valid: policy {answer['policy']!r} version {answer['version'][:12]} "
+          f"(in force: {answer['in_force'][:12]})")
+    print("\n".join(_change_lines(answer["change"])))
+
+
+def _show_status(answer: dict[str, Any]) -> None:
+    policy = answer["policy"]
+    mode = policy["mode"]
+    print(f"policy {policy['name']!r} version {policy['version'][:12]}; mode {mode['policy']}"
+          + (f"; zones in monitor: {', '.join(mode['zones_in_monitor'])}" if mode["zones_in_monitor"] else "")
+          + (f"; conduits in monitor: {', '.join(mode['conduits_in_monitor'])}" if mode["conduits_in_monitor"] else ""))
+    switches = answer["switches"]
+    programmed = sum(1 for s in switches.values() if s["programmed"])
+    print(f"switches: {len(switches)} connected, {programmed} programmed; links: {len(answer['links'])}")
+    assets = answer["assets"]
+    print(f"assets: {len(assets['located'])} located, {len(assets['unlocated'])} unlocated"
+          + (f" ({', '.join(assets['unlocated'])})" if assets["unlocated"] else ""))
+    last = answer.get("last_policy_apply")
+    if last:
+        print(f"last apply: {last['time']} by {last['who']} ({last['source']}): version {last['to_version'][:12]}, "
+              f"{last['flow_mods']} flow changes in {last['seconds'] * 1000:.0f} ms")
+    print(f"packet-ins: {answer['packet_ins']}")
+
+
+def _show_history(answer: list[dict[str, Any]]) -> None:
+    for entry in answer:
+        print(f"{entry['time']}  {entry['action']:<8} {str(entry.get('to_version', ''))[:12]:<12} "
+              f"from {str(entry.get('from_version') or '-')[:12]:<12} by {entry.get('who', '-')} "
+              f"({entry.get('source', '')})" + (f": {entry['error']}" if entry.get("error") else ""))
+
+
+def fetch_policy(url: str, token_file: str | None = None) -> bytes:
+    """The policy in force on a running controller, as YAML text."""
+    request = urllib.request.Request(url.rstrip("/") + "/v1/policy")
+    text = Path(token_file).read_text().strip() if token_file else os.environ.get("OTSEG_API_TOKEN", "")
+    secret = text.partition(":")[2] if ":" in text else text
+    if secret:
+        request.add_header("Authorization", f"Bearer {secret}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["text"].encode()  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError) as error:
+        raise ClientError(f"cannot get the policy from {url}: {getattr(error, 'reason', error)}",
+                          EXIT_UNREACHABLE) from None

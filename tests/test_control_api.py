@@ -1,0 +1,91 @@
+"""The control plane (validate, apply, rollback, history) and its HTTP API, with fake switches."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from controller.app.api import create_api
+from controller.app.control import ControlPlane, Refused
+from controller.app.store import PolicyStore, version_of
+from controller.policy.diagnostics import DocumentError
+from tests.conftest import POLICIES
+from tests.test_enforcer import _linear
+
+A = (POLICIES / "linear.yaml").read_bytes()
+B = A.replace(b"  - name: eng-programs-plcs", b"  - name: eng-programs-plcs-renamed")
+INVALID = A.replace(b"services: [modbus, icmp]", b"services: [modbsu, icmp]")
+
+
+def _control(tmp_path: Path) -> tuple[ControlPlane, dict]:  # type: ignore[type-arg]
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    store = PolicyStore(tmp_path)
+    version = store.save(A)
+    store.set_current(version, version)
+    return ControlPlane(enforcer, store, threading.Lock(), version, A), switches
+
+
+def test_store_keeps_versions_by_content_and_an_audit_log(tmp_path: Path) -> None:
+    store = PolicyStore(tmp_path)
+    version = store.save(A)
+    assert version == version_of(A) and store.load(version[:8]) == (version, A)
+    with pytest.raises(KeyError):
+        store.load("ffff")
+    store.audit(who="local", action="apply", to_version=version)
+    assert PolicyStore(tmp_path).history()[0]["to_version"] == version
+
+
+def test_validate_reports_the_change_and_changes_nothing(tmp_path: Path) -> None:
+    control, switches = _control(tmp_path)
+    before = {d: s.flows for d, s in switches.items()}
+    answer = control.validate(B)
+    assert answer["change"]["conduits"]["added"] == ["eng-programs-plcs-renamed"]
+    assert answer["change"]["conduits"]["removed"] == ["eng-programs-plcs"]
+    assert answer["change"]["flow_mods"] > 0
+    assert {d: s.flows for d, s in switches.items()} == before
+
+
+def test_an_invalid_candidate_is_refused_whole(tmp_path: Path) -> None:
+    control, switches = _control(tmp_path)
+    before = {d: s.flows for d, s in switches.items()}
+    with pytest.raises(DocumentError, match="did you mean 'modbus'"):
+        control.apply(INVALID, "local")
+    assert control.version == version_of(A) and {d: s.flows for d, s in switches.items()} == before
+
+
+def test_apply_records_versions_and_rollback_restores(tmp_path: Path) -> None:
+    control, switches = _control(tmp_path)
+    before = {d: s.flows for d, s in switches.items()}
+    result = control.apply(B, "alice")
+    assert result["version"] == version_of(B) and result["flow_mods"] > 0
+    control.rollback(None, "bob")
+    assert control.version == version_of(A)
+    assert {d: s.flows for d, s in switches.items()} == before
+    who = [entry["who"] for entry in control.history()]
+    assert who == ["alice", "bob"]
+
+
+def test_a_candidate_a_switch_refuses_leaves_the_old_policy(tmp_path: Path) -> None:
+    control, switches = _control(tmp_path)
+    switches[2].refuse = True
+    with pytest.raises(Refused):
+        control.apply(B, "local")
+    assert control.version == version_of(A)
+    assert control.history()[-1]["action"] == "refused"
+
+
+def test_api_requires_the_token_and_maps_errors(tmp_path: Path) -> None:
+    control, _ = _control(tmp_path)
+    client = create_api(control, lambda: {"ok": True}, ("ops", "s3cret")).test_client()
+    assert client.get("/v1/status").status_code == 401
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.get("/v1/status", headers=auth).json == {"ok": True}
+    refused = client.post("/v1/policy", data=INVALID, headers=auth)
+    assert refused.status_code == 422 and "did you mean 'modbus'" in refused.json["errors"][0]
+    applied = client.post("/v1/policy", data=B, headers=auth)
+    assert applied.status_code == 200 and control.history()[-1]["who"] == "ops"
+    assert client.post("/v1/rollback", json={"version": "0000"}, headers=auth).status_code == 404
+    assert "/v1/policy" in client.get("/v1/openapi.json").json["paths"]
