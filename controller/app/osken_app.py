@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from os_ken.base import app_manager
+from prometheus_client import CollectorRegistry
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
@@ -23,12 +24,13 @@ from os_ken.topology import event as topo_event
 
 from controller.app.channel import OsKenChannel
 from controller.app.enforcer import Enforcer
+from controller.app.metrics import Metrics
 from controller.app.api import create_api
 from controller.app.control import ControlPlane
 from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.policy.diagnostics import DocumentError
-from controller.core.flows import ETH_LLDP
+from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, ETH_LLDP
 from controller.core.learning import Sighting
 from controller.core.model import Policy
 from controller.core.topology import Link, PortRef
@@ -39,7 +41,8 @@ _REQUIRED_APP = ["os_ken.topology.switches"]  # LLDP link discovery, loaded with
 REQUEST_TIMEOUT = 10.0
 BARRIER_TIMEOUT = 10.0
 DEBOUNCE = 0.02
-STATUS_PERIOD = 2.0  # the status file is rewritten at least this often
+STATUS_PERIOD = 2.0
+COUNTER_POLL_PERIOD = 5.0  # flow counters behind the per-conduit and denied metrics  # the status file is rewritten at least this often
 RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at least this often
 
 
@@ -70,6 +73,9 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.lock = hub.BoundedSemaphore(1)
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
                                     settings.policy_text, self._policy_changed)
+        self.metrics = Metrics(CollectorRegistry())
+        self.metrics.install_state(self.enforcer, lambda: self.control.version,
+                                   lambda: sum(1 for r in self.enforcer.reported if r[0] == "unknown-device"))
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._errors: dict[tuple[int, int], str] = {}
@@ -78,9 +84,33 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._calls: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
         self.threads.append(hub.spawn(self._worker))
         self.threads.append(hub.spawn(self._serve_api))
+        self.threads.append(hub.spawn(self._poll_counters))
+
+    def _poll_counters(self) -> None:
+        """Read our flows' packet and byte counters from every programmed switch (for metrics)."""
+        while True:
+            hub.sleep(COUNTER_POLL_PERIOD)
+            for dpid, state in list(self.enforcer.switches.items()):
+                if not state.programmed:
+                    continue
+                datapath = state.channel.datapath  # type: ignore[attr-defined]
+                ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+                bodies = self.request(datapath, parser.OFPFlowStatsRequest(
+                    datapath, 0, ofproto.OFPTT_ALL, ofproto.OFPP_ANY, ofproto.OFPG_ANY, COOKIE_PREFIX,
+                    COOKIE_PREFIX_MASK, parser.OFPMatch()))
+                if bodies is None:
+                    continue
+                counters: dict[int, list[int]] = {}
+                for stats in bodies:
+                    entry = counters.setdefault(stats.cookie, [0, 0])
+                    entry[0] += stats.packet_count
+                    entry[1] += stats.byte_count
+                self.metrics.counters.update(dpid, {k: (v[0], v[1]) for k, v in counters.items()})
 
     def _policy_changed(self, version: str) -> None:
         self.status.policy_version = version
+        if self.control.last_apply:
+            self.metrics.apply_seconds.observe(self.control.last_apply["seconds"])
         self.status.write(self.enforcer, self.packet_ins, self.control)
 
     def _serve_api(self) -> None:
@@ -89,7 +119,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         settings = self.settings
         assert settings is not None
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
-                                                         self.control), settings.api_token)
+                                                         self.control), settings.api_token, self.metrics.exposition)
         listener = hub.listen((settings.api_host, settings.api_port))
         log.info("control API on http://%s:%d (token %s)", settings.api_host, settings.api_port,
                  "required" if settings.api_token else "not configured: local callers only")
@@ -127,6 +157,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 try:
                     with self.lock:
                         report = self.enforcer.reconcile()
+                    self.metrics.reconciles.inc()
+                    self.metrics.reconcile_flow_mods.inc(report.flow_mods)
                     if report.deferred_deletes:
                         hub.spawn_after(self.enforcer.grace_remaining() + DEBOUNCE, self._wake)
                 except Exception:  # keep enforcing: one bad cycle must not kill the worker
@@ -202,8 +234,11 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             return
         if ev.state == MAIN_DISPATCHER:
             self.enforcer.switch_connected(OsKenChannel(datapath, self.request, self.barrier, self.call))
+            self.metrics.topology_changes.labels("switch-connected").inc()
         else:
             self.enforcer.switch_disconnected(datapath.id)
+            self.metrics.counters.forget(datapath.id)
+            self.metrics.topology_changes.labels("switch-disconnected").inc()
         self._wake()
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
@@ -230,6 +265,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         ofproto = msg.datapath.ofproto
         where = PortRef(msg.datapath.id, msg.desc.port_no)
         down = bool(msg.desc.state & ofproto.OFPPS_LINK_DOWN) or bool(msg.desc.config & ofproto.OFPPC_PORT_DOWN)
+        self.metrics.topology_changes.labels("port-down" if down else "port-up").inc()
         if msg.reason == ofproto.OFPPR_DELETE or down:
             if self.enforcer.port_down(where):
                 self._wake()
@@ -270,16 +306,19 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     def _count(self, reason: str) -> None:
         self.packet_ins[reason] = self.packet_ins.get(reason, 0) + 1
+        self.metrics.packet_ins.labels(reason).inc()
 
     # -- topology events (LLDP discovery by os_ken.topology.switches) ---------------------
     @set_ev_cls(topo_event.EventLinkAdd)
     def _link_add(self, ev: Any) -> None:
         if self.enforcer.link_up(_link(ev.link)):
+            self.metrics.topology_changes.labels("link-up").inc()
             self._wake()
 
     @set_ev_cls(topo_event.EventLinkDelete)
     def _link_delete(self, ev: Any) -> None:
         if self.enforcer.link_down(_link(ev.link)):
+            self.metrics.topology_changes.labels("link-down").inc()
             self._wake()
 
 

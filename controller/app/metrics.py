@@ -1,0 +1,125 @@
+"""Every Prometheus metric otseg exports, in one place, against an injected registry.
+
+Two kinds: event counters updated as things happen (packet-ins, topology changes, applies),
+and a collector that reads the current state at scrape time (policy in force, switches,
+links, assets, flows per table, and the per-conduit and denied counters that the poller
+read from the switches' own flow statistics — never from packet-ins).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from controller.app.status import policy_modes
+from controller.core.rules import cookie
+
+if TYPE_CHECKING:
+    from controller.app.enforcer import Enforcer
+
+
+class FlowCounters:
+    """The latest packet/byte counters per cookie and switch, as polled from the switches."""
+
+    def __init__(self) -> None:
+        self.by_switch: dict[int, dict[int, tuple[int, int]]] = {}
+
+    def update(self, dpid: int, counters: dict[int, tuple[int, int]]) -> None:
+        self.by_switch[dpid] = counters
+
+    def forget(self, dpid: int) -> None:
+        self.by_switch.pop(dpid, None)
+
+    def totals(self) -> dict[int, tuple[int, int]]:
+        result: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for counters in self.by_switch.values():
+            for key, (packets, octets) in counters.items():
+                result[key][0] += packets
+                result[key][1] += octets
+        return {key: (value[0], value[1]) for key, value in result.items()}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.packet_ins = Counter("otseg_packet_ins", "Packet-ins received, by reason", ["reason"],
+                                  registry=registry)
+        self.topology_changes = Counter("otseg_topology_changes", "Switch, link and port events", ["kind"],
+                                        registry=registry)
+        self.reconcile_flow_mods = Counter("otseg_reconcile_flow_mods", "Flow, group and meter changes sent",
+                                           registry=registry)
+        self.reconciles = Counter("otseg_reconciles", "Reconcile passes over all switches", registry=registry)
+        self.apply_seconds = Histogram("otseg_policy_apply_duration_seconds",
+                                       "Time to put a pushed policy in force on every switch (barrier-confirmed)",
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                       registry=registry)
+        self.counters = FlowCounters()
+
+    def install_state(self, enforcer: "Enforcer", version: Callable[[], str], unknown_devices: Callable[[], int]) -> None:
+        self.registry.register(_StateCollector(enforcer, version, unknown_devices, self.counters))
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _StateCollector:
+    def __init__(self, enforcer: "Enforcer", version: Callable[[], str], unknown_devices: Callable[[], int],
+                 counters: FlowCounters) -> None:
+        self.enforcer = enforcer
+        self.version = version
+        self.unknown_devices = unknown_devices
+        self.counters = counters
+
+    def describe(self) -> list[Any]:
+        return []  # collected at scrape time only
+
+    def collect(self) -> Iterator[Any]:
+        enforcer = self.enforcer
+        policy = enforcer.policy
+        modes = policy_modes(policy)
+        info = InfoMetricFamily("otseg_policy", "The policy in force")
+        info.add_metric([], {"name": policy.name, "version": self.version()[:12], "mode": str(modes["policy"]),
+                             "zones_in_monitor": ",".join(modes["zones_in_monitor"]),  # type: ignore[arg-type]
+                             "conduits_in_monitor": ",".join(modes["conduits_in_monitor"])})  # type: ignore[arg-type]
+        yield info
+        yield GaugeMetricFamily("otseg_switches_connected", "Switches connected", value=len(enforcer.switches))
+        yield GaugeMetricFamily("otseg_switches_programmed", "Switches holding their compiled tables",
+                                value=sum(1 for s in enforcer.switches.values() if s.programmed))
+        yield GaugeMetricFamily("otseg_links_up", "Inter-switch links up", value=len(enforcer.links))
+        located = enforcer.bindings()
+        assets = GaugeMetricFamily("otseg_assets", "Policy assets by location state", labels=["state"])
+        assets.add_metric(["located"], len(located))
+        assets.add_metric(["unlocated"], len(policy.assets) - len(located))
+        yield assets
+        yield GaugeMetricFamily("otseg_unknown_devices_seen", "Distinct unknown devices (MAC and port) seen",
+                                value=self.unknown_devices())
+        flows = GaugeMetricFamily("otseg_flows", "Flows installed by otseg", labels=["switch", "table"])
+        for dpid, state in sorted(enforcer.switches.items()):
+            per_table: dict[str, int] = defaultdict(int)
+            for flow in state.installed or ():
+                per_table[flow.table] += 1
+            for table, count in sorted(per_table.items()):
+                flows.add_metric([f"{dpid:#x}", table], count)
+        yield flows
+        totals = self.counters.totals()
+        packets = CounterMetricFamily("otseg_conduit_packets", "Packets allowed, per conduit (switch counters)",
+                                      labels=["conduit"])
+        octets = CounterMetricFamily("otseg_conduit_bytes", "Bytes allowed, per conduit (switch counters)",
+                                     labels=["conduit"])
+        origins = [c.name for c in policy.conduits] + [f"intra:{z.name}" for z in policy.zones] + [
+            f"monitor:{z.name}" for z in policy.zones]
+        for origin in origins:
+            value = totals.get(cookie(origin), (0, 0))
+            packets.add_metric([origin], value[0])
+            octets.add_metric([origin], value[1])
+        yield packets
+        yield octets
+        denied = CounterMetricFamily("otseg_denied_packets", "Packets dropped because no conduit allows them, by "
+                                     "source zone (switch counters)", labels=["source_zone"])
+        for zone in policy.zones:
+            denied.add_metric([zone.name], totals.get(cookie(f"denied:{zone.name}"), (0, 0))[0])
+        yield denied
