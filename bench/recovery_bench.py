@@ -84,6 +84,38 @@ def controller_down(bench: PlantBench, run: int) -> dict:  # type: ignore[type-a
     return bench.measure(f"kill-{run}", 14, event, lambda: None)
 
 
+ONE_CONDUIT = b"""
+  - name: bench-extra-conduit
+    from: historian
+    to: time-server
+    services: [icmp]
+    reason: "Benchmark: one conduit added and removed"
+"""
+
+
+def policy_updates(bench: PlantBench, pushes: int = 20) -> dict:  # type: ignore[type-arg]
+    """Apply time of a one-conduit change (barrier-confirmed on every switch) and packets lost on a
+    conduit present in both versions, across `pushes` alternating pushes."""
+    import json  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    base = Path(bench.policy_path).read_bytes()
+    variants = [base + ONE_CONDUIT, base]
+    stream = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / "updates")
+    stream.start()
+    time.sleep(1)
+    seconds = []
+    for index in range(pushes):
+        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=variants[index % 2],
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            seconds.append(json.loads(response.read())["seconds"])
+        time.sleep(0.5)
+    result = stream.result()
+    return {"pushes": pushes, "apply_median_s": statistics.median(seconds), "apply_min_s": min(seconds),
+            "apply_max_s": max(seconds), "sent": result.sent, "lost": result.lost}
+
+
 def summarise(results: list[dict]) -> dict:  # type: ignore[type-arg]
     lost = [r["lost"] for r in results]
     return {"runs": len(results), "lost_median": statistics.median(lost), "lost_min": min(lost),
@@ -96,6 +128,7 @@ def run_all(workdir: Path, runs: int = 3) -> dict[str, dict]:  # type: ignore[ty
     with PlantBench(workdir / "ff") as bench:
         results["ring_cut_fast_failover"] = summarise([ring_cut(bench, i) for i in range(runs)])
         results["controller_killed_10s"] = summarise([controller_down(bench, i) for i in range(runs)])
+        results["policy_updates"] = policy_updates(bench)
     with PlantBench(workdir / "recompute", fast_failover=False) as bench:
         results["ring_cut_controller_only"] = summarise([ring_cut(bench, i) for i in range(runs)])
     return results

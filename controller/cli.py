@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--api-token-file", metavar="PATH",
                      help="bearer token for the API, as NAME:SECRET or SECRET (or set OTSEG_API_TOKEN); "
                           "required when --api-host is not loopback")
+    run.add_argument("--events", metavar="FILE|-|syslog",
+                     help="write attributed verdict events as JSON lines to a file, stdout (-) or syslog")
     run.add_argument("--watch", action="store_true", help="apply the --policy file again whenever it changes "
                      "(SIGHUP does the same on demand)")
     run.set_defaults(handler=_run)
@@ -148,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
-                              args.watch))
+                              args.watch, args.events))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -27,3 +27,19 @@ def test_exposition_reports_state_and_polled_counters() -> None:
     assert 'otseg_packet_ins_total{reason="unknown-device"} 3.0' in text
     assert 'otseg_flows{switch="0x1",table="policy"}' in text
     assert "otseg_unknown_devices_seen 2.0" in text
+
+
+def test_event_log_rate_limits_each_source_and_counts_drops(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from controller.app.events import BURST_PER_SOURCE, EventLog  # noqa: PLC0415
+
+    now = [0.0]
+    drops = []
+    log = EventLog(str(tmp_path / "events.jsonl"), clock=lambda: now[0], on_drop=lambda: drops.append(1))
+    for _ in range(100):
+        log.emit("02:00:00:00:00:01", {"verdict": "denied"})
+    assert log.written == BURST_PER_SOURCE and log.dropped == 100 - BURST_PER_SOURCE and len(drops) == log.dropped
+    assert log.emit("02:00:00:00:00:02", {"verdict": "denied"})  # another source is not starved
+    now[0] += 1.0
+    assert log.emit("02:00:00:00:00:01", {"verdict": "denied"})  # the bucket refills with time
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == log.written and '"verdict": "denied"' in lines[0]

@@ -50,7 +50,7 @@ class OsKenChannel:
         return [m for m in meters if m is not None]
 
     def read_groups(self) -> list[Group]:
-        ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        parser = self.datapath.ofproto_parser
         request = parser.OFPGroupDescStatsRequest(self.datapath, 0)
         groups = [group_from_stats(desc) for desc in self._request(request)]
         return [g for g in groups if g is not None and is_our_group(g)]

@@ -53,6 +53,9 @@ class Metrics:
         self.reconcile_flow_mods = Counter("otseg_reconcile_flow_mods", "Flow, group and meter changes sent",
                                            registry=registry)
         self.reconciles = Counter("otseg_reconciles", "Reconcile passes over all switches", registry=registry)
+        self.events_dropped = Counter("otseg_events_dropped", "Verdict events not written (per-source rate limit)",
+                                      registry=registry)
+        self.events_written = Counter("otseg_events_written", "Verdict events written", registry=registry)
         self.apply_seconds = Histogram("otseg_policy_apply_duration_seconds",
                                        "Time to put a pushed policy in force on every switch (barrier-confirmed)",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -123,3 +126,9 @@ class _StateCollector:
         for zone in policy.zones:
             denied.add_metric([zone.name], totals.get(cookie(f"denied:{zone.name}"), (0, 0))[0])
         yield denied
+        would_deny = CounterMetricFamily("otseg_would_deny_packets", "Packets forwarded only because their source "
+                                         "zone is in monitor mode (switch counters)", labels=["source_zone"])
+        for zone in policy.zones:
+            if policy.zone_mode(zone.name) == "monitor":
+                would_deny.add_metric([zone.name], totals.get(cookie(f"monitor:{zone.name}"), (0, 0))[0])
+        yield would_deny

@@ -24,6 +24,7 @@ from os_ken.topology import event as topo_event
 
 from controller.app.channel import OsKenChannel
 from controller.app.enforcer import Enforcer
+from controller.app.events import EventLog
 from controller.app.metrics import Metrics
 from controller.app.api import create_api
 from controller.app.control import ControlPlane
@@ -33,6 +34,7 @@ from controller.policy.diagnostics import DocumentError
 from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, ETH_LLDP
 from controller.core.learning import Sighting
 from controller.core.model import Policy
+from controller.core.rules import cookie
 from controller.core.topology import Link, PortRef
 from controller.core.verdict import Packet, decide
 
@@ -58,6 +60,7 @@ class Settings:
     api_port: int = 8181
     api_token: tuple[str, str] | None = None
     policy_file: str | None = None
+    events: str | None = None  # a file, "-" for stdout, or "syslog"
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -76,6 +79,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.metrics = Metrics(CollectorRegistry())
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: sum(1 for r in self.enforcer.reported if r[0] == "unknown-device"))
+        self.events = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)
+        self._monitor_seen: dict[str, int] = {}
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._errors: dict[tuple[int, int], str] = {}
@@ -106,6 +111,23 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     entry[0] += stats.packet_count
                     entry[1] += stats.byte_count
                 self.metrics.counters.update(dpid, {k: (v[0], v[1]) for k, v in counters.items()})
+            self._report_monitor()
+
+    def _report_monitor(self) -> None:
+        """Monitor-mode traffic is forwarded by the switches; report it from their counters."""
+        policy = self.enforcer.policy
+        totals = self.metrics.counters.totals()
+        origins = [(f"monitor:{z.name}", "would-deny", {"source_zone": z.name}) for z in policy.zones
+                   if policy.zone_mode(z.name) == "monitor"]
+        origins += [(c.name, "allowed-by-monitor", {"conduit": c.name, "reason": c.reason}) for c in policy.conduits
+                    if c.mode == "monitor"]
+        for origin, verdict, detail in origins:
+            packets = totals.get(cookie(origin), (0, 0))[0]
+            delta = packets - self._monitor_seen.get(origin, packets)
+            self._monitor_seen[origin] = packets
+            if delta > 0:
+                self._event(origin, {"verdict": verdict, "mode": "monitor", "packets": delta,
+                                     "period_seconds": COUNTER_POLL_PERIOD, **detail})
 
     def _policy_changed(self, version: str) -> None:
         self.status.policy_version = version
@@ -292,9 +314,39 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._count(decision.kind)
         if decision.kind == "bind":
             self._wake()
-        elif decision.kind == "denied-sample" and self._policy_allows(frame, eth, decision.asset):
+            return
+        if decision.kind == "denied-sample" and self._policy_allows(frame, eth, decision.asset):
             self._count("allowed-traffic")  # allowed traffic must never need the controller
             log.error("allowed traffic reached the controller: %s", frame)
+            return
+        if decision.kind != "ignore":
+            self._event(eth.src, self._verdict_event(msg, frame, eth, decision))
+
+    def _event(self, source: str, event: dict[str, Any]) -> None:
+        event.update(policy=self.enforcer.policy.name, policy_version=self.control.version[:12])
+        if self.events.emit(source, event):
+            self.metrics.events_written.inc()
+
+    def _verdict_event(self, msg: Any, frame: Any, eth: Any, decision: Any) -> dict[str, Any]:
+        policy = self.enforcer.policy
+        ip_pkt = frame.get_protocol(ipv4.ipv4)
+        arp_pkt = frame.get_protocol(arp.arp)
+        source = policy.asset_by_mac(eth.src) if decision.kind != "unknown-device" else None
+        target = (policy.asset_by_ip(arp_pkt.dst_ip) if arp_pkt is not None else policy.asset_by_mac(eth.dst))
+        reasons = {"unknown-device": "unknown device (no asset has this MAC)",
+                   "spoof": "source address does not belong to the asset on this port",
+                   "conflict": "MAC already bound to another port", "pinned-elsewhere": "asset pinned to another port",
+                   "denied-sample": "no conduit allows it"}
+        return {
+            "verdict": "denied", "mode": "enforce", "reason": reasons.get(decision.kind, decision.kind),
+            "switch": f"{msg.datapath.id:#x}", "port": msg.match["in_port"],
+            "src_mac": eth.src, "dst_mac": eth.dst,
+            "src_ip": ip_pkt.src if ip_pkt else (arp_pkt.src_ip if arp_pkt else None),
+            "dst_ip": ip_pkt.dst if ip_pkt else (arp_pkt.dst_ip if arp_pkt else None),
+            "src_asset": source.name if source else "unknown", "src_zone": source.zone if source else "unknown",
+            "dst_asset": target.name if target else "unknown", "dst_zone": target.zone if target else "unknown",
+            "service": packet_of(frame, eth).describe(),
+        }
 
     def _policy_allows(self, frame: Any, eth: Any, source_name: str | None) -> bool:
         policy = self.enforcer.policy

@@ -40,6 +40,7 @@ class RunOptions:
     api_port: int = 8181
     api_token_file: str | None = None
     watch: bool = False
+    events: str | None = None
 
 
 class StartError(Exception):
@@ -94,7 +95,7 @@ def run(options: RunOptions) -> int:
     from controller.app.osken_app import OtsegApp, Settings  # noqa: PLC0415
 
     OtsegApp.settings = Settings(policy, version, data, store, options.status_file, options.fast_failover,
-                                 options.api_host, options.api_port, token, options.policy)
+                                 options.api_host, options.api_port, token, options.policy, options.events)
     switches.Switches.LLDP_SEND_PERIOD_PER_PORT = LLDP_PERIOD
     switches.Switches.TIMEOUT_CHECK_PERIOD = LINK_CHECK_PERIOD
     switches.Switches.LINK_TIMEOUT = LINK_TIMEOUT

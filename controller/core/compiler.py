@@ -20,16 +20,17 @@ from controller.core.flows import (
 from controller.core.ids import assign_ids, stable_hash32
 from controller.core.model import Asset, Endpoint, Policy
 from controller.core.pipeline import (
-    DST_ASSET, DST_ZONE, METER_LLDP, METER_MISS_SAMPLE, SRC_ASSET, SRC_ZONE, check_flow,
+    DST_ASSET, DST_ZONE, METER_DENIED_SAMPLE, METER_LLDP, METER_MISS_SAMPLE, SRC_ASSET, SRC_ZONE, check_flow,
 )
-from controller.core.relations import Relation, expand, is_l2_multicast
+from controller.core.relations import expand, is_l2_multicast
 from controller.core.rules import (
     arp_request_flow, denied_count_flows, infrastructure_flows, multicast_flow, port_security_flows, relation_flows,
     unicast_flow, zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
 
-METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER_LLDP, rate_pps=50, burst=50)})
+METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER_LLDP, rate_pps=50, burst=50),
+                    Meter(METER_DENIED_SAMPLE, rate_pps=20, burst=20)})
 
 
 def compile_tables(policy: Policy, topology: Topology, fast_failover: bool = True) -> dict[int, SwitchTables]:

@@ -82,6 +82,7 @@ DST_MASK = DST_ZONE.mask | DST_ASSET.mask
 # Meters that bound what the switch may send to the controller.
 METER_MISS_SAMPLE = 1
 METER_LLDP = 2
+METER_DENIED_SAMPLE = 3
 
 
 # OpenFlow match prerequisites (spec 7.2.3.8): a field may be matched only with these.

@@ -15,7 +15,7 @@ from controller.core.flows import (
 from controller.core.ids import stable_hash32
 from controller.core.model import ServiceMatch
 from controller.core.pipeline import (
-    DESTINATION, DST_MASK, METER_LLDP, METER_MISS_SAMPLE, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT,
+    DESTINATION, DST_MASK, METER_DENIED_SAMPLE, METER_LLDP, METER_MISS_SAMPLE, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT,
 )
 from controller.core.relations import Relation
 
@@ -134,10 +134,13 @@ def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[
 
 def denied_count_flows(src_zone_tag: tuple[int, int], zone: str) -> list[Flow]:
     """Drops of traffic from a local zone, counted per source zone in both tables that can deny it
-    (no destination entry; no allow rule). Same verdict as the table miss, but attributable."""
+    (no destination entry; no allow rule). Same verdict as the table miss, but attributable, and a
+    metered sample of what is dropped goes to the controller for verdict events."""
     owner = cookie(f"denied:{zone}")
-    return [make_flow(DESTINATION, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, [ClearActions()], owner),
-            make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, [ClearActions()], owner)]
+    drop = [MeterInstruction(METER_DENIED_SAMPLE), ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),)),
+            ClearActions()]
+    return [make_flow(DESTINATION, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, drop, owner),
+            make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, drop, owner)]
 
 
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:

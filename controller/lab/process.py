@@ -42,7 +42,7 @@ class ControllerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
              "--status-file", str(self.status_file), "--state-dir", str(self.workdir / "state"),
-             "--api-port", str(self.api_port), *self.extra_args],
+             "--api-port", str(self.api_port), "--events", str(self.workdir / "events.jsonl"), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     def wait_listening(self, timeout: float = 30.0) -> None:

@@ -108,7 +108,7 @@ class Reader:
             return None
         items = list(node.items) if isinstance(node, Sequence) else [node]
         if not items:
-            self.c.error(node.mark, context, f"{what} is an empty list", f"name at least one")
+            self.c.error(node.mark, context, f"{what} is an empty list", "name at least one")
             return None
         names: list[Scalar] = []
         for item in items:

@@ -150,6 +150,20 @@ def reference_dump(tables: SwitchTables, scratch: str = "otsegref") -> list[str]
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", scratch], check=True)
 
 
+def running(topology: str, policy: str, workdir: Path, announce: bool = False) -> Iterator[Scenario]:
+    """A started scenario for a module-scoped fixture; stopped whatever happens."""
+    scenario = Scenario(topology, policy, workdir)
+    scenario.start()
+    try:
+        if announce:
+            from controller.lab.verify import Verifier  # noqa: PLC0415
+
+            Verifier(scenario.lab, scenario.policy, scenario.controller.status, str(workdir / "announce")).announce()
+        yield scenario
+    finally:
+        scenario.stop()
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("scenario")

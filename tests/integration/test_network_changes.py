@@ -20,7 +20,7 @@ import pytest
 from controller.core.topology import PortRef
 from controller.lab.traffic import Stream
 from controller.lab.verify import Verifier
-from tests.integration.conftest import Scenario, dump, dump_groups
+from tests.integration.conftest import Scenario, running, dump, dump_groups
 
 ALLOWED = ("hmi-1", "plc-packer-1", 44818)
 DENIED = ("plc-packer-2", "hmi-2", 44818)
@@ -28,13 +28,7 @@ DENIED = ("plc-packer-2", "hmi-2", 44818)
 
 @pytest.fixture(scope="module")
 def plant(workdir: Path) -> Iterator[Scenario]:
-    scenario = Scenario("plant.yaml", "plant.yaml", workdir)
-    scenario.start()
-    try:
-        Verifier(scenario.lab, scenario.policy, scenario.controller.status, str(workdir / "announce")).announce()
-        yield scenario
-    finally:
-        scenario.stop()
+    yield from running("plant.yaml", "plant.yaml", workdir, announce=True)
 
 
 def _streams(plant: Scenario, seconds: float, name: str) -> tuple[Stream, Stream]:

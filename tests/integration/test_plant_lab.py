@@ -5,6 +5,7 @@ One controller process and one Mininet plant serve every check of this module, i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.request
@@ -15,17 +16,12 @@ import pytest
 
 from controller.lab.traffic import Stream
 from controller.lab.verify import Outcome, Verifier
-from tests.integration.conftest import Scenario, dump, dump_groups, dump_with_counters, reference_dump
+from tests.integration.conftest import Scenario, running, dump, dump_groups, dump_with_counters, reference_dump
 
 
 @pytest.fixture(scope="module")
 def plant(workdir: Path) -> Iterator[Scenario]:
-    scenario = Scenario("plant.yaml", "plant.yaml", workdir)
-    scenario.start()
-    try:
-        yield scenario
-    finally:
-        scenario.stop()
+    yield from running("plant.yaml", "plant.yaml", workdir, announce=False)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +117,18 @@ def test_metrics_count_conduit_and_denied_traffic_from_switch_counters(plant: Sc
     assert after[0] - before[0] == sent_allowed.sent
     assert after[1] - before[1] == sent_denied.sent
     assert _metric(plant, "otseg_switches_programmed") == len(plant.description.switches)
+
+
+def test_a_port_scan_gives_bounded_attributed_events_and_monitor_traffic_is_reported(
+        plant: Scenario, first_run: Outcome) -> None:
+    time.sleep(6)  # the counter poll that reports monitor-mode traffic
+    events = [json.loads(line) for line in (plant.controller.workdir / "events.jsonl").read_text().splitlines()]
+    scanner = [e for e in events if e.get("src_asset") == "plc-filler-1" and e["verdict"] == "denied"]
+    assert scanner and all(e["src_zone"] == "cell-filling" and e["dst_asset"] != "" for e in scanner)
+    assert len(scanner) < 100  # 375 scan probes, each retried: the per-source limit held
+    assert _metric(plant, "otseg_events_dropped_total") > 0
+    unknown = [e for e in events if e["src_asset"] == "unknown"] if events else []
+    assert any(e["src_mac"] == "02:00:00:00:99:01" for e in unknown)  # the rogue laptop, attributed as unknown
+    monitored = [e for e in events if e["verdict"] == "allowed-by-monitor"]
+    assert any(e["conduit"] == "ews-ping-cells" and e["packets"] > 0 for e in monitored)
+    assert {"time", "switch", "port", "policy_version", "mode", "service"} <= scanner[0].keys()

@@ -19,8 +19,7 @@ import pytest
 
 from controller.app.store import version_of
 from controller.lab.traffic import Stream
-from controller.lab.verify import Verifier
-from tests.integration.conftest import ROOT, Scenario, dump, dump_groups
+from tests.integration.conftest import ROOT, Scenario, dump, dump_groups, running
 
 A = ROOT / "policies" / "plant.yaml"
 B = Path(__file__).resolve().parent / "data" / "plant-b.yaml"
@@ -29,13 +28,7 @@ CORPUS = sorted((ROOT / "tests" / "corpus").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def plant(workdir: Path) -> Iterator[Scenario]:
-    scenario = Scenario("plant.yaml", "plant.yaml", workdir)
-    scenario.start()
-    try:
-        Verifier(scenario.lab, scenario.policy, scenario.controller.status, str(workdir / "announce")).announce()
-        yield scenario
-    finally:
-        scenario.stop()
+    yield from running("plant.yaml", "plant.yaml", workdir, announce=True)
 
 
 def _api(plant: Scenario, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
