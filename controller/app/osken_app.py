@@ -79,7 +79,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.metrics = Metrics(CollectorRegistry())
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: sum(1 for r in self.enforcer.reported if r[0] == "unknown-device"))
-        self.events = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)
+        self.event_log = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)  # not `events`: OSKenApp owns that name
         self._monitor_seen: dict[str, int] = {}
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
@@ -324,7 +324,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     def _event(self, source: str, event: dict[str, Any]) -> None:
         event.update(policy=self.enforcer.policy.name, policy_version=self.control.version[:12])
-        if self.events.emit(source, event):
+        if self.event_log.emit(source, event):
             self.metrics.events_written.inc()
 
     def _verdict_event(self, msg: Any, frame: Any, eth: Any, decision: Any) -> dict[str, Any]:
