@@ -208,3 +208,15 @@ def test_applying_the_policy_in_force_sends_nothing_and_a_b_a_restores_a() -> No
     assert enforcer.apply_policy(b).flow_mods > 0
     enforcer.apply_policy(a)
     assert {dpid: fake.flows for dpid, fake in switches.items()} == tables_a
+
+
+def test_a_link_needs_lldp_both_ways_so_a_host_cannot_forge_a_trunk() -> None:
+    enforcer, _ = _linear()
+    switch_port, rogue_port = PortRef(1, 10), PortRef(2, 5)
+    assert not enforcer.link_seen(switch_port, rogue_port)  # forged LLDP "from 1:10" arriving at 2:5
+    assert Link.between(switch_port, rogue_port) not in enforcer.links
+    assert enforcer.link_seen(PortRef(2, 11), PortRef(3, 10)) is False  # already up (both ways, from _linear)
+    enforcer.link_gone(PortRef(2, 11), PortRef(3, 10))
+    assert Link.between(PortRef(2, 11), PortRef(3, 10)) not in enforcer.links
+    assert not enforcer.link_seen(PortRef(2, 11), PortRef(3, 10))
+    assert enforcer.link_seen(PortRef(3, 10), PortRef(2, 11))  # back once both directions are seen again

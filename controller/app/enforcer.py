@@ -88,6 +88,7 @@ class Enforcer:
         self.flow_mods_total = 0
         self.switches: dict[int, SwitchState] = {}
         self.links: set[Link] = set()
+        self.directed: set[tuple[PortRef, PortRef]] = set()
         self.learned: dict[str, PortRef] = {}
         self.down_ports: set[PortRef] = set()
         self.events: dict[str, int] = {}
@@ -105,6 +106,22 @@ class Enforcer:
         if self.switches.pop(dpid, None) is not None:
             log.warning("switch %s disconnected (it keeps enforcing its tables: fail-mode secure)", _dpid(dpid))
         self.links = {link for link in self.links if dpid not in (link.a.dpid, link.b.dpid)}
+        self.directed = {(a, b) for a, b in self.directed if dpid not in (a.dpid, b.dpid)}
+
+    def link_seen(self, src: PortRef, dst: PortRef) -> bool:
+        """LLDP from `src` arrived at `dst`. A link counts only once LLDP has crossed it both ways:
+        a device on a free or asset port can forge LLDP toward the switch, but it cannot make the
+        switch's own LLDP come back through another switch, so it cannot fake a trunk (a trunk port
+        forwards without port security). Ports bound to a pinned asset never become trunks."""
+        self.directed.add((src, dst))
+        pins = {PortRef(a.location.dpid, a.location.port) for a in self.policy.assets if a.location}
+        if (dst, src) not in self.directed or src in pins or dst in pins:
+            return False
+        return self.link_up(Link.between(src, dst))
+
+    def link_gone(self, src: PortRef, dst: PortRef) -> bool:
+        self.directed.discard((src, dst))
+        return self.link_down(Link.between(src, dst))
 
     def link_up(self, link: Link) -> bool:
         if link in self.links:

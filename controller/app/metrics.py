@@ -122,9 +122,14 @@ class _StateCollector:
         yield packets
         yield octets
         denied = CounterMetricFamily("otseg_denied_packets", "Packets dropped because no conduit allows them, by "
-                                     "source zone (switch counters)", labels=["source_zone"])
-        for zone in policy.zones:
-            denied.add_metric([zone.name], totals.get(cookie(f"denied:{zone.name}"), (0, 0))[0])
+                                     "source and destination zone (switch counters; destination '-': none of "
+                                     "the source zone's peers)", labels=["source_zone", "destination_zone"])
+        zones = [z.name for z in policy.zones]
+        for source in zones:
+            for destination in zones + ["-"]:
+                count = totals.get(cookie(f"denied:{source}>{destination}"))
+                if count is not None or destination == "-":
+                    denied.add_metric([source, destination], (count or (0, 0))[0])
         yield denied
         would_deny = CounterMetricFamily("otseg_would_deny_packets", "Packets forwarded only because their source "
                                          "zone is in monitor mode (switch counters)", labels=["source_zone"])

@@ -35,7 +35,7 @@ from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, ETH_LLDP
 from controller.core.learning import Sighting
 from controller.core.model import Policy
 from controller.core.rules import cookie
-from controller.core.topology import Link, PortRef
+from controller.core.topology import PortRef
 from controller.core.verdict import Packet, decide
 
 log = logging.getLogger("otseg.app")
@@ -363,13 +363,13 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     # -- topology events (LLDP discovery by os_ken.topology.switches) ---------------------
     @set_ev_cls(topo_event.EventLinkAdd)
     def _link_add(self, ev: Any) -> None:
-        if self.enforcer.link_up(_link(ev.link)):
+        if self.enforcer.link_seen(*_ends(ev.link)):
             self.metrics.topology_changes.labels("link-up").inc()
             self._wake()
 
     @set_ev_cls(topo_event.EventLinkDelete)
     def _link_delete(self, ev: Any) -> None:
-        if self.enforcer.link_down(_link(ev.link)):
+        if self.enforcer.link_gone(*_ends(ev.link)):
             self.metrics.topology_changes.labels("link-down").inc()
             self._wake()
 
@@ -378,8 +378,8 @@ def hub_time() -> float:
     return time.monotonic()
 
 
-def _link(link: Any) -> Link:
-    return Link.between(PortRef(link.src.dpid, link.src.port_no), PortRef(link.dst.dpid, link.dst.port_no))
+def _ends(link: Any) -> tuple[PortRef, PortRef]:
+    return PortRef(link.src.dpid, link.src.port_no), PortRef(link.dst.dpid, link.dst.port_no)
 
 
 def packet_of(frame: Any, eth: Any) -> Packet:

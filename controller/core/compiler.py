@@ -61,6 +61,7 @@ class _Compilation:
         self.flows: dict[int, dict[tuple[object, ...], Flow]] = {dpid: {} for dpid in topology.switches}
         self._hosts_cache: dict[Endpoint, frozenset[int]] = {}
         self._protection_cache: dict[int, dict[int, Protection]] = {}
+        self.destination_zones: dict[int, set[str]] = defaultdict(set)
         self.groups: dict[int, dict[tuple[int, int, int], Group]] = {dpid: {} for dpid in topology.switches}
 
     def run(self) -> dict[int, SwitchTables]:
@@ -71,6 +72,7 @@ class _Compilation:
         self._policy_rules()
         self._destinations()
         self._multicast()
+        self._denied_counters()
         result = {}
         checked: set[Flow] = set()
         for dpid, flows in self.flows.items():
@@ -147,10 +149,7 @@ class _Compilation:
             endpoint = Endpoint("zone", zone)
             for dpid in self._hosts(endpoint):
                 self._add(dpid, [zone_monitor_flow(self._src_tag(endpoint), zone)])
-        for zone in self.policy.zones:
-            endpoint = Endpoint("zone", zone.name)
-            for dpid in self._hosts(endpoint):
-                self._add(dpid, denied_count_flows(self._src_tag(endpoint), zone.name))
+
 
     def _ingress_switches(self) -> dict[str, set[int]]:
         """Per asset: the switches of every asset that may exchange packets with it."""
@@ -180,6 +179,7 @@ class _Compilation:
             tag = self._asset_dst_tag(asset)
             origin = f"asset:{name}"
             for dpid in served:
+                self.destination_zones[dpid].add(asset.zone)
                 if dpid == home.dpid:
                     out: Action = Output(home.port)
                 elif dpid in on_path and dpid in protected:
@@ -231,6 +231,13 @@ class _Compilation:
                 group_id = GROUP_PREFIX | ((group_id + 1) & 0xFFFFFF)
             groups[key] = Group(group_id, (Bucket(primary, (Output(primary),)), Bucket(watch, (Output(backup),))))
         return GroupAction(groups[key].group_id)
+
+    def _denied_counters(self) -> None:
+        for zone in self.policy.zones:
+            endpoint = Endpoint("zone", zone.name)
+            for dpid in self._hosts(endpoint):
+                destinations = [(self._dst_tag(Endpoint("zone", z)), z) for z in sorted(self.destination_zones[dpid])]
+                self._add(dpid, denied_count_flows(self._src_tag(endpoint), zone.name, destinations))
 
     def _multicast(self) -> None:
         receivers: dict[tuple[str, int], set[str]] = defaultdict(set)

@@ -132,15 +132,20 @@ def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[
             for fields in service_fields(relation.match, relation.direction)]
 
 
-def denied_count_flows(src_zone_tag: tuple[int, int], zone: str) -> list[Flow]:
-    """Drops of traffic from a local zone, counted per source zone in both tables that can deny it
-    (no destination entry; no allow rule). Same verdict as the table miss, but attributable, and a
-    metered sample of what is dropped goes to the controller for verdict events."""
-    owner = cookie(f"denied:{zone}")
+def denied_count_flows(src_zone_tag: tuple[int, int], zone: str,
+                       destinations: list[tuple[tuple[int, int], str]]) -> list[Flow]:
+    """Drops of traffic from a local zone, counted where they happen: in the destination table (the
+    destination is none of this zone's peers) per source zone, and in the policy table per (source
+    zone, destination zone). Same verdict as the table misses, but attributable; a metered sample of
+    what is dropped goes to the controller for verdict events."""
     drop = [MeterInstruction(METER_DENIED_SAMPLE), ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),)),
             ClearActions()]
-    return [make_flow(DESTINATION, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, drop, owner),
-            make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, drop, owner)]
+    flows = [make_flow(DESTINATION, PRIO_DENY_COUNT, {"metadata": src_zone_tag}, drop, cookie(f"denied:{zone}>-"))]
+    for dst_tag, dst_zone in destinations:
+        metadata = (src_zone_tag[0] | dst_tag[0], src_zone_tag[1] | dst_tag[1])
+        flows.append(make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": metadata}, drop,
+                               cookie(f"denied:{zone}>{dst_zone}")))
+    return flows
 
 
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:

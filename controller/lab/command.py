@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,6 +92,3 @@ def _reader(path: Path):  # type: ignore[no-untyped-def]
 
     return read
 
-
-if __name__ == "__main__":
-    sys.exit(0)

@@ -103,7 +103,7 @@ def _metric(plant: Scenario, name: str) -> float:
 
 def test_metrics_count_conduit_and_denied_traffic_from_switch_counters(plant: Scenario, first_run: Outcome) -> None:
     conduit = 'otseg_conduit_packets_total{conduit="hmi-polls-cells"}'
-    denied = 'otseg_denied_packets_total{source_zone="cell-packaging"}'
+    denied = 'otseg_denied_packets_total{destination_zone="supervisory",source_zone="cell-packaging"}'
     time.sleep(6)  # counters are polled every 5 s
     before = (_metric(plant, conduit), _metric(plant, denied))
     allowed = Stream(plant.lab, "hmi-1", "plc-packer-1", 44818, 1.0, plant.workdir / "metrics", rate=300)
@@ -137,3 +137,18 @@ def test_a_port_scan_gives_bounded_attributed_events_and_monitor_traffic_is_repo
     unknown = [e for e in events if e.get("src_asset") == "unknown"]
     assert any(e["src_mac"] == "02:00:00:00:99:01" for e in unknown)  # the rogue laptop, attributed as unknown
     assert {"time", "switch", "port", "policy_version", "mode", "service", "dst_asset"} <= scanner[0].keys()
+
+
+def test_forged_lldp_from_an_unknown_host_does_not_make_a_trunk(plant: Scenario, first_run: Outcome) -> None:
+    from os_ken.topology.switches import LLDPPacket  # noqa: PLC0415
+
+    rogue = plant.lab.hosts["rogue-laptop"]
+    forged = LLDPPacket.lldp_packet(11, 10, rogue.mac, 120)  # "I am ring-1 port 10"
+    code = ("import socket,time;s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);"
+            f"s.bind(({rogue.intf!r},0));f=bytes.fromhex({forged.hex()!r});"
+            "[(s.send(f), time.sleep(0.1)) for _ in range(30)]")
+    plant.lab.node("rogue-laptop").cmd(f"python3 -c \"{code}\"")
+    time.sleep(1)
+    status = plant.controller.status() or {}
+    assert len(status["links"]) == len(plant.description.links)
+    assert not any("0xc:5" in end for link in status["links"] for end in link)
