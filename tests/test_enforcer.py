@@ -220,3 +220,21 @@ def test_a_link_needs_lldp_both_ways_so_a_host_cannot_forge_a_trunk() -> None:
     assert Link.between(PortRef(2, 11), PortRef(3, 10)) not in enforcer.links
     assert not enforcer.link_seen(PortRef(2, 11), PortRef(3, 10))
     assert enforcer.link_seen(PortRef(3, 10), PortRef(2, 11))  # back once both directions are seen again
+
+
+def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None:
+    now = [0.0]
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    policy = enforcer.policy
+    restarted = Enforcer(policy, clock=lambda: now[0], settle_seconds=0, startup_grace=0)
+    restarted.learned = dict(enforcer.learned)
+    for fake in switches.values():
+        fake.sent.clear()
+        restarted.switch_connected(fake)
+    report = restarted.reconcile()  # no link rediscovered yet
+    assert set(report.waiting) == {1, 2, 3} and all(f.sent == [] for f in switches.values())
+    for link in enforcer.links:
+        restarted.link_up(link)
+    report = restarted.reconcile()
+    assert report.waiting == () and report.flow_mods == 0

@@ -17,10 +17,10 @@ from typing import Callable, Protocol
 
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.diff import SwitchPlan, apply_plan, diff_switch
-from controller.core.flows import Flow, Group, Meter, SwitchTables
+from controller.core.flows import Flow, Group, Meter, SwitchTables, WriteMetadata
 from controller.core.learning import Decision, Sighting, classify
 from controller.core.model import Policy
-from controller.core.pipeline import POLICY, PORT_SECURITY
+from controller.core.pipeline import POLICY, PORT_SECURITY, TRANSIT
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
@@ -50,6 +50,8 @@ class SwitchState:
     meters: dict[int, Meter] = field(default_factory=dict)
     groups: dict[int, Group] = field(default_factory=dict)
     programmed: bool = False
+    connected_at: float = 0.0
+    expected_trunks: frozenset[int] = frozenset()  # trunk ports its own flows show, read at connect
     last_plan: str = ""
     failures: int = 0
 
@@ -61,6 +63,7 @@ class ReconcileReport:
     flow_mods: int
     errors: dict[int, str]
     deferred_deletes: int = 0  # held back during the start-up grace; applied by a later reconcile
+    waiting: tuple[int, ...] = ()  # switches left alone until their trunk links are rediscovered
 
 
 # After a switch connects, links are not known until LLDP has crossed them (about one
@@ -73,6 +76,9 @@ SETTLE_SECONDS = 2.0
 # gone; deleting their flows would cut live traffic. So for a while after start, flows are
 # only added or changed, and deletions wait for the topology to be complete.
 STARTUP_GRACE_SECONDS = 10.0
+# A switch that reconnects with tables tells us which of its ports were trunks (their TRANSIT
+# rules). It is left alone until those links are rediscovered, at most this long.
+TRUNK_WAIT_SECONDS = 6.0
 
 
 class Enforcer:
@@ -98,7 +104,7 @@ class Enforcer:
 
     # -- inputs ---------------------------------------------------------------------------
     def switch_connected(self, channel: SwitchChannel) -> None:
-        self.switches[channel.dpid] = SwitchState(channel)
+        self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
         self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
 
@@ -194,9 +200,10 @@ class Enforcer:
         desired = self.desired()
         flow_mods = 0
         self._deferred = 0
+        waiting = tuple(dpid for dpid, state in sorted(self.switches.items()) if self._awaiting_trunks(state))
         for dpid, state in sorted(self.switches.items()):
             tables = desired.get(dpid)
-            if tables is None or dpid in errors:
+            if tables is None or dpid in errors or dpid in waiting:
                 continue
             try:
                 flow_mods += self._reconcile_switch(state, tables)
@@ -206,10 +213,17 @@ class Enforcer:
                 state.installed = None  # re-read before the next attempt
                 errors[dpid] = str(error)
                 log.error("switch %s refused changes: %s", _dpid(dpid), error)
-        report = ReconcileReport(self.clock() - start, plans, flow_mods, errors, self._deferred)
+        report = ReconcileReport(self.clock() - start, plans, flow_mods, errors, self._deferred, waiting)
         self.flow_mods_total += flow_mods
         self.last_report = report
         return report
+
+    def _awaiting_trunks(self, state: SwitchState) -> bool:
+        if not state.expected_trunks or self.clock() - state.connected_at > TRUNK_WAIT_SECONDS:
+            return False
+        dpid = state.channel.dpid
+        linked = {end.port for link in self.links for end in (link.a, link.b) if end.dpid == dpid}
+        return not state.expected_trunks <= linked
 
     def grace_remaining(self) -> float:
         return max(0.0, self.deletions_from - self.clock())
@@ -224,6 +238,10 @@ class Enforcer:
         state.installed = frozenset(state.channel.read_flows())
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
         state.groups = {g.group_id: g for g in state.channel.read_groups()}
+        state.expected_trunks = frozenset(
+            int(flow.field("in_port").value) for flow in state.installed  # type: ignore[union-attr]
+            if flow.table == PORT_SECURITY and flow.field("in_port") is not None
+            and any(isinstance(i, WriteMetadata) and i.mask == TRANSIT.mask for i in flow.instructions))
         trunk_ports = self.topology().trunk_ports
         for flow in state.installed:
             in_port, eth_src = flow.field("in_port"), flow.field("eth_src")

@@ -183,6 +183,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     self.metrics.reconcile_flow_mods.inc(report.flow_mods)
                     if report.deferred_deletes:
                         hub.spawn_after(self.enforcer.grace_remaining() + DEBOUNCE, self._wake)
+                    if report.waiting:
+                        hub.spawn_after(0.5, self._wake)
                 except Exception:  # keep enforcing: one bad cycle must not kill the worker
                     log.exception("reconcile failed; will retry")
                     hub.sleep(1)

@@ -72,6 +72,7 @@ def test_a_reconnecting_switch_is_rediscovered_and_left_intact(plant: Scenario, 
     plant.controller.wait_for(lambda s: "0xc" not in s["switches"], 20, "ring-2 to leave")
     subprocess.run(["ovs-vsctl", "set-controller", bridge, "tcp:127.0.0.1:6653"], check=True)
     plant.controller.wait_for(lambda s: s["switches"].get("0xc", {}).get("programmed"), 30, "ring-2 to return")
+    assert plant.converged() == []
     assert dump(bridge) == before
 
 
