@@ -238,3 +238,20 @@ def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None
         restarted.link_up(link)
     report = restarted.reconcile()
     assert report.waiting == () and report.flow_mods == 0
+
+
+def test_an_asset_silent_at_its_port_may_move_a_live_one_is_a_conflict() -> None:
+    from controller.app.enforcer import SILENT_SECONDS  # noqa: PLC0415
+
+    now = [0.0]
+    enforcer, _ = _linear()
+    enforcer.clock = lambda: now[0]
+    for state in enforcer.switches.values():
+        state.connected_at = 0.0
+    plc = enforcer.policy.asset("plc-a")
+    enforcer.heard("plc-a")
+    now[0] = 5.0
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "conflict"  # live: spoofing
+    now[0] = 5.0 + SILENT_SECONDS + 1
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "bind"  # silent: it moved
+    assert enforcer.bindings()["plc-a"] == PortRef(3, 7)

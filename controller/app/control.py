@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from controller.app.enforcer import ApplyError, Enforcer
+from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.change import describe_change
 from controller.core.compiler import compile_tables
@@ -79,8 +80,11 @@ class ControlPlane:
                                       flow_mods=report.flow_mods, change=change)
             self.last_apply = record
             self.on_change(version)
-        log.info("policy %r version %s in force (from %s, by %s via %s): %d flow changes in %.3f s",
-                 candidate.name, short(version), short(previous), who, source, report.flow_mods, seconds)
+        modes = policy_modes(candidate)
+        log.info("policy %r version %s in force (from %s, by %s via %s): %d flow changes in %.3f s; mode %s, "
+                 "zones in monitor: %s, conduits in monitor: %s", candidate.name, short(version), short(previous), who,
+                 source, report.flow_mods, seconds, candidate.mode, ", ".join(modes["zones_in_monitor"]) or "none",  # type: ignore[arg-type]
+                 ", ".join(modes["conduits_in_monitor"]) or "none")  # type: ignore[arg-type]
         return {"policy": candidate.name, "version": version, "previous": previous, "seconds": seconds,
                 "flow_mods": report.flow_mods, "change": change}
 

@@ -79,6 +79,9 @@ STARTUP_GRACE_SECONDS = 10.0
 # A switch that reconnects with tables tells us which of its ports were trunks (their TRANSIT
 # rules). It is left alone until those links are rediscovered, at most this long.
 TRUNK_WAIT_SECONDS = 6.0
+# An unpinned asset whose port-security rules have counted no frame for this long is silent
+# at its port: if its MAC then shows up elsewhere, it moved (a conflict only while it is live).
+SILENT_SECONDS = 30.0
 
 
 class Enforcer:
@@ -97,6 +100,7 @@ class Enforcer:
         self.directed: set[tuple[PortRef, PortRef]] = set()
         self.learned: dict[str, PortRef] = {}
         self.down_ports: set[PortRef] = set()
+        self.last_heard: dict[str, float] = {}  # asset -> when its port-security counters last moved
         self.events: dict[str, int] = {}
         self.reported: set[tuple[str, str, PortRef]] = set()
         self.last_report: ReconcileReport | None = None
@@ -158,6 +162,10 @@ class Enforcer:
     def frame_sampled(self, sighting: Sighting) -> Decision:
         """A frame the switch could not classify (table-0 miss sample)."""
         decision = classify(sighting, self.policy, self.bindings(), self.topology().trunk_ports)
+        if decision.kind == "conflict" and decision.asset in self.learned and self._silent(decision.asset):
+            old = self.learned.pop(decision.asset)
+            log.info("asset %s silent at %s for over %.0f s: moved", decision.asset, _port(old), SILENT_SECONDS)
+            decision = Decision("bind", sighting, decision.asset, old)
         self.events[decision.kind] = self.events.get(decision.kind, 0) + 1
         if decision.kind == "bind":
             assert decision.asset is not None
@@ -173,6 +181,18 @@ class Enforcer:
     def settle_remaining(self) -> float:
         """Seconds to wait before reconciling, so that links of new switches are discovered."""
         return max(0.0, self.settled_at - self.clock())
+
+    def heard(self, asset: str) -> None:
+        """The asset's port-security rules counted frames (from the switch counters)."""
+        self.last_heard[asset] = self.clock()
+
+    def _silent(self, asset: str) -> bool:
+        since = self.last_heard.get(asset)
+        if since is None:  # never heard since this process started: count from the switch's connection
+            where = self.learned.get(asset)
+            state = self.switches.get(where.dpid) if where else None
+            since = state.connected_at if state else self.clock()
+        return self.clock() - since > SILENT_SECONDS
 
     # -- derived --------------------------------------------------------------------------
     def topology(self) -> Topology:

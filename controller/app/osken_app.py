@@ -110,8 +110,16 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     entry = counters.setdefault(stats.cookie, [0, 0])
                     entry[0] += stats.packet_count
                     entry[1] += stats.byte_count
+                previous = self.metrics.counters.by_switch.get(dpid, {})
                 self.metrics.counters.update(dpid, {k: (v[0], v[1]) for k, v in counters.items()})
+                for name, asset_cookie in self._asset_cookies().items():
+                    now = counters.get(asset_cookie)
+                    if now is not None and now[0] != previous.get(asset_cookie, (0, 0))[0]:
+                        self.enforcer.heard(name)
             self._report_monitor()
+
+    def _asset_cookies(self) -> dict[str, int]:
+        return {asset.name: cookie(f"asset:{asset.name}") for asset in self.enforcer.policy.assets}
 
     def _report_monitor(self) -> None:
         """Monitor-mode traffic is forwarded by the switches; report it from their counters."""

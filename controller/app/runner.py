@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.model import Policy
 from controller.io.files import load_policy_text
@@ -105,8 +106,11 @@ def run(options: RunOptions) -> int:
                    "--observe-links"], project="os_ken")
     cfg.CONF.set_override("install_lldp_flow", False)  # ours is metered (table 0, priority 1000)
     cfg.CONF.set_override("explicit_drop", False)
-    log.info("otseg enforcing policy %r version %s (mode %s) on %s:%d, hub %s",
-             policy.name, short(version), policy.mode, options.ofp_host, options.ofp_port, hub_type)
+    modes = policy_modes(policy)
+    log.info("otseg enforcing policy %r version %s (mode %s; zones in monitor: %s; conduits in monitor: %s) "
+             "on %s:%d, hub %s", policy.name, short(version), policy.mode,
+             ", ".join(modes["zones_in_monitor"]) or "none", ", ".join(modes["conduits_in_monitor"]) or "none",  # type: ignore[arg-type]
+             options.ofp_host, options.ofp_port, hub_type)
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
