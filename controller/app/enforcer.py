@@ -105,6 +105,7 @@ class Enforcer:
         self.reported: set[tuple[str, str, PortRef]] = set()
         self.last_report: ReconcileReport | None = None
         self._deferred = 0
+        self._defer = True
 
     # -- inputs ---------------------------------------------------------------------------
     def switch_connected(self, channel: SwitchChannel) -> None:
@@ -207,8 +208,11 @@ class Enforcer:
         return compile_tables(self.policy, self.topology(), self.fast_failover)
 
     # -- reconcile ------------------------------------------------------------------------
-    def reconcile(self) -> ReconcileReport:
+    def reconcile(self, defer_deletes: bool = True) -> ReconcileReport:
+        """Bring every connected switch to the compiled tables. `defer_deletes=False` (a policy
+        push) applies deletions even during the start-up grace: a push is complete when it returns."""
         start = self.clock()
+        self._defer = defer_deletes
         plans: dict[int, str] = {}
         errors: dict[int, str] = {}
         for dpid, state in sorted(self.switches.items()):
@@ -279,7 +283,7 @@ class Enforcer:
             self._read(state)
         assert state.installed is not None
         plan = diff_switch(tables, state.installed, state.meters, state.groups)
-        if self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
+        if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
             # Forwarding state (which depends on the topology) waits; allow-list rules that the
             # policy no longer has are removed at once: a revoked conduit must not linger.
             keep = tuple(f for f in plan.flows.delete if f.table != POLICY)
@@ -312,7 +316,7 @@ class Enforcer:
         reconciled to it) and ApplyError says which switch refused what."""
         previous = self.policy
         self.policy = policy
-        report = self.reconcile()
+        report = self.reconcile(defer_deletes=False)
         if report.errors:
             self.policy = previous
             for state in self.switches.values():
