@@ -27,6 +27,7 @@ class ControllerProcess:
         self.status_file = self.workdir / "status.json"
         self.log_file = self.workdir / "controller.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -37,6 +38,7 @@ class ControllerProcess:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self.status_file.unlink(missing_ok=True)
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
