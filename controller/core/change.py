@@ -17,10 +17,7 @@ class PolicyChange:
     zones_changed: tuple[str, ...]
     assets_changed: tuple[str, ...]
     flows: dict[int, str]  # dpid -> "+a ~m -d" for switches whose tables change
-
-    @property
-    def flow_mods(self) -> int:
-        return sum(sum(int(part[1:]) for part in plan.split()[:3]) for plan in self.flows.values())
+    flow_mods: int  # flow, group and meter messages the change sends, on all switches
 
     def as_dict(self) -> dict[str, object]:
         return {"conduits": {"added": list(self.conduits_added), "removed": list(self.conduits_removed),
@@ -47,6 +44,7 @@ def describe_change(old: Policy, new: Policy, old_tables: dict[int, SwitchTables
     zones = _delta(_named(old.zones), _named(new.zones))
     assets = _delta(_named(old.assets), _named(new.assets))
     flows: dict[int, str] = {}
+    flow_mods = 0
     for dpid, tables in new_tables.items():
         previous = old_tables.get(dpid)
         if previous is None:
@@ -55,5 +53,6 @@ def describe_change(old: Policy, new: Policy, old_tables: dict[int, SwitchTables
                            {g.group_id: g for g in previous.groups})
         if not plan.empty:
             flows[dpid] = plan.summary()
+            flow_mods += len(plan)
     return PolicyChange(added, removed, changed, tuple(sorted(set().union(*zones))),
-                        tuple(sorted(set().union(*assets))), flows)
+                        tuple(sorted(set().union(*assets))), flows, flow_mods)
