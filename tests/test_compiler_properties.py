@@ -73,3 +73,21 @@ def test_port_blocks_cover_a_range_exactly() -> None:
             assert value & ~mask & 0xFFFF == 0
             covered.update(range(value, value + size))
         assert covered == set(range(low, high + 1))
+
+
+def test_compile_cache_returns_the_same_tables_and_evicts_the_oldest() -> None:
+    from controller.core.compiler import CompileCache  # noqa: PLC0415
+
+    policy, topology = _zone_policy(3)
+    other = Topology(topology.switches, topology.links, ())
+    cache = CompileCache(size=1)
+    first = cache.tables(policy, topology)
+    assert first == compile_tables(policy, topology)
+    # an equal value built anew (as every push and every reconcile builds them) hits
+    again_policy, _ = _zone_policy(3)
+    assert cache.tables(again_policy, Topology(topology.switches, topology.links, topology.attachments)) is first
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.tables(policy, other) == compile_tables(policy, other)
+    assert cache.tables(policy, topology) is not first  # evicted: compiled again
+    assert cache.misses == 3
+    assert cache.tables(policy, topology, fast_failover=False) == compile_tables(policy, topology, False)

@@ -16,7 +16,6 @@ from controller.app.enforcer import ApplyError, Enforcer
 from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.change import describe_change
-from controller.core.compiler import compile_tables
 from controller.core.model import Policy
 from controller.io.files import load_policy_text
 
@@ -37,17 +36,19 @@ class ControlPlane:
         self.text = text
         self.on_change = on_change
         self.last_apply: dict[str, Any] | None = None
+        # Parsing and validating a large policy is pure CPU: the shell may run it off its event loop.
+        self.executor: Callable[..., Any] = lambda function, *args: function(*args)
 
     def in_force(self) -> dict[str, Any]:
         return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode()}
 
     def _candidate(self, data: bytes, name: str) -> Policy:
-        return load_policy_text(data, name)  # DocumentError on any problem: nothing changes
+        return self.executor(load_policy_text, data, name)  # type: ignore[no-any-return]  # DocumentError: nothing changes
 
     def _change(self, candidate: Policy) -> dict[str, Any]:
         topology = self.enforcer.topology()
-        old_tables = compile_tables(self.enforcer.policy, topology, self.enforcer.fast_failover)
-        new_tables = compile_tables(candidate, topology, self.enforcer.fast_failover)
+        old_tables = self.enforcer.compiled.tables(self.enforcer.policy, topology, self.enforcer.fast_failover)
+        new_tables = self.enforcer.compiled.tables(candidate, topology, self.enforcer.fast_failover)
         return describe_change(self.enforcer.policy, candidate, old_tables, new_tables).as_dict()
 
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:

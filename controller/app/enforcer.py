@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
-from controller.core.compiler import compile_tables, locate_assets
+from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import SwitchPlan, apply_plan, diff_switch
 from controller.core.flows import Flow, Group, Meter, SwitchTables, WriteMetadata
 from controller.core.learning import Decision, Sighting, classify
@@ -106,6 +106,12 @@ class Enforcer:
         self.last_report: ReconcileReport | None = None
         self._deferred = 0
         self._defer = True
+        self.compiled = CompileCache()
+        # Called between switches in a reconcile: the shell passes the hub's yield, so that
+        # LLDP, barriers and the API are served while thousands of flow-mods are encoded.
+        self.pause: Callable[[], None] = lambda: None
+        # Told how many messages a reconcile sent (the shell holds LLDP link expiry meanwhile).
+        self.on_flow_mods: Callable[[int], object] = lambda count: None
 
     # -- inputs ---------------------------------------------------------------------------
     def switch_connected(self, channel: SwitchChannel) -> None:
@@ -205,7 +211,7 @@ class Enforcer:
         return locate_assets(self.policy, self.topology())
 
     def desired(self) -> dict[int, SwitchTables]:
-        return compile_tables(self.policy, self.topology(), self.fast_failover)
+        return self.compiled.tables(self.policy, self.topology(), self.fast_failover)
 
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self, defer_deletes: bool = True) -> ReconcileReport:
@@ -230,8 +236,11 @@ class Enforcer:
             if tables is None or dpid in errors or dpid in waiting:
                 continue
             try:
-                flow_mods += self._reconcile_switch(state, tables)
+                sent = self._reconcile_switch(state, tables)
+                flow_mods += sent
                 plans[dpid] = state.last_plan
+                if sent:
+                    self.pause()
             except ApplyError as error:
                 state.failures += 1
                 state.installed = None  # re-read before the next attempt
@@ -239,6 +248,8 @@ class Enforcer:
                 log.error("switch %s refused changes: %s", _dpid(dpid), error)
         report = ReconcileReport(self.clock() - start, plans, flow_mods, errors, self._deferred, waiting)
         self.flow_mods_total += flow_mods
+        if flow_mods:
+            self.on_flow_mods(flow_mods)
         self.last_report = report
         return report
 

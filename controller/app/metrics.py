@@ -26,13 +26,19 @@ class FlowCounters:
     """The latest packet/byte counters per cookie and switch, as polled from the switches."""
 
     def __init__(self) -> None:
-        self.by_switch: dict[int, dict[int, tuple[int, int]]] = {}
+        # (dpid, table) -> cookie -> (packets, bytes): tables are polled at different rates,
+        # and a table not polled this round keeps its last reading (counters never go back).
+        self.by_switch: dict[tuple[int, str], dict[int, tuple[int, int]]] = {}
 
-    def update(self, dpid: int, counters: dict[int, tuple[int, int]]) -> None:
-        self.by_switch[dpid] = counters
+    def update(self, dpid: int, counters: dict[int, tuple[int, int]], table: str = "all") -> None:
+        self.by_switch[(dpid, table)] = counters
+
+    def reading(self, dpid: int, table: str = "all") -> dict[int, tuple[int, int]]:
+        return self.by_switch.get((dpid, table), {})
 
     def forget(self, dpid: int) -> None:
-        self.by_switch.pop(dpid, None)
+        for key in [k for k in self.by_switch if k[0] == dpid]:
+            del self.by_switch[key]
 
     def totals(self) -> dict[int, tuple[int, int]]:
         result: dict[int, list[int]] = defaultdict(lambda: [0, 0])

@@ -26,6 +26,10 @@ APP_MODULE = "controller.app.osken_app"
 LLDP_PERIOD = 0.5
 LINK_TIMEOUT = 2.5
 LINK_CHECK_PERIOD = 0.5
+# os-ken pauses this long after each LLDP it sends (default 50 ms): with 34 switch ports that
+# is 1.7 s per round, so the 0.5 s period was really ~2 s and links expired under load. The
+# switches meter LLDP to the controller anyway (pipeline meter 2).
+LLDP_SEND_GUARD = 0.005
 
 
 @dataclass
@@ -93,6 +97,7 @@ def run(options: RunOptions) -> int:
     from os_ken.lib import hub  # noqa: PLC0415
     from os_ken.topology import switches  # noqa: PLC0415
 
+    from controller.app import link_liveness  # noqa: PLC0415
     from controller.app.osken_app import OtsegApp, Settings  # noqa: PLC0415
 
     OtsegApp.settings = Settings(policy, version, data, store, options.status_file, options.fast_failover,
@@ -100,6 +105,8 @@ def run(options: RunOptions) -> int:
     switches.Switches.LLDP_SEND_PERIOD_PER_PORT = LLDP_PERIOD
     switches.Switches.TIMEOUT_CHECK_PERIOD = LINK_CHECK_PERIOD
     switches.Switches.LINK_TIMEOUT = LINK_TIMEOUT
+    switches.Switches.LLDP_SEND_GUARD = LLDP_SEND_GUARD
+    link_liveness.install(switches.Switches)
     manager = AppManager.get_instance()
     manager.load_apps([APP_MODULE])
     cfg.CONF(args=["--ofp-listen-host", options.ofp_host, "--ofp-tcp-listen-port", str(options.ofp_port),
@@ -112,8 +119,12 @@ def run(options: RunOptions) -> int:
              ", ".join(modes["zones_in_monitor"]) or "none", ", ".join(modes["conduits_in_monitor"]) or "none",  # type: ignore[arg-type]
              options.ofp_host, options.ofp_port, hub_type)
 
-    def stop(*_: Any) -> None:
-        raise KeyboardInterrupt
+    stopping: list[str] = []
+
+    def stop(signum: int, *_: Any) -> None:
+        # Only take note: an exception raised here lands in whichever greenthread happens to
+        # run (a switch's connection, say), not in the loop below.
+        stopping.append(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -124,10 +135,18 @@ def run(options: RunOptions) -> int:
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(app.reload_file))
         if options.watch:
             services.append(hub.spawn(_watch, options.policy, app))
-        hub.joinall(services)
-    except KeyboardInterrupt:
-        log.info("stopping; switches keep enforcing their tables (fail-mode secure)")
+        while not stopping:
+            hub.sleep(0.2)
+        log.info("stopping on %s; switches keep enforcing their tables (fail-mode secure)", stopping[0])
     finally:
+        # os-ken stops an app by joining its threads before closing it, and the LLDP loop of
+        # os_ken.topology.switches only sees is_active between waits, which are endless while
+        # no port needs LLDP: wake it first, or a SIGTERM leaves the process hanging.
+        for running in list(manager.applications.values()):
+            if hasattr(running, "lldp_event"):
+                running.is_active = False
+                running.lldp_event.set()
+                running.link_event.set()
         manager.close()
         for thread in services:
             thread.kill()

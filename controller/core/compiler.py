@@ -12,6 +12,7 @@ Assets that are not located, or located on a trunk port or unknown switch, get n
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Callable
 
 from controller.core.failover import Protection, protections
 from controller.core.flows import (
@@ -36,6 +37,35 @@ METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER
 def compile_tables(policy: Policy, topology: Topology, fast_failover: bool = True) -> dict[int, SwitchTables]:
     """Every switch's tables; `fast_failover=False` leaves out backup paths (recompute only)."""
     return _Compilation(policy, topology, fast_failover).run()
+
+
+class CompileCache:
+    """The last few compilations, by (policy, topology, fast_failover).
+
+    A policy push compiles the policy in force (to describe the change) and the candidate,
+    then reconciles to the candidate: without this, three full compiles per push. Policies
+    and topologies are immutable values, so a hit is always exact."""
+
+    def __init__(self, size: int = 4,
+                 executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args)) -> None:
+        self.size = size
+        self.executor = executor  # runs compile_tables; the shell passes one that keeps its event loop live
+        self._entries: dict[tuple[Policy, Topology, bool], dict[int, SwitchTables]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def tables(self, policy: Policy, topology: Topology, fast_failover: bool = True) -> dict[int, SwitchTables]:
+        key = (policy, topology, fast_failover)
+        tables = self._entries.pop(key, None)
+        if tables is None:
+            self.misses += 1
+            tables = self.executor(compile_tables, policy, topology, fast_failover)
+            while len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+        else:
+            self.hits += 1
+        self._entries[key] = tables  # most recently used last
+        return tables
 
 
 def locate_assets(policy: Policy, topology: Topology) -> dict[str, PortRef]:

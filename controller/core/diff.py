@@ -39,8 +39,12 @@ def is_ours(flow: Flow) -> bool:
 
 
 def diff_flows(desired: Iterable[Flow], installed: Iterable[Flow]) -> Plan:
-    want = {flow.key: flow for flow in desired}
-    have = {flow.key: flow for flow in installed if is_ours(flow)}
+    # Equal flows cancel out first (set difference on cached hashes): a change to a table of
+    # thousands of entries touches a few, and only those are matched up by key.
+    wanted = desired if isinstance(desired, (set, frozenset)) else frozenset(desired)
+    ours = frozenset(flow for flow in installed if is_ours(flow))
+    want = {flow.key: flow for flow in wanted - ours}
+    have = {flow.key: flow for flow in ours - wanted}
     add = [want[k] for k in want.keys() - have.keys()]
     delete = [have[k] for k in have.keys() - want.keys()]
     modify = [want[k] for k in want.keys() & have.keys()

@@ -42,8 +42,26 @@ class Protection:
     rejoin: int  # the switch where the backup path joins normal forwarding
 
 
+_MEMO: dict[tuple[frozenset[int], frozenset[object], int], dict[int, Protection]] = {}
+_MEMO_LIMIT = 8192
+
+
 def protections(topology: Topology, home: int) -> dict[int, Protection]:
-    """A Protection for every switch that can reach `home` around its own uplink."""
+    """A Protection for every switch that can reach `home` around its own uplink (read-only).
+
+    Memoised on the switch graph alone (switches and links): a policy change or an asset
+    sighting does not change it, and it is the costliest part of a compile (a shortest-path
+    search per switch and destination switch)."""
+    key = (topology.switches, frozenset(topology.links), home)
+    found = _MEMO.get(key)
+    if found is None:
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        found = _MEMO[key] = _protections(topology, home)
+    return found
+
+
+def _protections(topology: Topology, home: int) -> dict[int, Protection]:
     parents = topology.parents_toward(home)
     children: dict[int, list[int]] = {}
     for child, parent in parents.items():

@@ -102,6 +102,14 @@ class Flow:
     instructions: tuple[Instruction, ...]
     cookie: int
 
+    def __hash__(self) -> int:
+        # Flows live in sets and dict keys by the hundred thousand: hash the fields once.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.table, self.priority, self.match, self.instructions, self.cookie))
+            object.__setattr__(self, "_hash", cached)
+        return cached  # type: ignore[no-any-return]
+
     @property
     def key(self) -> tuple[str, int, tuple[Field, ...]]:
         return (self.table, self.priority, self.match)

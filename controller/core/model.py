@@ -122,6 +122,14 @@ class Policy:
     switch_names: tuple[tuple[str, int], ...] = ()
     _index: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __hash__(self) -> int:
+        # Policies key compile caches; hashing thousands of assets on every lookup would cost
+        # more than the lookup saves. The value is immutable, so the hash is computed once.
+        if "hash" not in self._index:
+            self._index["hash"] = hash((self.name, self.mode, self.zones, self.assets, self.services, self.conduits,
+                                        self.switch_names))
+        return self._index["hash"]  # type: ignore[return-value]
+
     def zone(self, name: str) -> Zone:
         return self._lookup("zone", name, self.zones)  # type: ignore[return-value]
 

@@ -38,6 +38,11 @@ class Topology:
     attachments: tuple[tuple[str, PortRef], ...] = ()  # asset name -> where it was seen (not pins)
     _cache: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __hash__(self) -> int:
+        if "hash" not in self._cache:  # computed once: topologies key compile caches
+            self._cache["hash"] = hash((self.switches, self.links, self.attachments))
+        return self._cache["hash"]  # type: ignore[return-value]
+
     @cached_property
     def trunk_ports(self) -> frozenset[PortRef]:
         return frozenset(end for link in self.links for end in (link.a, link.b))

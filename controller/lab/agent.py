@@ -7,6 +7,8 @@
 ports, and sniffs its interface: every frame that carries a probe token is logged, so
 crafted frames (spoofs, L2 services, reverse SYNs) are observed where they land.
 `stream`/`sink` send and count numbered UDP datagrams at a steady rate (loss measurement).
+`flood` plays an unknown device gone wild: varied raw frames (random source and
+destination MACs, ARP, UDP to random lab addresses and ports, odd ethertypes) at a rate.
 `probe` runs a list of probes concurrently and writes their outcomes as JSON:
 tcp (connect), udp (request and reply), icmp (ping), raw (a crafted frame; its outcome is
 whoever logs its token). Traffic only ever goes to the lab's own hosts.
@@ -211,6 +213,65 @@ def sink(args: argparse.Namespace) -> None:
                    "largest_gap": max(gaps, default=0), "gaps": len(gaps)}, handle)
 
 
+def _flood_frames(count: int, seed: int) -> list[bytes]:
+    """`count` varied frames; every IP destination is in the lab's 10.0.0.0/8, every MAC is
+    locally administered or broadcast: nothing here is addressed outside the lab."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+
+    def mac() -> bytes:
+        return bytes([0x02 | (rng.randrange(256) & 0xFC)] + [rng.randrange(256) for _ in range(5)])
+
+    frames = []
+    for index in range(count):
+        src = mac()
+        dst = b"\xff" * 6 if index % 4 == 0 else mac()
+        kind = index % 3
+        if kind == 0:  # ARP request for a random lab address
+            sip, tip = bytes([10, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)]), \
+                bytes([10, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)])
+            body = b"\x00\x01\x08\x00\x06\x04\x00\x01" + src + sip + b"\x00" * 6 + tip
+            frames.append(dst + src + b"\x08\x06" + body)
+        elif kind == 1:  # UDP to a random lab address and port
+            sip = bytes([10, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)])
+            dip = bytes([10, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)])
+            payload = TOKEN + b"flood"
+            udp = rng.randrange(1024, 65535).to_bytes(2, "big") + rng.randrange(1, 65535).to_bytes(2, "big") \
+                + (8 + len(payload)).to_bytes(2, "big") + b"\x00\x00" + payload
+            header = b"\x45\x00" + (20 + len(udp)).to_bytes(2, "big") + b"\x00\x00\x00\x00\x40\x11\x00\x00" + sip + dip
+            header = header[:10] + _checksum(header).to_bytes(2, "big") + header[12:]
+            frames.append(dst + src + b"\x08\x00" + header + udp)
+        else:  # an ethertype nobody uses
+            frames.append(dst + src + rng.randrange(0x9000, 0xFFFF).to_bytes(2, "big") + TOKEN + b"flood" + b"\x00" * 30)
+    return frames
+
+
+def flood(args: argparse.Namespace) -> None:
+    """Send varied frames at `--rate` per second for `--seconds`, in small paced batches."""
+    sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sender.bind((args.intf, 0))
+    frames = _flood_frames(4096, args.seed)
+    batch = max(1, int(args.rate / 200))  # 200 batches a second
+    start = time.perf_counter()
+    sent = 0
+    while True:
+        now = time.perf_counter()
+        if now - start >= args.seconds:
+            break
+        due = start + sent / args.rate
+        if now < due:
+            time.sleep(due - now)
+        for _ in range(batch):
+            try:
+                sender.send(frames[sent % len(frames)])
+            except OSError:
+                pass
+            sent += 1
+    with open(args.out, "w") as handle:
+        json.dump({"sent": sent, "seconds": time.perf_counter() - start}, handle)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otseg-lab-agent")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -239,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     sink_parser.add_argument("--seconds", type=float, required=True)
     sink_parser.add_argument("--out", required=True)
     sink_parser.set_defaults(handler=sink)
+    flood_parser = sub.add_parser("flood")
+    flood_parser.add_argument("--intf", required=True)
+    flood_parser.add_argument("--rate", type=float, default=10000)
+    flood_parser.add_argument("--seconds", type=float, required=True)
+    flood_parser.add_argument("--seed", type=int, default=7)
+    flood_parser.add_argument("--out", required=True)
+    flood_parser.set_defaults(handler=flood)
     args = parser.parse_args(argv)
     args.handler(args)
     return 0

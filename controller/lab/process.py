@@ -60,9 +60,10 @@ class ControllerProcess:
                 time.sleep(0.2)
         raise TimeoutError(f"controller not listening on {self.port} after {timeout:.0f} s; log: {self.log_file}")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, and SIGKILL after `timeout`. Returns the exit code (negative: killed by a signal)."""
         if self.process is None:
-            return
+            return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -70,7 +71,9 @@ class ControllerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        code = self.process.returncode
         self.process = None
+        return code
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no clean-up of any kind."""

@@ -160,3 +160,14 @@ def test_forged_lldp_from_an_unknown_host_does_not_make_a_trunk(plant: Scenario,
     status = plant.controller.status() or {}
     assert len(status["links"]) == len(plant.description.links)
     assert not any("0xc:5" in end for link in status["links"] for end in link)
+
+
+def test_sigterm_stops_the_controller_at_once_and_the_switches_keep_enforcing(plant: Scenario,
+                                                                              first_run: Outcome) -> None:
+    before = {name: dump(plant.lab.switch_node(name)) for name, _ in plant.description.switches}
+    start = time.monotonic()
+    code = plant.controller.stop(timeout=10)
+    assert code == 0 and time.monotonic() - start < 5, f"exit code {code}: {plant.controller.log_text()[-2000:]}"
+    assert {name: dump(plant.lab.switch_node(name)) for name, _ in plant.description.switches} == before
+    plant.controller.start()  # the module's teardown stops it again
+    plant.controller.wait_for(lambda s: len(s["switches"]) == len(plant.description.switches), 60, "reconnected")
