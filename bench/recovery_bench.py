@@ -7,12 +7,15 @@ A steady 1,000 datagrams/s stream on an allowed conduit whose path crosses the c
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
+from bench.changes import conduit_yaml, policy_texts
+from bench.faucet_bench import require_free_port
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
 from controller.lab.process import ControllerProcess
@@ -36,10 +39,15 @@ class PlantBench:
 
     def __enter__(self) -> "PlantBench":
         subprocess.run(["mn", "-c"], capture_output=True, check=False)
+        require_free_port(self.controller.port)
         self.controller.start()
-        self.controller.wait_listening()
-        self.lab.start()
-        Verifier(self.lab, self.policy, self.controller.status, str(self.workdir / "announce")).announce()
+        try:
+            self.controller.wait_listening()
+            self.lab.start()
+            Verifier(self.lab, self.policy, self.controller.status, str(self.workdir / "announce")).announce()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -84,36 +92,95 @@ def controller_down(bench: PlantBench, run: int) -> dict:  # type: ignore[type-a
     return bench.measure(f"kill-{run}", 14, event, lambda: None)
 
 
-ONE_CONDUIT = b"""
-  - name: bench-extra-conduit
-    from: historian
-    to: time-server
-    services: [icmp]
-    reason: "Benchmark: one conduit added and removed"
-"""
+# One-conduit changes for the update benchmarks: (label, source, target). The stream
+# (hmi-1 -> plc-packer-1) is in neither conduit; the second series changes what its sender
+# may do, which in per-port ACL controllers rewrites the ACL the stream passes through.
+CHANGES = {"other_devices": ("historian", "time-server"), "stream_sender": ("hmi-1", "office-pc")}
 
 
-def policy_updates(bench: PlantBench, pushes: int = 20) -> dict:  # type: ignore[type-arg]
-    """Apply time of a one-conduit change (barrier-confirmed on every switch) and packets lost on a
-    conduit present in both versions, across `pushes` alternating pushes."""
+def policy_updates(bench: PlantBench, source: str, target: str, pushes: int = 20) -> dict:  # type: ignore[type-arg]
+    """Apply time of one-conduit changes (barrier-confirmed on every switch; each to a policy never
+    compiled before) and packets lost on a conduit present in every version, across `pushes` pushes."""
     import json  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    base = Path(bench.policy_path).read_bytes()
-    variants = [base + ONE_CONDUIT, base]
-    stream = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / "updates")
+    texts = policy_texts(Path(bench.policy_path).read_bytes(), pushes, lambda k: conduit_yaml(k, source, target))
+    stream = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / f"updates-{source}")
     stream.start()
     time.sleep(1)
-    seconds = []
-    for index in range(pushes):
-        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=variants[index % 2],
-                                         method="POST")
+    seconds, flow_mods = [], []
+    for text in texts:
+        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=text, method="POST")
         with urllib.request.urlopen(request, timeout=60) as response:
-            seconds.append(json.loads(response.read())["seconds"])
+            answer = json.loads(response.read())
+        seconds.append(answer["seconds"])
+        flow_mods.append(answer["flow_mods"])
         time.sleep(0.5)
     result = stream.result()
     return {"pushes": pushes, "apply_median_s": statistics.median(seconds), "apply_min_s": min(seconds),
-            "apply_max_s": max(seconds), "sent": result.sent, "lost": result.lost}
+            "apply_max_s": max(seconds), "flow_mods_median": statistics.median(flow_mods), "sent": result.sent,
+            "lost": result.lost, "change": f"{source} -> {target}"}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _packet_ins(bench: PlantBench) -> float:
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(bench.controller.api_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("otseg_packet_ins_total"))
+
+
+def _window(bench: PlantBench, seconds: float) -> tuple[float, float]:
+    pid = bench.controller.pid
+    assert pid is not None
+    cpu, pins, start = _cpu_seconds(pid), _packet_ins(bench), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    return (_cpu_seconds(pid) - cpu) / elapsed, (_packet_ins(bench) - pins) / elapsed
+
+
+def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 20, pushes: int = 4) -> dict:  # type: ignore[type-arg]
+    """The rogue laptop (no asset) sends `rate` varied frames/s. Measured: controller CPU (share of
+    one core) and packet-ins/s, idle and under the flood; one-conduit pushes during the flood; and
+    datagrams lost meanwhile by an allowed 1,000/s stream."""
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    idle_cpu, idle_pins = _window(bench, 8)
+    info = bench.lab.hosts["rogue-laptop"]
+    out = bench.workdir / "flood.json"
+    flood = bench.lab.node("rogue-laptop").popen(
+        [sys.executable, "-m", "controller.lab.agent", "flood", "--intf", info.intf, "--rate", str(rate),
+         "--seconds", str(seconds), "--out", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    stream = Stream(bench.lab, *ALLOWED, seconds - 4, bench.workdir / "flood-stream")
+    time.sleep(2)
+    stream.start()
+    flood_cpu, flood_pins = _window(bench, 6)
+    texts = policy_texts(Path(bench.policy_path).read_bytes(), pushes,
+                         lambda k: conduit_yaml(k + 50, "historian", "time-server"))
+    trips, applied = [], []
+    for text in texts:
+        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=text, method="POST")
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            applied.append(json.loads(response.read())["seconds"])
+        trips.append(time.perf_counter() - start)
+        time.sleep(0.5)
+    result = stream.result()
+    flood.wait(timeout=seconds + 30)
+    sent = json.loads(out.read_text())
+    return {"rate_target": rate, "flood_sent": sent["sent"], "flood_rate": sent["sent"] / sent["seconds"],
+            "cpu_idle": idle_cpu, "cpu_flood": flood_cpu, "packet_ins_idle": idle_pins,
+            "packet_ins_flood": flood_pins, "push_round_trip_max_s": max(trips),
+            "push_round_trip_median_s": statistics.median(trips), "push_apply_median_s": statistics.median(applied),
+            "pushes": pushes, "stream_sent": result.sent, "stream_lost": result.lost}
 
 
 def summarise(results: list[dict]) -> dict:  # type: ignore[type-arg]
@@ -128,7 +195,9 @@ def run_all(workdir: Path, runs: int = 3) -> dict[str, dict]:  # type: ignore[ty
     with PlantBench(workdir / "ff") as bench:
         results["ring_cut_fast_failover"] = summarise([ring_cut(bench, i) for i in range(runs)])
         results["controller_killed_10s"] = summarise([controller_down(bench, i) for i in range(runs)])
-        results["policy_updates"] = policy_updates(bench)
+        results["policy_updates"] = policy_updates(bench, *CHANGES["other_devices"])
+        results["policy_updates_sender"] = policy_updates(bench, *CHANGES["stream_sender"])
+        results["unknown_host_flood"] = unknown_host_flood(bench)
     with PlantBench(workdir / "recompute", fast_failover=False) as bench:
         results["ring_cut_controller_only"] = summarise([ring_cut(bench, i) for i in range(runs)])
     return results
