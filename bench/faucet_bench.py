@@ -37,7 +37,7 @@ from controller.lab.verify import Verifier
 from controller.policy.topology_doc import LabNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = Path(os.environ.get("FAUCET_VENV", ROOT / ".venv-faucet"))
+VENV = ROOT / os.environ.get("FAUCET_VENV", ".venv-faucet")  # relative to the repository, or absolute
 
 
 def faucet_version() -> str:
