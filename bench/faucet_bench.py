@@ -89,6 +89,17 @@ class FaucetProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGHUP)
 
+    def wait_quiet(self, quiet: float = 5.0, timeout: float = 120.0) -> None:
+        """Until FAUCET's log has not grown for `quiet` seconds (it logs every reload it applies)."""
+        deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            lines = self.log_lines()
+            if lines != last:
+                last, since = lines, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.5)
+
     def log_lines(self) -> int:
         path = self.workdir / "faucet.log"
         return len(path.read_text().splitlines()) if path.exists() else 0
@@ -197,6 +208,7 @@ def hitless(faucet_lab: FaucetLab, stream_spec: tuple[str, str, int], source: st
         faucet_lab.faucet.reload(config)
         time.sleep(pause)
     result = stream.result()
+    faucet_lab.faucet.wait_quiet()  # FAUCET applies reloads asynchronously: none may spill into the next series
     return {"changes": changes, "sent": result.sent, "lost": result.lost, "largest_gap": result.largest_gap,
             "change": f"{source} -> {target}"}
 
@@ -213,6 +225,7 @@ def run_faucet(workdir: Path, stream_spec: tuple[str, str, int], changes: dict[s
             results["footprint"][name] = faucet_lab.footprint()
             results["equivalence"][name] = faucet_lab.equivalence()
             if name == "plant":
+                faucet_lab.faucet.wait_quiet()
                 for label, (source, target) in changes.items():
                     results["hitless"][label] = hitless(faucet_lab, stream_spec, source, target)
             results["footprint"][name]["after_matrix"] = wait_stable(faucet_lab.bridges)
