@@ -29,6 +29,7 @@ import yaml
 
 from bench.changes import conduit_yaml, policy_texts
 from bench.faucet_config import acl_rule_count, faucet_config
+from bench.labrun import LabRun, flow_count
 from controller.io.files import load_lab, load_policy, load_policy_text
 from controller.lab.network import Lab
 from controller.lab.plan import _arp_frame
@@ -46,22 +47,6 @@ def faucet_version() -> str:
                               check=False, timeout=60).stdout.strip().splitlines()[-1]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "not installed"
-
-
-def bridge_flows(bridge: str) -> int:
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge], capture_output=True, text=True,
-                         check=True).stdout
-    return sum(1 for line in out.splitlines() if "cookie=" in line)
-
-
-def require_free_port(port: int) -> None:
-    """Refuse to start beside another controller: eventlet listens with SO_REUSEPORT, so a
-    stale controller on the same port would silently take half of the switches."""
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a stale controller?)")
 
 
 class FaucetProcess:
@@ -121,8 +106,8 @@ def wait_stable(bridges: list[str], quiet: float = 3.0, timeout: float = 120.0) 
     last: dict[str, int] = {}
     since = time.monotonic()
     while time.monotonic() < deadline:
-        now = {b: bridge_flows(b) for b in bridges}
-        if now != last or not all(now.values()):
+        now = {b: flow_count(b) for b in bridges}
+        if now != last or not all(count > 0 for count in now.values()):
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return now
@@ -130,7 +115,7 @@ def wait_stable(bridges: list[str], quiet: float = 3.0, timeout: float = 120.0) 
     raise TimeoutError(f"FAUCET tables did not settle: {last}")
 
 
-class FaucetLab:
+class FaucetLab(LabRun):
     """A lab under FAUCET: config from the policy, Mininet, learned hosts."""
 
     def __init__(self, policy_path: Path, description: LabNetwork, workdir: Path, settle_timeout: float = 120) -> None:
@@ -139,27 +124,15 @@ class FaucetLab:
         self.policy = load_policy(self.policy_path)
         self.description = description
         self.config = faucet_config(self.policy, self.description)
-        self.faucet = FaucetProcess(workdir / "faucet", self.config)
+        self.controller = FaucetProcess(workdir / "faucet", self.config)
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 
-    def __enter__(self) -> "FaucetLab":
-        subprocess.run(["mn", "-c"], capture_output=True, check=False)
-        require_free_port(self.faucet.port)
-        self.faucet.start()
-        try:
-            time.sleep(3)
-            self.lab.start()
-            wait_stable(self.bridges, timeout=self.settle_timeout)
-            self.learn()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.lab.stop()
-        self.faucet.stop()
+    def bring_up(self) -> None:
+        time.sleep(3)
+        self.lab.start()
+        wait_stable(self.bridges, timeout=self.settle_timeout)
+        self.learn()
 
     @property
     def bridges(self) -> list[str]:
@@ -205,10 +178,10 @@ def hitless(faucet_lab: FaucetLab, stream_spec: tuple[str, str, int], source: st
     stream.start()
     time.sleep(1)
     for config in configs:
-        faucet_lab.faucet.reload(config)
+        faucet_lab.controller.reload(config)
         time.sleep(pause)
     result = stream.result()
-    faucet_lab.faucet.wait_quiet()  # FAUCET applies reloads asynchronously: none may spill into the next series
+    faucet_lab.controller.wait_quiet()  # FAUCET applies reloads asynchronously: none may spill into the next series
     return {"changes": changes, "sent": result.sent, "lost": result.lost, "largest_gap": result.largest_gap,
             "change": f"{source} -> {target}"}
 
@@ -225,7 +198,7 @@ def run_faucet(workdir: Path, stream_spec: tuple[str, str, int], changes: dict[s
             results["footprint"][name] = faucet_lab.footprint()
             results["equivalence"][name] = faucet_lab.equivalence()
             if name == "plant":
-                faucet_lab.faucet.wait_quiet()
+                faucet_lab.controller.wait_quiet()
                 for label, (source, target) in changes.items():
                     results["hitless"][label] = hitless(faucet_lab, stream_spec, source, target)
             results["footprint"][name]["after_matrix"] = wait_stable(faucet_lab.bridges)

@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from bench.changes import conduit_yaml, policy_texts
-from bench.faucet_bench import require_free_port
 from bench.generate import generated_topology, policy_document
+from bench.labrun import LabRun, flow_count
 from controller.core.topology import Topology
 from controller.io.files import load_policy_text
 from controller.lab.network import Lab
@@ -50,22 +50,13 @@ def lab_network(topology: Topology, hosts: bool = False) -> LabNetwork:
     return LabNetwork("generated", None, switches, tuple(sorted(topology.links)), lab_hosts)
 
 
-def flow_count(bridge: str) -> int:
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", bridge], capture_output=True, text=True,
-                         check=False).stdout
-    for word in out.split():
-        if word.startswith("flow_count="):
-            return int(word.split("=")[1])
-    return -1
-
-
 def flow_set(bridge: str) -> set[str]:
     out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge], capture_output=True,
                          text=True, check=True).stdout
     return {line.strip() for line in out.splitlines() if "actions=" in line}
 
 
-class GeneratedBench:
+class GeneratedBench(LabRun):
     def __init__(self, workdir: Path, assets: int, zones: int, conduits: int, switches: int) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -78,22 +69,10 @@ class GeneratedBench:
         self.lab = Lab(self.description, self.policy)
         self.size = {"assets": assets, "zones": zones, "conduits": conduits, "switches": switches}
 
-    def __enter__(self) -> "GeneratedBench":
-        subprocess.run(["mn", "-c"], capture_output=True, check=False)
-        require_free_port(self.controller.port)
-        self.controller.start()
-        try:
-            self.controller.wait_listening(60)
-            self.lab.start()
-            self.ready()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.lab.stop()
-        self.controller.stop()
+    def bring_up(self) -> None:
+        self.controller.wait_listening(60)
+        self.lab.start()
+        self.ready()
 
     def ready(self, timeout: float = 180, quiet: float = 5.0) -> None:
         """Every switch and link known, and no table changed for `quiet` seconds."""

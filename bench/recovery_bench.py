@@ -7,15 +7,17 @@ A steady 1,000 datagrams/s stream on an allowed conduit whose path crosses the c
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
-import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from bench.changes import conduit_yaml, policy_texts
-from bench.faucet_bench import require_free_port
+from bench.labrun import LabRun
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
 from controller.lab.process import ControllerProcess
@@ -27,7 +29,7 @@ ALLOWED = ("hmi-1", "plc-packer-1", 44818)
 DENIED = ("plc-packer-2", "hmi-2", 44818)
 
 
-class PlantBench:
+class PlantBench(LabRun):
     def __init__(self, workdir: Path, fast_failover: bool = True) -> None:
         self.policy_path = str(ROOT / "policies" / "plant.yaml")
         self.policy = load_policy(self.policy_path)
@@ -37,22 +39,10 @@ class PlantBench:
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 
-    def __enter__(self) -> "PlantBench":
-        subprocess.run(["mn", "-c"], capture_output=True, check=False)
-        require_free_port(self.controller.port)
-        self.controller.start()
-        try:
-            self.controller.wait_listening()
-            self.lab.start()
-            Verifier(self.lab, self.policy, self.controller.status, str(self.workdir / "announce")).announce()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.lab.stop()
-        self.controller.stop()
+    def bring_up(self) -> None:
+        self.controller.wait_listening()
+        self.lab.start()
+        Verifier(self.lab, self.policy, self.controller.status, str(self.workdir / "announce")).announce()
 
     def ready(self) -> None:
         links = len(self.description.links)
@@ -101,9 +91,6 @@ CHANGES = {"other_devices": ("historian", "time-server"), "stream_sender": ("hmi
 def policy_updates(bench: PlantBench, source: str, target: str, pushes: int = 20) -> dict:  # type: ignore[type-arg]
     """Apply time of one-conduit changes (barrier-confirmed on every switch; each to a policy never
     compiled before) and packets lost on a conduit present in every version, across `pushes` pushes."""
-    import json  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
-
     texts = policy_texts(Path(bench.policy_path).read_bytes(), pushes, lambda k: conduit_yaml(k, source, target))
     stream = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / f"updates-{source}")
     stream.start()
@@ -128,8 +115,6 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _packet_ins(bench: PlantBench) -> float:
-    import urllib.request  # noqa: PLC0415
-
     with urllib.request.urlopen(bench.controller.api_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -149,10 +134,6 @@ def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 
     """The rogue laptop (no asset) sends `rate` varied frames/s. Measured: controller CPU (share of
     one core) and packet-ins/s, idle and under the flood; one-conduit pushes during the flood; and
     datagrams lost meanwhile by an allowed 1,000/s stream."""
-    import json  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
-
     idle_cpu, idle_pins = _window(bench, 8)
     info = bench.lab.hosts["rogue-laptop"]
     out = bench.workdir / "flood.json"

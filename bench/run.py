@@ -287,13 +287,11 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
     faucet = results.get("faucet", {})
     footprint = faucet.get("footprint", {})
     if footprint:
-        ratios = []
-        for row in results.get("examples", []):
-            theirs = footprint.get(row["policy"])
-            if theirs:
-                ratios.append(f"{row['policy']} {theirs['flows_total'] / row['flows_total']:.1f}x")
+        ratios = {row["policy"]: footprint[row["policy"]]["flows_total"] / row["flows_total"]
+                  for row in results.get("examples", []) if row["policy"] in footprint}
         out.append("fewer entries than FAUCET on every example lab: "
-                   f"{_met(all(float(r.split()[-1][:-1]) > 1 for r in ratios))} (FAUCET / otseg: {', '.join(ratios)}).")
+                   f"{_met(all(r > 1 for r in ratios.values()))} (FAUCET / otseg: "
+                   + ", ".join(f"{name} {ratio:.1f}x" for name, ratio in ratios.items()) + ").")
     generated = faucet.get("generated", {})
     ours = next((c for c in compiled if c["assets"] == generated.get("assets") and c["placement"] == "zone"), None)
     if generated.get("flows_total") and ours:
@@ -349,6 +347,9 @@ def main() -> int:
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
+    if args.only and not previous.exists():
+        parser.error(f"--only {args.only} keeps the other sections from {previous}, which does not exist: "
+                     "run `make bench` once first")
     results: dict = json.loads(previous.read_text()) if previous.exists() and args.only else {}  # type: ignore[type-arg]
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
