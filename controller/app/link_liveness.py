@@ -65,7 +65,8 @@ def forgive_stall(links: dict[Any, float], due: float, now: float) -> float:
 
 
 def stall_tolerant_link_loop(switches_app: Any, clock: Callable[[], float] = time.time) -> None:
-    """A drop-in for Switches.link_loop (same expiry and reverse-link logic, plus forgive_stall)."""
+    """A drop-in for Switches.link_loop: os-ken's expiry and reverse-link logic, after forgive_stall and
+    keep_alive_while_held."""
     from os_ken.topology import event  # noqa: PLC0415
     from os_ken.topology.switches import Link  # noqa: PLC0415
 
