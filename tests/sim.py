@@ -17,11 +17,50 @@ from controller.core.flows import (
     CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Flow, GotoTable, Group, GroupAction, MeterInstruction,
     Output, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
-from controller.core.pipeline import TABLE_IDS, check_flow
+from controller.core.frames import Frame
+from controller.core.pipeline import FRAG_ANY, FRAG_LATER, TABLE_IDS, VID_PRESENT, check_flow
 from controller.core.topology import Link, PortRef, Topology
 
 Headers = dict[str, object]
 MAX_HOPS = 64
+ETH_IPV4, ETH_ARP = 0x0800, 0x0806
+OVS_VLAN_TPIDS = (0x8100, 0x88A8)  # what Open vSwitch parses as a VLAN header (vlan-limit=1: the outer one)
+
+
+def ovs_key(frame: Frame) -> Headers:
+    """The match fields Open vSwitch 3.1 extracts from `frame` (vlan-limit=1, frag handling normal).
+
+    Modelled on the switch, not on otseg: one VLAN header (802.1Q or 802.1ad) is parsed, so
+    behind a second tag the ethertype is that tag's TPID and no IP field is visible; 0x9100 is
+    no VLAN to it; a later fragment has transport ports, TCP flags and ICMP type of 0."""
+    headers: Headers = {"eth_src": frame.eth_src, "eth_dst": frame.eth_dst, "vlan_vid": 0}
+    tags = frame.tags
+    eth_type = frame.eth_type
+    if tags and tags[0][0] in OVS_VLAN_TPIDS:
+        headers["vlan_vid"] = VID_PRESENT | (tags[0][1] & 0x0FFF)
+        if len(tags) > 1:
+            eth_type = tags[1][0]
+    elif tags:
+        eth_type = tags[0][0]
+    headers["eth_type"] = eth_type
+    if eth_type != frame.eth_type:
+        return headers
+    if eth_type == ETH_IPV4 and frame.ipv4_src is not None:
+        later = frame.ip_frag == "later"
+        headers.update(ipv4_src=frame.ipv4_src, ipv4_dst=frame.ipv4_dst, ip_proto=frame.ip_proto,
+                       ip_frag={"no": 0, "first": FRAG_ANY, "later": FRAG_ANY | FRAG_LATER}[frame.ip_frag])
+        if frame.ip_proto == 6:
+            headers.update(tcp_src=0 if later else frame.tcp_src or 0, tcp_dst=0 if later else frame.tcp_dst or 0,
+                           tcp_flags=0 if later else frame.tcp_flags or 0)
+        elif frame.ip_proto == 17:
+            headers.update(udp_src=0 if later else frame.udp_src or 0, udp_dst=0 if later else frame.udp_dst or 0)
+        elif frame.ip_proto == 1:
+            headers.update(icmpv4_type=0 if later else frame.icmp_type or 0,
+                           icmpv4_code=0 if later else frame.icmp_code or 0)
+    elif eth_type == ETH_ARP and frame.arp_spa is not None:
+        headers.update(arp_op=frame.arp_op, arp_spa=frame.arp_spa, arp_tpa=frame.arp_tpa, arp_sha=frame.arp_sha,
+                       arp_tha=frame.arp_tha)
+    return headers
 
 
 class AmbiguousMatch(AssertionError):

@@ -11,8 +11,9 @@ from controller.core.model import Policy
 from controller.core.topology import Link, PortRef, Topology
 from controller.io.files import load_policy_text
 
-SERVICE_POOL = ["modbus", "icmp", "dnp3", "goose", "ptp", "sv", "snmp", "io-range", "raw-frames", "opcua"]
-IP_SERVICES = {"modbus", "icmp", "dnp3", "ptp", "snmp", "io-range", "opcua"}
+SERVICE_POOL = ["modbus", "icmp", "dnp3", "goose", "ptp", "sv", "snmp", "io-range", "raw-frames", "opcua", "ntp",
+                "fixed-client"]
+IP_SERVICES = {"modbus", "icmp", "dnp3", "ptp", "snmp", "io-range", "opcua", "ntp", "fixed-client"}
 
 
 @st.composite
@@ -90,8 +91,12 @@ def scenarios(draw: st.DrawFn) -> tuple[Policy, Topology]:
         "mode": draw(st.sampled_from(["enforce", "enforce", "enforce", "monitor"])),
         "zones": zones,
         "assets": assets,
-        "services": {"io-range": {"udp": "34962-34964"}, "raw-frames": {"ethertype": 0x88B5}},
+        "services": {"io-range": {"udp": "34962-34964"}, "raw-frames": {"ethertype": 0x88B5},
+                     "fixed-client": {"tcp": 7001, "udp": 7002, "client_ports": ["600-700", 40000]}},
         "conduits": conduits,
     }
     policy = load_policy_text(yaml.safe_dump(document).encode(), "random.yaml")
-    return policy, Topology(topology.switches, topology.links, tuple(sorted(attachments)))
+    ports = {where for _, where in attachments} | {PortRef(a.location.dpid, a.location.port)
+                                                   for a in policy.assets if a.location}
+    ports |= {end for link in topology.links for end in (link.a, link.b)} | {PortRef(min(switches), 99)}
+    return policy, Topology(topology.switches, topology.links, tuple(sorted(attachments)), frozenset(ports))

@@ -25,6 +25,10 @@ class FakeSwitch:
     groups: dict[int, Group] = field(default_factory=dict)
     sent: list[Plan] = field(default_factory=list)
     refuse: bool = False
+    port_numbers: tuple[int, ...] = ()
+
+    def ports(self) -> list[int]:
+        return list(self.port_numbers)
 
     def read_flows(self) -> list[Flow]:
         return [f for f in self.flows if f.cookie >> 48 == 0x0E5E]
@@ -48,8 +52,10 @@ class FakeSwitch:
 
 def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
     policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0)
-    switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN})) for dpid in topology.switches}
+    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links)
+    switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN}),
+                                 port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
+                for dpid in topology.switches}
     for switch in switches.values():
         enforcer.switch_connected(switch)
     for link in topology.links:
@@ -62,7 +68,7 @@ def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
 
 def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
     """A new controller process: same policy, same switches and links, nothing remembered."""
-    restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=0)
+    restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=0, declared_links=enforcer.declared_links)
     for fake in switches.values():
         fake.sent.clear()
         restarted.switch_connected(fake)
@@ -97,7 +103,7 @@ def test_a_restarted_controller_reads_the_switch_and_only_fixes_drift() -> None:
     missing = sorted(switch.flows - {FOREIGN})[0]
     switch.flows = (switch.flows - {missing}) | {stale}
     restarted = _restart(enforcer, switches)
-    restarted.learned = dict(enforcer.learned)
+    restarted.bound = dict(enforcer.bound)
     restarted.reconcile()
     assert switches[1].sent == [] and switches[3].sent == []
     assert switch.sent == [Plan(add=(missing,), delete=(stale,))]
@@ -210,16 +216,22 @@ def test_applying_the_policy_in_force_sends_nothing_and_a_b_a_restores_a() -> No
     assert {dpid: fake.flows for dpid, fake in switches.items()} == tables_a
 
 
-def test_a_link_needs_lldp_both_ways_so_a_host_cannot_forge_a_trunk() -> None:
+def test_only_declared_links_are_used() -> None:
     enforcer, _ = _linear()
-    switch_port, rogue_port = PortRef(1, 10), PortRef(2, 5)
-    assert not enforcer.link_seen(switch_port, rogue_port)  # forged LLDP "from 1:10" arriving at 2:5
-    assert Link.between(switch_port, rogue_port) not in enforcer.links
-    assert enforcer.link_seen(PortRef(2, 11), PortRef(3, 10)) is False  # already up (both ways, from _linear)
-    enforcer.link_gone(PortRef(2, 11), PortRef(3, 10))
-    assert Link.between(PortRef(2, 11), PortRef(3, 10)) not in enforcer.links
-    assert not enforcer.link_seen(PortRef(2, 11), PortRef(3, 10))
-    assert enforcer.link_seen(PortRef(3, 10), PortRef(2, 11))  # back once both directions are seen again
+    forged = Link.between(PortRef(1, 10), PortRef(2, 5))  # a relay between two free ports
+    assert not enforcer.link_up(forged)
+    assert forged not in enforcer.links and forged not in enforcer.topology().links
+    assert PortRef(2, 5) not in enforcer.topology().trunk_ports
+
+
+def test_a_declared_trunk_port_is_no_edge_port_even_while_its_link_is_down() -> None:
+    enforcer, _ = _linear()
+    link = Link.between(PortRef(2, 11), PortRef(3, 10))
+    enforcer.link_down(link)
+    topology = enforcer.topology()
+    assert PortRef(2, 11) in topology.trunk_ports and PortRef(2, 11) not in topology.live_trunks
+    plc = enforcer.policy.asset("plc-a")
+    assert enforcer.frame_sampled(Sighting(PortRef(2, 11), plc.mac, plc.ip)).kind == "ignore"
 
 
 def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None:
@@ -227,8 +239,9 @@ def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None
     enforcer, switches = _linear()
     enforcer.reconcile()
     policy = enforcer.policy
-    restarted = Enforcer(policy, clock=lambda: now[0], settle_seconds=0, startup_grace=0)
-    restarted.learned = dict(enforcer.learned)
+    restarted = Enforcer(policy, clock=lambda: now[0], settle_seconds=0, startup_grace=0,
+                         declared_links=enforcer.declared_links)
+    restarted.bound = dict(enforcer.bound)
     for fake in switches.values():
         fake.sent.clear()
         restarted.switch_connected(fake)
@@ -240,18 +253,35 @@ def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None
     assert report.waiting == () and report.flow_mods == 0
 
 
-def test_an_asset_silent_at_its_port_may_move_a_live_one_is_a_conflict() -> None:
-    from controller.app.enforcer import SILENT_SECONDS  # noqa: PLC0415
-
-    now = [0.0]
+def test_a_quiet_asset_is_not_taken_over_it_moves_only_when_its_port_goes_down() -> None:
     enforcer, _ = _linear()
-    enforcer.clock = lambda: now[0]
-    for state in enforcer.switches.values():
-        state.connected_at = 0.0
     plc = enforcer.policy.asset("plc-a")
-    enforcer.heard("plc-a")
-    now[0] = 5.0
-    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "conflict"  # live: spoofing
-    now[0] = 5.0 + SILENT_SECONDS + 1
-    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "bind"  # silent: it moved
+    home = enforcer.bindings()["plc-a"]
+    for _ in range(3):  # however long it has been silent
+        assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "conflict"
+    assert enforcer.bindings()["plc-a"] == home
+    enforcer.port_down(home)
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "bind"
     assert enforcer.bindings()["plc-a"] == PortRef(3, 7)
+
+
+def test_a_disconnected_switch_keeps_its_assets_bound() -> None:
+    enforcer, switches = _linear()
+    plc = enforcer.policy.asset("plc-a")
+    home = enforcer.bindings()["plc-a"]
+    enforcer.switch_disconnected(home.dpid)
+    other = next(d for d in switches if d != home.dpid)
+    assert enforcer.frame_sampled(Sighting(PortRef(other, 9), plc.mac, plc.ip)).kind == "conflict"
+    enforcer.switch_connected(switches[home.dpid])
+    assert enforcer.bindings()["plc-a"] == home
+
+
+def test_a_push_that_changes_an_assets_mac_drops_its_binding() -> None:
+    enforcer, _ = _linear()
+    old = enforcer.policy
+    plc = old.asset("plc-a")
+    changed = replace(old, assets=tuple(replace(a, mac="00:00:00:00:0a:0a") if a.name == "plc-a" else a
+                                        for a in old.assets), _index={})
+    enforcer.apply_policy(changed)
+    assert "plc-a" not in enforcer.bindings()
+    assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "unknown-device"

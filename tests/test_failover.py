@@ -10,9 +10,10 @@ from hypothesis import given, settings
 
 from controller.core.model import Policy
 from controller.core.topology import Link, Topology
-from controller.core.verdict import ETH_ARP, ETH_IPV4, decide
+from controller.core.reference import judge
+from controller.core.verdict import ETH_ARP, ETH_IPV4
 from tests.conftest import EXAMPLES, load_example
-from tests.sim import Network
+from tests.sim import Network, ovs_key
 from tests.strategies import scenarios
 from tests.walk import Matrix, frame, probes
 
@@ -40,11 +41,13 @@ def check_single_link_failures(policy: Policy, topology: Topology) -> list[str]:
                 for label, packet in unicast:
                     if packet.eth_type in (ETH_IPV4, ETH_ARP) and (src.ip is None or dst.ip is None):
                         continue
-                    expected = connected and decide(policy, src, dst, packet).delivered
-                    result = network.send(matrix.located[src.name], frame(src, dst, packet))
-                    observed = dst.name in matrix.receivers(result)
-                    if observed != expected:
-                        problems.append(f"cut {cut}: {src.name}->{dst.name} [{label}] expected {expected}")
+                    sent = frame(src, dst, packet)
+                    expected = connected and judge(policy, matrix.located, matrix.located[src.name], sent).delivered
+                    result = network.send(matrix.located[src.name], ovs_key(sent))
+                    observed = result.delivered_ports()
+                    if observed != ({matrix.located[dst.name]} if expected else set()):
+                        problems.append(f"cut {cut}: {src.name}->{dst.name} [{label}] expected {expected}, "
+                                        f"left by {sorted(observed)}")
     return problems
 
 

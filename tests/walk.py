@@ -1,21 +1,40 @@
-"""The allow/deny matrix: every (source, destination, probe) walked through compiled tables
-and compared with the policy's reference verdict (controller.core.verdict.decide).
+"""The allow/deny matrix: frames walked through compiled tables, judged by the reference.
+
+Every frame is built as a real frame would be (`controller.core.frames.Frame`), turned into
+the fields Open vSwitch extracts from it (`tests.sim.ovs_key`), walked through the compiled
+tables of every switch on its way, and compared with `controller.core.reference.judge`, which
+reads the policy alone. A mismatch is any difference between the ports a frame leaves by and
+the ports of the assets that must receive it: a frame that also leaves by any other port is
+a mismatch, whatever its MAC (a copy to an extra port is caught, not only a wrong receiver).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.core.compiler import compile_tables, locate_assets
+from controller.core.frames import Frame
 from controller.core.model import Asset, Policy, ServiceMatch
+from controller.core.reference import judge
 from controller.core.topology import PortRef, Topology
-from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, decide
-from tests.sim import Headers, Network, WalkResult
+from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet
+from tests.sim import Network, WalkResult, ovs_key
 
 GROUP_MAC = "01:0c:cd:01:00:01"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 UNKNOWN_MAC = "02:de:ad:be:ef:01"
 EPHEMERAL = 40000
+FOREIGN_IP = "192.0.2.77"  # no asset's address
+DIRECTED_BROADCAST = "10.255.255.255"
+# Tag stacks an attacker sends from a host port: priority-tagged, a real VID with top priority,
+# double priority tags (802.1ad then 802.1Q), and the old QinQ TPID Open vSwitch does not parse.
+TAG_STACKS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
+    ("802.1Q VID 0", ((0x8100, 0x0000),)),
+    ("802.1Q VID 100 PCP 7", ((0x8100, 0xE064),)),
+    ("802.1ad VID 0 + 802.1Q VID 0", ((0x88A8, 0x0000), (0x8100, 0x0000))),
+    ("802.1Q VID 0 + 802.1Q VID 0", ((0x8100, 0x0000), (0x8100, 0x0000))),
+    ("0x9100 VID 0", ((0x9100, 0x0000),)),
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +50,8 @@ class Mismatch:
 
 
 def probes(policy: Policy) -> list[tuple[str, Packet]]:
-    """Unicast probes for every service element the policy uses, plus some it does not."""
+    """Probes for every service element the policy uses, plus some it does not: requests,
+    replies to client and to non-client ports, reverse SYNs, fragments, ICMP errors."""
     matches: set[ServiceMatch] = {ServiceMatch("tcp", 8080, 8080), ServiceMatch("udp", 9999, 9999),
                                   ServiceMatch("icmp"), ServiceMatch("ethertype", 0x9000, 0x9000)}
     for service in policy.services:
@@ -40,6 +60,11 @@ def probes(policy: Policy) -> list[tuple[str, Packet]]:
         if used:
             matches.update(service.matches)
     result: list[tuple[str, Packet]] = [("arp", Packet(ETH_ARP))]
+    for proto in (1, 6, 17):
+        result.append((f"ip proto {proto} later fragment", Packet(ETH_IPV4, proto, fragment="later")))
+    result += [("icmp unreachable", Packet(ETH_IPV4, 1, icmp_type=3)),
+               ("icmp time exceeded", Packet(ETH_IPV4, 1, icmp_type=11)),
+               ("gre", Packet(ETH_IPV4, 47))]
     for match in sorted(matches):
         if match.protocol == "ethertype":
             result.append((match.describe(), Packet(match.low)))
@@ -48,18 +73,26 @@ def probes(policy: Policy) -> list[tuple[str, Packet]]:
             result.append(("icmp echo reply", Packet(ETH_IPV4, 1, icmp_type=0)))
         else:
             proto = 6 if match.protocol == "tcp" else 17
+            client = match.clients[0][0] if match.clients[0][0] == match.clients[0][1] else EPHEMERAL
             for port in sorted({match.low, match.high}):
                 if proto == 6:
                     result += [
-                        (f"tcp syn to {port}", Packet(ETH_IPV4, 6, EPHEMERAL, port, 0x02)),
-                        (f"tcp ack to {port}", Packet(ETH_IPV4, 6, EPHEMERAL, port, 0x10)),
-                        (f"tcp syn-ack from {port}", Packet(ETH_IPV4, 6, port, EPHEMERAL, 0x12)),
-                        (f"tcp reverse syn from {port}", Packet(ETH_IPV4, 6, port, EPHEMERAL, 0x02)),
-                        (f"tcp fin (no ack) from {port}", Packet(ETH_IPV4, 6, port, EPHEMERAL, 0x01)),
+                        (f"tcp syn to {port}", Packet(ETH_IPV4, 6, client, port, 0x02)),
+                        (f"tcp syn to {port} (first fragment)", Packet(ETH_IPV4, 6, client, port, 0x02,
+                                                                        fragment="first")),
+                        (f"tcp ack to {port}", Packet(ETH_IPV4, 6, client, port, 0x10)),
+                        (f"tcp syn-ack from {port}", Packet(ETH_IPV4, 6, port, client, 0x12)),
+                        (f"tcp reverse syn from {port}", Packet(ETH_IPV4, 6, port, client, 0x02)),
+                        (f"tcp fin (no ack) from {port}", Packet(ETH_IPV4, 6, port, client, 0x01)),
+                        (f"tcp psh-ack from {port} to 22", Packet(ETH_IPV4, 6, port, 22, 0x18)),
+                        (f"tcp syn-ack from {port} to 1023", Packet(ETH_IPV4, 6, port, 1023, 0x12)),
+                        (f"tcp syn-ack from {port} to 3389", Packet(ETH_IPV4, 6, port, 3389, 0x12)),
                     ]
                 else:
-                    result += [(f"udp to {port}", Packet(ETH_IPV4, 17, EPHEMERAL, port)),
-                               (f"udp from {port}", Packet(ETH_IPV4, 17, port, EPHEMERAL))]
+                    result += [(f"udp to {port}", Packet(ETH_IPV4, 17, client, port)),
+                               (f"udp from {port}", Packet(ETH_IPV4, 17, port, client)),
+                               (f"udp from {port} to 161", Packet(ETH_IPV4, 17, port, 161)),
+                               (f"udp from {port} to 1024", Packet(ETH_IPV4, 17, port, 1024))]
     return result
 
 
@@ -68,168 +101,177 @@ def multicast_ethertypes(policy: Policy) -> list[int]:
     return sorted(types | {0x9000})
 
 
-def frame(src: Asset, dst: Asset, packet: Packet) -> Headers:
-    headers: Headers = {"eth_src": src.mac, "eth_dst": dst.mac, "eth_type": packet.eth_type}
+def frame(src: Asset, dst: Asset, packet: Packet) -> Frame:
+    """The frame `src` sends to `dst` for `packet` (ARP: a broadcast request for dst's address)."""
+    eth_dst = GROUP_MAC if packet.multicast else dst.mac
     if packet.eth_type == ETH_ARP:
-        headers.update(eth_dst=BROADCAST, arp_op=1, arp_spa=src.ip, arp_sha=src.mac, arp_tpa=dst.ip)
-    elif packet.eth_type == ETH_IPV4:
-        headers.update(ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=packet.ip_proto)
-        if packet.ip_proto == 6:
-            headers.update(tcp_src=packet.src_port, tcp_dst=packet.dst_port, tcp_flags=packet.tcp_flags)
-        elif packet.ip_proto == 17:
-            headers.update(udp_src=packet.src_port, udp_dst=packet.dst_port)
-        elif packet.ip_proto == 1:
-            headers.update(icmpv4_type=packet.icmp_type)
-    if packet.multicast:
-        headers["eth_dst"] = GROUP_MAC
-    return headers
+        return Frame(BROADCAST, src.mac, (), ETH_ARP, arp_op=1, arp_sha=src.mac, arp_spa=src.ip,
+                     arp_tha="00:00:00:00:00:00", arp_tpa=dst.ip)
+    if packet.eth_type != ETH_IPV4:
+        return Frame(eth_dst, src.mac, (), packet.eth_type)
+    base = Frame(eth_dst, src.mac, (), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=packet.ip_proto,
+                 ip_frag=packet.fragment)
+    if packet.fragment == "later":
+        return base
+    if packet.ip_proto == 6:
+        return replace(base, tcp_src=packet.src_port, tcp_dst=packet.dst_port, tcp_flags=packet.tcp_flags)
+    if packet.ip_proto == 17:
+        return replace(base, udp_src=packet.src_port, udp_dst=packet.dst_port)
+    if packet.ip_proto == 1:
+        return replace(base, icmp_type=packet.icmp_type, icmp_code=0)
+    return base
 
 
 class Matrix:
     """Compiles once, then answers walks for one policy on one topology."""
 
-    def __init__(self, policy: Policy, topology: Topology) -> None:
+    def __init__(self, policy: Policy, topology: Topology, tables: dict | None = None) -> None:  # type: ignore[type-arg]
         self.policy = policy
         self.topology = topology
-        self.tables = compile_tables(policy, topology)
+        self.tables = compile_tables(policy, topology) if tables is None else tables
         self.network = Network(self.tables, topology)
         self.located = locate_assets(policy, topology)
-        self.at_port: dict[PortRef, list[Asset]] = {}
-        for name, where in self.located.items():
-            self.at_port.setdefault(where, []).append(policy.asset(name))
         self.walks = 0
 
-    def send(self, src: Asset, headers: Headers, where: PortRef | None = None) -> WalkResult:
+    def walk(self, where: PortRef, sent: Frame) -> WalkResult:
         self.walks += 1
-        return self.network.send(where or self.located[src.name], headers)
+        return self.network.send(where, ovs_key(sent))
 
-    def receivers(self, result: WalkResult) -> set[str]:
-        """Assets that accept a delivered frame (addressed to their MAC, or to a group)."""
-        names: set[str] = set()
-        for where, headers in result.delivered:
-            for asset in self.at_port.get(where, []):
-                eth_dst = str(headers["eth_dst"])
-                if eth_dst == asset.mac or int(eth_dst[:2], 16) & 1:
-                    names.add(asset.name)
-        return names
+    def check(self, where: PortRef, sent: Frame, label: str, source: str, target: str) -> Mismatch | None:
+        """Walk `sent` from `where`: it must leave exactly by the ports of the reference's receivers."""
+        expected = judge(self.policy, self.located, where, sent).receivers
+        result = self.walk(where, sent)
+        observed = result.delivered_ports()
+        want = {self.located[name] for name in expected}
+        tagged = [port for port, headers in result.delivered if headers.get("vlan_vid")]
+        if observed == want and not tagged:
+            return None
+        strays = sorted(f"{p.dpid}:{p.port}" for p in observed - want)
+        missing = sorted(expected - {n for n, p in self.located.items() if p in observed})
+        detail = {"receivers": sorted(n for n, p in self.located.items() if p in observed)}
+        if strays:
+            detail["extra ports"] = strays  # type: ignore[assignment]
+        if tagged:
+            detail["left tagged"] = True  # type: ignore[assignment]
+        return Mismatch(source, target, label, sorted(expected), detail if strays or tagged or missing else detail)
+
+    def _located_assets(self) -> list[Asset]:
+        return [self.policy.asset(n) for n in sorted(self.located)]
 
     def check_unicast(self) -> list[Mismatch]:
         mismatches: list[Mismatch] = []
-        located = [self.policy.asset(n) for n in sorted(self.located)]
+        located = self._located_assets()
         all_probes = probes(self.policy)
         for src in located:
             for dst in located:
                 if src.name == dst.name:
                     continue
                 for label, packet in all_probes:
-                    is_ip = packet.eth_type in (ETH_IPV4, ETH_ARP)
-                    if is_ip and (src.ip is None or dst.ip is None):
+                    if packet.eth_type in (ETH_IPV4, ETH_ARP) and (src.ip is None or dst.ip is None):
                         continue
-                    expected = decide(self.policy, src, dst, packet).delivered
-                    result = self.send(src, frame(src, dst, packet))
-                    observed = dst.name in self.receivers(result)
-                    strays = self.receivers(result) - {dst.name}
-                    if expected != observed or strays:
-                        mismatches.append(Mismatch(src.name, dst.name, label, expected,
-                                                   f"{observed}, also to {sorted(strays)}" if strays else observed))
+                    found = self.check(self.located[src.name], frame(src, dst, packet), label, src.name, dst.name)
+                    if found:
+                        mismatches.append(found)
         return mismatches
 
     def check_multicast(self) -> list[Mismatch]:
         mismatches: list[Mismatch] = []
-        located = [self.policy.asset(n) for n in sorted(self.located)]
-        for src in located:
+        for src in self._located_assets():
             for ethertype in multicast_ethertypes(self.policy):
-                packet = Packet(ethertype, multicast=True)
-                expected = {d.name for d in located if d.name != src.name
-                            and decide(self.policy, src, d, packet).delivered}
-                observed = self.receivers(self.send(src, frame(src, src, packet)))
-                if expected != observed:
-                    mismatches.append(Mismatch(src.name, GROUP_MAC, f"ethertype 0x{ethertype:04x} multicast",
-                                               sorted(expected), sorted(observed)))
+                sent = frame(src, src, Packet(ethertype, multicast=True))
+                found = self.check(self.located[src.name], sent, f"ethertype 0x{ethertype:04x} multicast", src.name,
+                                   GROUP_MAC)
+                if found:
+                    mismatches.append(found)
         return mismatches
 
     def check_attacks(self, free_port: PortRef | None) -> list[Mismatch]:
-        """Spoofed and unknown frames reach nobody, even where the genuine frame would pass.
-
-        Each spoof is derived from a frame the policy allows, so the only reason for it to
-        be dropped is the spoofed field itself.
-        """
+        """Spoofed, tagged, misaddressed and unknown frames, each derived from a frame the policy
+        delivers, so that the only reason for a drop is the altered field itself."""
         mismatches: list[Mismatch] = []
-        located = [self.policy.asset(n) for n in sorted(self.located)]
-        allowed = self._allowed_examples(located)
-        for src in located:
-            for label, headers, where in self._attacks(src, located, allowed, free_port):
-                observed = self.receivers(self.network.send(where, headers))
-                if observed:
-                    mismatches.append(Mismatch(src.name, str(headers.get("eth_dst")), label, [], sorted(observed)))
+        for label, sent, where, source in self.attacks(free_port):
+            found = self.check(where, sent, label, source, sent.eth_dst)
+            if found:
+                mismatches.append(found)
         return mismatches
 
-    def _allowed_examples(self, located: list[Asset]) -> dict[str, list[tuple[Asset, Packet]]]:
-        """Per source asset: (destination, packet) pairs that the policy delivers."""
+    def allowed_examples(self) -> dict[str, list[tuple[Asset, Packet]]]:
+        """Per source asset: (destination, packet) pairs that the reference delivers."""
         examples: dict[str, list[tuple[Asset, Packet]]] = {}
         all_probes = probes(self.policy)
-        for src in located:
+        for src in self._located_assets():
             found: list[tuple[Asset, Packet]] = []
-            for dst in located:
+            for dst in self._located_assets():
                 if dst.name == src.name:
                     continue
                 for _, packet in all_probes:
                     if packet.eth_type in (ETH_IPV4, ETH_ARP) and (src.ip is None or dst.ip is None):
                         continue
-                    if decide(self.policy, src, dst, packet).delivered:
+                    if judge(self.policy, self.located, self.located[src.name], frame(src, dst, packet)).delivered:
                         found.append((dst, packet))
             examples[src.name] = found
         return examples
 
-    def _attacks(self, src: Asset, located: list[Asset], allowed: dict[str, list[tuple[Asset, Packet]]],
-                 free_port: PortRef | None) -> list[tuple[str, Headers, PortRef]]:
-        home = self.located[src.name]
-        attacks: list[tuple[str, Headers, PortRef]] = []
-        ip_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_IPV4]
-        arp_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_ARP]
-        for victim in located:
-            if victim.name == src.name:
-                continue
-            # The victim's own allowed traffic, sent from the attacker's port with the victim's MAC.
-            for dst, packet in _one_per_kind(allowed[victim.name], exclude=src.name):
-                attacks.append((f"MAC spoof of {victim.name} ({packet.describe()})", frame(victim, dst, packet), home))
-                if free_port is not None:
-                    attacks.append((f"{victim.name} frame from a foreign port ({packet.describe()})",
-                                    frame(victim, dst, packet), free_port))
-            if victim.ip is None:
-                continue
-            for dst, packet in ip_examples[:2]:
-                if dst.name != victim.name:
-                    spoof = frame(src, dst, packet)
-                    spoof["ipv4_src"] = victim.ip
-                    attacks.append((f"IP spoof as {victim.name} ({packet.describe()})", spoof, home))
-            for dst, packet in arp_examples[:1]:
-                if dst.name == victim.name:
+    def attacks(self, free_port: PortRef | None) -> list[tuple[str, Frame, PortRef, str]]:
+        located = self._located_assets()
+        allowed = self.allowed_examples()
+        attacks: list[tuple[str, Frame, PortRef, str]] = []
+        ips = sorted(a.ip for a in located if a.ip)
+        for src in located:
+            home = self.located[src.name]
+            for dst, packet in _one_per_kind(allowed[src.name], exclude=""):
+                genuine = frame(src, dst, packet)
+                for what, tags in TAG_STACKS:
+                    attacks.append((f"{packet.describe()} with {what}", replace(genuine, tags=tags), home, src.name))
+                if packet.eth_type == ETH_IPV4:
+                    for other in [ip for ip in ips if ip not in (dst.ip, src.ip)][:2] + [FOREIGN_IP,
+                                                                                        DIRECTED_BROADCAST]:
+                        attacks.append((f"{packet.describe()} to {dst.name}'s MAC but IPv4 {other}",
+                                        replace(genuine, ipv4_dst=other), home, src.name))
+                if packet.eth_type == ETH_ARP:
+                    for other in [ip for ip in ips if ip not in (dst.ip, src.ip)][:1]:
+                        unicast = replace(genuine, eth_dst=dst.mac, arp_tpa=other)
+                        attacks.append((f"unicast ARP to {dst.name}'s MAC for {other}", unicast, home, src.name))
+            for victim in located:
+                if victim.name == src.name:
                     continue
-                for field, value, what in (("arp_spa", victim.ip, "sender IP"), ("arp_sha", victim.mac, "sender MAC")):
-                    spoof = frame(src, dst, packet)
-                    spoof[field] = value
-                    attacks.append((f"ARP with {victim.name}'s {what}", spoof, home))
-                gratuitous = frame(src, dst, packet)
-                gratuitous.update(arp_spa=victim.ip, arp_tpa=victim.ip)
-                attacks.append((f"gratuitous ARP claiming {victim.name}'s IP", gratuitous, home))
-        unknown = {"eth_src": UNKNOWN_MAC, "eth_dst": BROADCAST, "eth_type": ETH_ARP, "arp_op": 1,
-                   "arp_spa": "10.255.0.1", "arp_sha": UNKNOWN_MAC, "arp_tpa": src.ip or "10.255.0.2"}
-        attacks.append(("unknown MAC on an asset port", unknown, home))
-        if free_port is not None:
-            attacks.append(("unknown MAC on a free port", unknown, free_port))
-        for dst, packet in allowed[src.name][:1]:
-            unknown_unicast = frame(src, dst, packet)
-            unknown_unicast["eth_src"] = UNKNOWN_MAC
-            attacks.append(("unknown MAC, allowed packet otherwise", unknown_unicast, home))
+                for dst, packet in _one_per_kind(allowed[victim.name], exclude=src.name):
+                    attacks.append((f"MAC spoof of {victim.name} ({packet.describe()})", frame(victim, dst, packet),
+                                    home, src.name))
+                    if free_port is not None:
+                        attacks.append((f"{victim.name} frame from a foreign port ({packet.describe()})",
+                                        frame(victim, dst, packet), free_port, "free port"))
+                if victim.ip is None or src.ip is None:
+                    continue
+                ip_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_IPV4 and d.name != victim.name]
+                for dst, packet in ip_examples[:2]:
+                    attacks.append((f"IP spoof as {victim.name} ({packet.describe()})",
+                                    replace(frame(src, dst, packet), ipv4_src=victim.ip), home, src.name))
+                arp_examples = [(d, p) for d, p in allowed[src.name] if p.eth_type == ETH_ARP and d.name != victim.name]
+                for dst, packet in arp_examples[:1]:
+                    genuine = frame(src, dst, packet)
+                    attacks.append((f"ARP with {victim.name}'s sender IP", replace(genuine, arp_spa=victim.ip), home,
+                                    src.name))
+                    attacks.append((f"ARP with {victim.name}'s sender MAC", replace(genuine, arp_sha=victim.mac), home,
+                                    src.name))
+                    attacks.append((f"gratuitous ARP claiming {victim.name}'s IP",
+                                    replace(genuine, arp_spa=victim.ip, arp_tpa=victim.ip), home, src.name))
+            unknown = Frame(BROADCAST, UNKNOWN_MAC, (), ETH_ARP, arp_op=1, arp_sha=UNKNOWN_MAC, arp_spa="10.255.0.1",
+                            arp_tha="00:00:00:00:00:00", arp_tpa=src.ip or "10.255.0.2")
+            attacks.append(("unknown MAC on an asset port", unknown, home, "unknown"))
+            if free_port is not None:
+                attacks.append(("unknown MAC on a free port", unknown, free_port, "unknown"))
+            for dst, packet in allowed[src.name][:1]:
+                attacks.append(("unknown MAC, allowed packet otherwise",
+                                replace(frame(src, dst, packet), eth_src=UNKNOWN_MAC), home, "unknown"))
         return attacks
 
 
 def _one_per_kind(examples: list[tuple[Asset, Packet]], exclude: str) -> list[tuple[Asset, Packet]]:
-    """The first allowed example of each frame kind (ARP, IPv4, other ethertypes)."""
-    chosen: dict[int, tuple[Asset, Packet]] = {}
+    """The first allowed example of each frame kind (ARP, IPv4 per protocol, other ethertypes)."""
+    chosen: dict[tuple[int, int], tuple[Asset, Packet]] = {}
     for dst, packet in examples:
-        kind = packet.eth_type if packet.eth_type in (ETH_ARP, ETH_IPV4) else 0
-        if dst.name != exclude and kind not in chosen:
+        kind = (packet.eth_type, packet.ip_proto) if packet.eth_type in (ETH_ARP, ETH_IPV4) else (0, 0)
+        if dst.name != exclude and kind not in chosen and packet.fragment == "no":
             chosen[kind] = (dst, packet)
     return list(chosen.values())

@@ -21,17 +21,25 @@ from controller.core.flows import (
 from controller.core.ids import assign_ids, stable_hash32
 from controller.core.model import Asset, Endpoint, Policy
 from controller.core.pipeline import (
-    DST_ASSET, DST_ZONE, METER_DENIED_SAMPLE, METER_LLDP, METER_MISS_SAMPLE, SRC_ASSET, SRC_ZONE, check_flow,
+    DST_ASSET, DST_ZONE, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE, METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP,
+    SRC_ASSET, SRC_ZONE, check_flow, port_meter,
 )
-from controller.core.relations import expand, is_l2_multicast
+from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.rules import (
-    arp_request_flow, denied_count_flows, infrastructure_flows, multicast_flow, port_security_flows, relation_flows,
-    unicast_flow, zone_monitor_flow,
+    arp_request_flow, denied_count_flows, destination_flows, infrastructure_flows, locate_flow, multicast_flow,
+    port_security_flows, relation_flows, unicast_flow, zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
 
+PORT_SAMPLE_PPS = 10  # per edge port: enough to bind a device and report an unknown one
 METERS = frozenset({Meter(METER_MISS_SAMPLE, rate_pps=10, burst=10), Meter(METER_LLDP, rate_pps=50, burst=50),
-                    Meter(METER_DENIED_SAMPLE, rate_pps=20, burst=20)})
+                    Meter(METER_DENIED_SAMPLE, rate_pps=20, burst=20),
+                    Meter(METER_UNTRUSTED_LLDP, rate_pps=10, burst=10), Meter(METER_LOCATE, rate_pps=20, burst=20)})
+
+
+def switch_meters(edge_ports: list[int]) -> frozenset[Meter]:
+    """The shared meters and one miss-sample meter per edge port."""
+    return METERS | {Meter(port_meter(port), rate_pps=PORT_SAMPLE_PPS, burst=PORT_SAMPLE_PPS) for port in edge_ports}
 
 
 def compile_tables(policy: Policy, topology: Topology, fast_failover: bool = True) -> dict[int, SwitchTables]:
@@ -96,8 +104,9 @@ class _Compilation:
 
     def run(self) -> dict[int, SwitchTables]:
         for dpid in self.topology.switches:
+            live = sorted(p.port for p in self.topology.live_trunks if p.dpid == dpid)
             trunks = sorted(p.port for p in self.topology.trunk_ports if p.dpid == dpid)
-            self._add(dpid, infrastructure_flows(trunks))
+            self._add(dpid, infrastructure_flows(live, trunks, self.topology.edge_ports(dpid)))
         self._port_security()
         self._policy_rules()
         self._destinations()
@@ -110,7 +119,7 @@ class _Compilation:
                 if flow not in checked:
                     check_flow(flow)
                     checked.add(flow)
-            result[dpid] = SwitchTables(dpid, frozenset(flows.values()), METERS,
+            result[dpid] = SwitchTables(dpid, frozenset(flows.values()), switch_meters(self.topology.edge_ports(dpid)),
                                         frozenset(self.groups[dpid].values()))
         return result
 
@@ -190,15 +199,36 @@ class _Compilation:
         monitor_hosts: set[int] = set()
         for zone in self._monitor_zones():
             monitor_hosts |= self._hosts(Endpoint("zone", zone))
-        result: dict[str, set[int]] = {}
+        return {asset.name: (peer_hosts.get(Endpoint("asset", asset.name), set())
+                             | peer_hosts.get(Endpoint("zone", asset.zone), set()) | monitor_hosts)
+                for asset in self.policy.assets}
+
+    def _l2_destinations(self) -> set[str]:
+        """Assets that may receive unicast frames other than IPv4 and ARP: destinations of an
+        ethertype service or an intra-allow zone, and everyone once a monitor-mode zone forwards."""
+        if any(self._hosts(Endpoint("zone", zone)) for zone in self._monitor_zones()):
+            return {a.name for a in self.policy.assets}
+        names: set[str] = set()
+        for relation in self.relations:
+            if _carries_l2(relation):
+                names.update(a.name for a in self._members(relation.destination))
+        return names
+
+    def _locate_requests(self, ingress: dict[str, set[int]]) -> None:
+        """ARP requests for an asset that is not located yet go to the controller (metered), which
+        then looks for it: a device that is only polled never speaks first."""
         for asset in self.policy.assets:
-            if asset.name in self.located:
-                result[asset.name] = (peer_hosts.get(Endpoint("asset", asset.name), set())
-                                      | peer_hosts.get(Endpoint("zone", asset.zone), set()) | monitor_hosts)
-        return result
+            if asset.ip is not None and asset.name not in self.located:
+                for dpid in ingress[asset.name]:
+                    self._add(dpid, [locate_flow(asset.ip)])
 
     def _destinations(self) -> None:
-        for name, ingress in self._ingress_switches().items():
+        all_ingress = self._ingress_switches()
+        self._locate_requests(all_ingress)
+        l2_destinations = self._l2_destinations()
+        for name, ingress in all_ingress.items():
+            if name not in self.located:
+                continue
             asset = self.policy.asset(name)
             home = self.located[name]
             parents = self.topology.parents_toward(home.dpid)
@@ -216,8 +246,9 @@ class _Compilation:
                     out = self._failover(dpid, protected[dpid], asset.mac, tag, origin)
                 else:
                     out = Output(self.topology.port_toward(dpid, parents[dpid]))
-                flows = [unicast_flow(asset.mac, tag, out, origin)]
-                if asset.ip is not None and dpid in ingress:
+                checked = dpid in ingress
+                flows = destination_flows(asset.mac, asset.ip, tag, out, origin, checked, name in l2_destinations)
+                if asset.ip is not None and checked:
                     flows.append(arp_request_flow(asset.mac, asset.ip, tag, out, origin))
                 self._add(dpid, flows)
 
@@ -306,3 +337,8 @@ class _Compilation:
             ports.discard(in_port)
             if ports:
                 self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, tuple(sorted(ports)), origin)])
+
+
+def _carries_l2(relation: Relation) -> bool:
+    return relation.kind == "any" or (relation.kind == "service" and relation.match is not None
+                                      and relation.match.protocol == "ethertype")

@@ -26,17 +26,38 @@ class Intra(Enum):
     SERVICES = "services"  # only the services listed in Zone.intra_services
 
 
+# The ports an initiator's replies may go to, by default: the ephemeral range. A reply from a
+# responder's service port to any other port of its initiator would be the responder starting
+# traffic of its own (to the initiator's SSH or RDP, say), which no conduit allows.
+EPHEMERAL_CLIENTS: tuple[tuple[int, int], ...] = ((1024, 65535),)
+
+
 @dataclass(frozen=True, order=True)
 class ServiceMatch:
     """One protocol element of a service: a TCP/UDP port range, an ICMP echo, or an ethertype.
 
-    For tcp/udp `low..high` is the inclusive destination port range; for ethertype `low`
-    is the ethertype and `high == low`; for icmp both are 0 (echo request/reply).
+    For tcp/udp `low..high` is the inclusive destination port range and `clients` the port
+    ranges the initiator sends from (its replies go only there); for ethertype `low` is the
+    ethertype and `high == low`; for icmp both are 0 (echo request/reply).
     """
 
     protocol: Protocol
     low: int = 0
     high: int = 0
+    clients: tuple[tuple[int, int], ...] = EPHEMERAL_CLIENTS
+
+    @property
+    def has_ports(self) -> bool:
+        return self.protocol in ("tcp", "udp")
+
+    def client_port(self, port: int) -> bool:
+        return any(low <= port <= high for low, high in self.clients)
+
+    @property
+    def ambiguous_direction(self) -> bool:
+        """A service port is also a client port: a datagram between two such ports could be
+        either a request or a reply, so headers cannot tell who started it."""
+        return self.has_ports and any(low <= self.high and self.low <= high for low, high in self.clients)
 
     @property
     def is_ip(self) -> bool:
@@ -49,6 +70,9 @@ class ServiceMatch:
             return f"ethertype 0x{self.low:04x}"
         ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
         return f"{self.protocol} {ports}"
+
+    def describe_clients(self) -> str:
+        return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in self.clients)
 
 
 @dataclass(frozen=True)

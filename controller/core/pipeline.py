@@ -1,15 +1,19 @@
 """The OpenFlow 1.3 table pipeline, declared once, and the metadata layout it carries.
 
-    port_security (0) ──▶ destination (1) ──▶ policy (2) ──▶ action set executes (output)
+    port_security (0) ──▶ destination (1) ──▶ client_ports (2) ──▶ policy (3) ──▶ action set executes
 
-- port_security: binds (in_port, eth_src, ipv4_src / ARP sender) of each located asset and
-  writes the source zone and asset ids into metadata; trunk ports mark the packet TRANSIT.
-  Anything else (unknown MAC, spoofed address, unused port) misses and is dropped; the miss
-  sends a metered sample to the controller for unknown-device detection.
-- destination: classifies the destination (eth_dst, or arp_tpa for ARP broadcasts, which are
-  rewritten to unicast so ARP never floods), writes its ids into metadata and the output port
-  toward it into the action set. L2 multicast services are delivered here along a loop-free
-  tree to the conduit's `to` assets only.
+- port_security: binds (in_port, eth_src, ipv4_src / ARP sender) of each located asset on an
+  untagged frame and writes the source zone and asset ids into metadata; declared trunk
+  ports mark the packet TRANSIT. Anything else (unknown MAC, spoofed address, a VLAN tag,
+  unused port) misses and is dropped; the miss sends a sample to the controller on a meter
+  of the ingress port's own, so one port's flood cannot starve another's.
+- destination: classifies the destination (eth_dst, with the IPv4 destination or ARP target
+  that must be the destination asset's own; ARP broadcasts are rewritten to unicast so ARP
+  never floods), writes its ids into metadata and the output port toward it into the action
+  set. L2 multicast services are delivered here along a loop-free tree to the conduit's `to`
+  assets only.
+- client_ports: marks a TCP/UDP destination port in the ephemeral range (CLIENT_PORT bit),
+  so that a reply rule can require it with one match instead of six port blocks.
 - policy: the allow-list. Matching rules end the pipeline (the action set outputs); the miss
   clears the action set, so anything not allowed never leaves the ingress switch.
 
@@ -33,17 +37,21 @@ class Table:
 
 PORT_SECURITY = "port_security"
 DESTINATION = "destination"
+CLIENT_PORTS = "client_ports"
 POLICY = "policy"
 
 TABLES: tuple[Table, ...] = (
     Table(0, PORT_SECURITY,
-          frozenset({"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
+          frozenset({"in_port", "eth_src", "vlan_vid", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
           (DESTINATION,)),
     Table(1, DESTINATION,
-          frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "arp_tpa", "metadata"}),
+          frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "ipv4_dst", "arp_tpa", "metadata"}),
+          (CLIENT_PORTS,)),
+    Table(2, CLIENT_PORTS,
+          frozenset({"eth_type", "ip_proto", "tcp_dst", "udp_dst"}),
           (POLICY,)),
-    Table(2, POLICY,
-          frozenset({"metadata", "eth_type", "ip_proto", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+    Table(3, POLICY,
+          frozenset({"metadata", "eth_type", "ip_proto", "ip_frag", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
                      "icmpv4_type", "tcp_flags"}),
           ()),
 )
@@ -74,20 +82,37 @@ class BitField:
 TRANSIT = BitField(63, 1)
 SRC_ZONE = BitField(50, 13)
 SRC_ASSET = BitField(32, 18)
+CLIENT_PORT = BitField(31, 1)  # the TCP/UDP destination port is in the ephemeral range
 DST_ZONE = BitField(18, 13)
 DST_ASSET = BitField(0, 18)
 SRC_MASK = SRC_ZONE.mask | SRC_ASSET.mask
 DST_MASK = DST_ZONE.mask | DST_ASSET.mask
 
 # Meters that bound what the switch may send to the controller.
-METER_MISS_SAMPLE = 1
-METER_LLDP = 2
+METER_MISS_SAMPLE = 1  # misses on ports the controller does not know yet
+METER_LLDP = 2  # LLDP on declared trunk ports only
 METER_DENIED_SAMPLE = 3
+METER_UNTRUSTED_LLDP = 4  # LLDP from any other port: reported as a pending link, never trusted
+METER_LOCATE = 5  # ARP requests for assets not located yet (the controller probes for them)
+METER_PORT_BASE = 0x10000  # + port number: each edge port's own miss-sample meter
+MAX_METERED_PORT = 0xFFFE0000  # ports above this share METER_MISS_SAMPLE
+
+# ip_frag (Open vSwitch's nw_frag) bits: any fragment, a non-first fragment.
+FRAG_ANY = 1
+FRAG_LATER = 2
+# vlan_vid: OFPVID_PRESENT marks a tagged frame; vlan_vid=0 (OFPVID_NONE) matches untagged ones.
+VID_PRESENT = 0x1000
+VID_NONE = 0
+
+
+def port_meter(port: int) -> int:
+    return METER_PORT_BASE + port if port <= MAX_METERED_PORT else METER_MISS_SAMPLE
 
 
 # OpenFlow match prerequisites (spec 7.2.3.8): a field may be matched only with these.
 PREREQUISITES: dict[str, tuple[str, int]] = {
     "ipv4_src": ("eth_type", 0x0800), "ipv4_dst": ("eth_type", 0x0800), "ip_proto": ("eth_type", 0x0800),
+    "ip_frag": ("eth_type", 0x0800),
     "arp_spa": ("eth_type", 0x0806), "arp_tpa": ("eth_type", 0x0806), "arp_sha": ("eth_type", 0x0806),
     "tcp_src": ("ip_proto", 6), "tcp_dst": ("ip_proto", 6), "tcp_flags": ("ip_proto", 6),
     "udp_src": ("ip_proto", 17), "udp_dst": ("ip_proto", 17), "icmpv4_type": ("ip_proto", 1),

@@ -13,23 +13,31 @@ from controller.core.flows import (
     MeterInstruction, Output, SetField, Value, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.ids import stable_hash32
-from controller.core.model import ServiceMatch
+from controller.core.model import EPHEMERAL_CLIENTS, ServiceMatch
 from controller.core.pipeline import (
-    DESTINATION, DST_MASK, METER_DENIED_SAMPLE, METER_LLDP, METER_MISS_SAMPLE, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT,
+    CLIENT_PORT, CLIENT_PORTS, DESTINATION, DST_MASK, FRAG_LATER, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE,
+    METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE, port_meter,
 )
 from controller.core.relations import Relation
 
 # port_security
 PRIO_LLDP = 1000
+PRIO_UNTRUSTED_LLDP = 900
 PRIO_BOUND_IP = 300
 PRIO_SPOOF_DROP = 200
 PRIO_BOUND_L2 = 100
 PRIO_TRUNK = 50
+PRIO_PORT_SAMPLE = 1
 # destination
 PRIO_MULTICAST = 300
 PRIO_ARP_REQUEST = 200
 PRIO_BACKUP_PATH = 150
+PRIO_CHECKED_UNICAST = 120
+PRIO_FOREIGN_ADDRESS_DROP = 110
 PRIO_UNICAST = 100
+PRIO_LOCATE = 50
+# client_ports
+PRIO_CLIENT_PORT = 100
 # policy
 PRIO_TRANSIT = 3000
 PRIO_ALLOW = 2000
@@ -39,6 +47,15 @@ PRIO_DENY_COUNT = 1
 PRIO_MISS = 0
 
 SAMPLE_BYTES = 128  # what a metered miss sample carries to the controller
+# A second tag protocol identifier that Open vSwitch does not parse as a VLAN (so a frame
+# tagged with it shows its TPID as the ethertype): dropped with the spoofed IPv4 and ARP.
+ETH_QINQ_9100 = 0x9100
+UNTAGGED = {"vlan_vid": VID_NONE}
+NOT_LATER_FRAGMENT = {"ip_frag": (0, FRAG_LATER)}
+LATER_FRAGMENT = {"ip_frag": (FRAG_LATER, FRAG_LATER)}
+ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_REPLY = 0
+ICMP_UNREACHABLE = 3
 
 
 @lru_cache(maxsize=None)
@@ -47,41 +64,78 @@ def cookie(origin: str) -> int:
 
 
 INFRA_COOKIE = cookie("infra")
+LOCATE_COOKIE = cookie("locate")
+UNTRUSTED_LLDP_COOKIE = cookie("lldp:untrusted")
 
 
-def infrastructure_flows(trunk_ports: list[int]) -> list[Flow]:
-    """Flows every switch has: LLDP to the controller, trunk ports, the table misses."""
+def infrastructure_flows(live_trunks: list[int], trunk_ports: list[int], edge_ports: list[int]) -> list[Flow]:
+    """Flows every switch has: LLDP on trunks, live trunks, each edge port's sample, the misses.
+
+    LLDP is trusted only on declared trunk ports (own meter); LLDP from any other port goes
+    to the controller on a meter of its own, to be reported as a pending link, never used.
+    Only a live trunk (its LLDP verified both ways) marks frames TRANSIT: a declared trunk
+    port whose link is down admits nothing, so a device plugged into it gains nothing."""
+    to_controller = ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),))
     flows = [
-        make_flow(PORT_SECURITY, PRIO_LLDP, {"eth_type": ETH_LLDP},
-                  [MeterInstruction(METER_LLDP), ApplyActions((Output(CONTROLLER_PORT),))], INFRA_COOKIE),
-        make_flow(PORT_SECURITY, PRIO_MISS, {},
-                  [MeterInstruction(METER_MISS_SAMPLE), ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),))],
-                  INFRA_COOKIE),
+        make_flow(PORT_SECURITY, PRIO_UNTRUSTED_LLDP, {"eth_type": ETH_LLDP},
+                  [MeterInstruction(METER_UNTRUSTED_LLDP), ApplyActions((Output(CONTROLLER_PORT),))],
+                  UNTRUSTED_LLDP_COOKIE),
+        make_flow(PORT_SECURITY, PRIO_MISS, {}, [MeterInstruction(METER_MISS_SAMPLE), to_controller], INFRA_COOKIE),
         make_flow(DESTINATION, PRIO_MISS, {}, [ClearActions()], INFRA_COOKIE),
         make_flow(POLICY, PRIO_MISS, {}, [ClearActions()], INFRA_COOKIE),
         make_flow(POLICY, PRIO_TRANSIT, {"metadata": (TRANSIT.mask, TRANSIT.mask)}, [], INFRA_COOKIE),
     ]
+    flows += client_port_flows()
     for port in trunk_ports:
-        flows.append(make_flow(PORT_SECURITY, PRIO_TRUNK, {"in_port": port},
+        flows.append(make_flow(PORT_SECURITY, PRIO_LLDP, {"in_port": port, "eth_type": ETH_LLDP},
+                               [MeterInstruction(METER_LLDP), ApplyActions((Output(CONTROLLER_PORT),))], INFRA_COOKIE))
+    for port in live_trunks:
+        flows.append(make_flow(PORT_SECURITY, PRIO_TRUNK, {"in_port": port, **UNTAGGED},
                                [WriteMetadata(TRANSIT.mask, TRANSIT.mask), GotoTable(DESTINATION)], INFRA_COOKIE))
+    for port in edge_ports:
+        flows.append(make_flow(PORT_SECURITY, PRIO_PORT_SAMPLE, {"in_port": port},
+                               [MeterInstruction(port_meter(port)), to_controller], INFRA_COOKIE))
     return flows
+
+
+def client_port_flows() -> list[Flow]:
+    """Mark TCP/UDP destination ports of the ephemeral range with the CLIENT_PORT bit."""
+    flows = [make_flow(CLIENT_PORTS, PRIO_MISS, {}, [GotoTable(POLICY)], INFRA_COOKIE)]
+    mark = [WriteMetadata(CLIENT_PORT.mask, CLIENT_PORT.mask), GotoTable(POLICY)]
+    for proto, name in ((IP_PROTO_TCP, "tcp_dst"), (IP_PROTO_UDP, "udp_dst")):
+        for low, high in EPHEMERAL_CLIENTS:
+            for value, mask in port_blocks(low, high):
+                flows.append(make_flow(CLIENT_PORTS, PRIO_CLIENT_PORT,
+                                       {"eth_type": ETH_IPV4, "ip_proto": proto, name: _masked(value, mask)},
+                                       mark, INFRA_COOKIE))
+    return flows
+
+
+def _masked(value: int, mask: int) -> Value | tuple[Value, Value]:
+    return value if mask == 0xFFFF else (value, mask)
 
 
 def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends_l2: bool,
                         origin: str) -> list[Flow]:
-    """Bind an asset to its port: only its own MAC, IP and ARP sender pass, tagged with its ids."""
+    """Bind an asset to its port: only its own MAC, IP and ARP sender pass, untagged, tagged with its ids.
+
+    Every admitting rule requires an untagged frame (vlan_vid=none): a VLAN or priority tag
+    (802.1Q or 802.1ad, any VID, 0 included) hides the real ethertype from the spoof checks."""
     tag = [WriteMetadata(src_tag, SRC_MASK), GotoTable(DESTINATION)]
     flows: list[Flow] = []
     owner = cookie(origin)
     if ip is not None:
         flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_IP,
-                               {"in_port": port, "eth_src": mac, "eth_type": ETH_IPV4, "ipv4_src": ip}, tag, owner))
-        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_IP,
-                               {"in_port": port, "eth_src": mac, "eth_type": ETH_ARP, "arp_spa": ip, "arp_sha": mac},
+                               {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_IPV4, "ipv4_src": ip},
                                tag, owner))
+        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_IP,
+                               {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_ARP, "arp_spa": ip,
+                                "arp_sha": mac}, tag, owner))
     if sends_l2:
-        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_L2, {"in_port": port, "eth_src": mac}, tag, owner))
-        for eth_type in (ETH_IPV4, ETH_ARP):  # spoofed IP/ARP must not fall through to the L2 rule
+        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_L2, {"in_port": port, "eth_src": mac, **UNTAGGED}, tag,
+                               owner))
+        # Spoofed IP/ARP must not fall through to the L2 rule, nor a tag Open vSwitch does not parse.
+        for eth_type in (ETH_IPV4, ETH_ARP, ETH_QINQ_9100):
             flows.append(make_flow(PORT_SECURITY, PRIO_SPOOF_DROP,
                                    {"in_port": port, "eth_src": mac, "eth_type": eth_type}, [], owner))
     elif ip is None:
@@ -91,6 +145,45 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
     return flows
 
 
+def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Action, origin: str, checked: bool,
+                      l2: bool) -> list[Flow]:
+    """Toward an asset. `checked` (a switch where frames for it enter from edge ports): IPv4 and ARP
+    pass only with its own address as destination or target, so a frame sent to its MAC cannot
+    carry another destination (relaying through a two-NIC or routing asset, directed broadcasts);
+    other ethertypes only where `l2` frames may reach it. Elsewhere frames arrive from trunks,
+    already checked at their ingress switch: one entry by MAC."""
+    if not checked:
+        return [unicast_flow(mac, dst_tag, out, origin)]
+    flows: list[Flow] = []
+    if ip is not None:
+        flows += [_checked_flow(mac, {"eth_type": ETH_IPV4, "ipv4_dst": ip}, dst_tag, out, origin),
+                  _checked_flow(mac, {"eth_type": ETH_ARP, "arp_tpa": ip}, dst_tag, out, origin)]
+    if l2:
+        owner = cookie(origin)
+        flows += [make_flow(DESTINATION, PRIO_FOREIGN_ADDRESS_DROP, {"eth_dst": mac, "eth_type": eth_type},
+                            [ClearActions()], owner) for eth_type in (ETH_IPV4, ETH_ARP)]
+        flows.append(unicast_flow(mac, dst_tag, out, origin))
+    return flows
+
+
+@lru_cache(maxsize=65536)
+def _checked_flow_cached(mac: str, fields: tuple[tuple[str, Value], ...], dst_tag: int, out: Action,
+                         origin: str) -> Flow:
+    return make_flow(DESTINATION, PRIO_CHECKED_UNICAST, {"eth_dst": mac, **dict(fields)},
+                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(CLIENT_PORTS)], cookie(origin))
+
+
+def _checked_flow(mac: str, fields: dict[str, Value], dst_tag: int, out: Action, origin: str) -> Flow:
+    return _checked_flow_cached(mac, tuple(fields.items()), dst_tag, out, origin)
+
+
+def locate_flow(ip: str) -> Flow:
+    """An ARP request for an asset that is not located yet: a sample, so the controller can find it."""
+    return make_flow(DESTINATION, PRIO_LOCATE, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
+                     [MeterInstruction(METER_LOCATE), ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),)),
+                      ClearActions()], LOCATE_COOKIE)
+
+
 @lru_cache(maxsize=65536)  # the same entry recurs on every switch that uses the same port toward the asset
 def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int | None = None) -> Flow:
     """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority)."""
@@ -98,7 +191,7 @@ def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int 
     if in_port is not None:
         match["in_port"] = in_port
     return make_flow(DESTINATION, PRIO_UNICAST if in_port is None else PRIO_BACKUP_PATH, match,
-                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(POLICY)], cookie(origin))
+                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(CLIENT_PORTS)], cookie(origin))
 
 
 @lru_cache(maxsize=65536)
@@ -106,7 +199,7 @@ def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Action, origin: str) 
     """A broadcast ARP request for `ip` goes, as unicast to its owner only: no ARP flooding."""
     return make_flow(DESTINATION, PRIO_ARP_REQUEST, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
                      [WriteMetadata(dst_tag, DST_MASK),
-                      WriteActions((SetField("eth_dst", mac), out)), GotoTable(POLICY)],
+                      WriteActions((SetField("eth_dst", mac), out)), GotoTable(CLIENT_PORTS)],
                      cookie(origin))
 
 
@@ -119,7 +212,11 @@ def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[
 
 
 def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[int, int]) -> list[Flow]:
-    """Policy-table rules for one relation; tags are (value, mask) pairs of metadata fields."""
+    """Policy-table rules for one relation; tags are (value, mask) pairs of metadata fields.
+
+    Besides the service rules: later fragments of the relation's IP protocol (their ports are
+    unknown, so they are bound to the source and destination only), and for TCP/UDP replies
+    ICMP destination-unreachable (port unreachable, fragmentation needed) back to the initiator."""
     metadata = (src_tag[0] | dst_tag[0], src_tag[1] | dst_tag[1])
     priority = PRIO_ALLOW if relation.mode == "enforce" else PRIO_ALLOW_MONITOR
     owner = cookie(relation.origin)
@@ -128,8 +225,50 @@ def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[
     if relation.kind == "arp":
         return [make_flow(POLICY, priority, {"metadata": metadata, "eth_type": ETH_ARP}, [], owner)]
     assert relation.match is not None
-    return [make_flow(POLICY, priority, {"metadata": metadata, **fields}, [], owner)
-            for fields in service_fields(relation.match, relation.direction)]
+    flows = []
+    for fields in service_fields(relation.match, relation.direction):
+        meta = metadata
+        if fields.pop("client_port", None):
+            meta = (metadata[0] | CLIENT_PORT.mask, metadata[1] | CLIENT_PORT.mask)
+        flows.append(make_flow(POLICY, priority, {"metadata": meta, **fields}, [], owner))
+    return flows
+
+
+def service_fields(match: ServiceMatch, direction: str) -> list[dict[str, Value | tuple[Value, Value]]]:
+    """The match fields of one service element in one direction. A reply toward the default
+    (ephemeral) client ports says so with `client_port: 1` (the CLIENT_PORT metadata bit)."""
+    if match.protocol == "ethertype":
+        return [{"eth_type": match.low}]
+    later = {"eth_type": ETH_IPV4, **LATER_FRAGMENT}
+    if match.protocol == "icmp":
+        icmp_type = ICMP_ECHO_REQUEST if direction == "forward" else ICMP_ECHO_REPLY
+        return [{"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, **NOT_LATER_FRAGMENT, "icmpv4_type": icmp_type},
+                {**later, "ip_proto": IP_PROTO_ICMP}]
+    proto = IP_PROTO_TCP if match.protocol == "tcp" else IP_PROTO_UDP
+    service, client = (f"{match.protocol}_dst", f"{match.protocol}_src")
+    if direction == "reply":
+        service, client = client, service
+    result: list[dict[str, Value | tuple[Value, Value]]] = []
+    client_blocks: list[tuple[int, int] | None] = [None]
+    if direction == "reply" and match.clients != EPHEMERAL_CLIENTS:
+        client_blocks = [block for low, high in match.clients for block in port_blocks(low, high)]
+    for value, mask in port_blocks(match.low, match.high):
+        for block in client_blocks:
+            fields: dict[str, Value | tuple[Value, Value]] = {"eth_type": ETH_IPV4, "ip_proto": proto}
+            fields[service] = _masked(value, mask)
+            if direction == "reply":
+                if block is None:
+                    fields["client_port"] = 1
+                else:
+                    fields[client] = _masked(*block)
+            if match.protocol == "tcp" and direction == "reply":
+                fields["tcp_flags"] = (TCP_ACK, TCP_ACK)  # replies carry ACK; a reverse SYN does not
+            result.append(fields)
+    result.append({**later, "ip_proto": proto})
+    if direction == "reply":
+        result.append({"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, **NOT_LATER_FRAGMENT,
+                       "icmpv4_type": ICMP_UNREACHABLE})
+    return result
 
 
 def denied_count_flows(src_zone_tag: tuple[int, int], zone: str,
@@ -151,23 +290,6 @@ def denied_count_flows(src_zone_tag: tuple[int, int], zone: str,
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:
     """Traffic leaving a zone in monitor mode is forwarded even when no conduit allows it."""
     return make_flow(POLICY, PRIO_ZONE_MONITOR, {"metadata": src_zone_tag}, [], cookie(f"monitor:{zone}"))
-
-
-def service_fields(match: ServiceMatch, direction: str) -> list[dict[str, Value | tuple[Value, Value]]]:
-    if match.protocol == "ethertype":
-        return [{"eth_type": match.low}]
-    if match.protocol == "icmp":
-        return [{"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, "icmpv4_type": 8 if direction == "forward" else 0}]
-    proto = IP_PROTO_TCP if match.protocol == "tcp" else IP_PROTO_UDP
-    port_field = f"{match.protocol}_{'dst' if direction == 'forward' else 'src'}"
-    result: list[dict[str, Value | tuple[Value, Value]]] = []
-    for value, mask in port_blocks(match.low, match.high):
-        fields: dict[str, Value | tuple[Value, Value]] = {"eth_type": ETH_IPV4, "ip_proto": proto}
-        fields[port_field] = value if mask == 0xFFFF else (value, mask)
-        if match.protocol == "tcp" and direction == "reply":
-            fields["tcp_flags"] = (TCP_ACK, TCP_ACK)  # replies carry ACK; a reverse SYN does not
-        result.append(fields)
-    return result
 
 
 def port_blocks(low: int, high: int) -> list[tuple[int, int]]:

@@ -36,16 +36,31 @@ class Topology:
     switches: frozenset[int]
     links: frozenset[Link] = frozenset()
     attachments: tuple[tuple[str, PortRef], ...] = ()  # asset name -> where it was seen (not pins)
+    ports: frozenset[PortRef] = frozenset()  # every known port of the switches (trunks included)
+    # Ports the operator declared as trunks (both ends of a declared link), up or not. Only a
+    # live link (in `links`) forwards and marks TRANSIT; a declared end whose link is down is
+    # still no edge port: nothing is bound there and only LLDP is accepted from it.
+    declared_trunks: frozenset[PortRef] = frozenset()
     _cache: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __hash__(self) -> int:
         if "hash" not in self._cache:  # computed once: topologies key compile caches
-            self._cache["hash"] = hash((self.switches, self.links, self.attachments))
+            self._cache["hash"] = hash((self.switches, self.links, self.attachments, self.ports, self.declared_trunks))
         return self._cache["hash"]  # type: ignore[return-value]
 
     @cached_property
-    def trunk_ports(self) -> frozenset[PortRef]:
+    def live_trunks(self) -> frozenset[PortRef]:
+        """Ends of live links: they forward, and frames entering them are marked TRANSIT."""
         return frozenset(end for link in self.links for end in (link.a, link.b))
+
+    @cached_property
+    def trunk_ports(self) -> frozenset[PortRef]:
+        """Live and declared trunk ends: never an edge port."""
+        return self.live_trunks | self.declared_trunks
+
+    def edge_ports(self, dpid: int) -> list[int]:
+        """The switch's known ports that are not trunks: where devices attach."""
+        return sorted(p.port for p in self.ports if p.dpid == dpid and p not in self.trunk_ports)
 
     @cached_property
     def graph(self) -> nx.Graph:

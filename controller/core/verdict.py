@@ -18,9 +18,18 @@ ETH_ARP = 0x0806
 TCP_ACK = 0x010
 
 
+Fragment = Literal["no", "first", "later"]
+ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_REPLY = 0
+ICMP_UNREACHABLE = 3
+
+
 @dataclass(frozen=True)
 class Packet:
-    """What matters of a frame for the policy. IP fields are ignored unless eth_type is IPv4."""
+    """What matters of a frame for the policy. IP fields are ignored unless eth_type is IPv4.
+
+    A later fragment (`fragment="later"`) carries no transport header: its ports, flags and
+    ICMP type are unknown, and it is judged by the IP protocol alone."""
 
     eth_type: int
     ip_proto: int = 0  # 1 icmp, 6 tcp, 17 udp
@@ -29,17 +38,21 @@ class Packet:
     tcp_flags: int = 0
     icmp_type: int = 0
     multicast: bool = False  # sent to a group address (L2 services only are delivered)
+    fragment: Fragment = "no"
 
     def describe(self) -> str:
         if self.eth_type == ETH_ARP:
             return "arp"
         if self.eth_type != ETH_IPV4:
             return f"ethertype 0x{self.eth_type:04x}" + (" multicast" if self.multicast else "")
+        name = {1: "icmp", 6: "tcp", 17: "udp"}.get(self.ip_proto, f"ip proto {self.ip_proto}")
+        if self.fragment == "later":
+            return f"{name} later fragment"
+        first = " (first fragment)" if self.fragment == "first" else ""
         if self.ip_proto == 1:
-            return f"icmp type {self.icmp_type}"
-        name = {6: "tcp", 17: "udp"}.get(self.ip_proto, f"ip proto {self.ip_proto}")
+            return f"icmp type {self.icmp_type}{first}"
         flags = f" flags 0x{self.tcp_flags:02x}" if self.ip_proto == 6 else ""
-        return f"{name} {self.src_port}->{self.dst_port}{flags}"
+        return f"{name} {self.src_port}->{self.dst_port}{flags}{first}"
 
 
 Outcome = Literal["allowed", "allowed-by-monitor", "would-deny", "denied"]
@@ -123,22 +136,41 @@ def _allows(matches: list[ServiceMatch], forward: bool, backward: bool, src: Ass
     return False
 
 
+_PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17}
+
+
+def _later_fragment_of(match: ServiceMatch, packet: Packet) -> bool:
+    """A later fragment belongs to a relation that carries its IP protocol (either direction)."""
+    return packet.fragment == "later" and _PROTOCOL_NUMBERS.get(match.protocol) == packet.ip_proto
+
+
 def _forward_match(match: ServiceMatch, packet: Packet) -> bool:
     if match.protocol == "ethertype":
         return packet.eth_type == match.low
     if packet.eth_type != ETH_IPV4 or packet.multicast:
         return False
+    if packet.fragment == "later":
+        return _later_fragment_of(match, packet)
     if match.protocol == "icmp":
-        return packet.ip_proto == 1 and packet.icmp_type == 8
+        return packet.ip_proto == 1 and packet.icmp_type == ICMP_ECHO_REQUEST
     proto = 6 if match.protocol == "tcp" else 17
     return packet.ip_proto == proto and match.low <= packet.dst_port <= match.high
 
 
 def _reply_match(match: ServiceMatch, packet: Packet) -> bool:
+    """A reply goes from the service port back to one of the initiator's client ports; TCP
+    replies carry ACK. ICMP destination-unreachable from the responder belongs to TCP and UDP
+    sessions (port unreachable, fragmentation needed)."""
     if packet.eth_type != ETH_IPV4 or packet.multicast or match.protocol == "ethertype":
         return False
+    if packet.fragment == "later":
+        return _later_fragment_of(match, packet)
     if match.protocol == "icmp":
-        return packet.ip_proto == 1 and packet.icmp_type == 0
+        return packet.ip_proto == 1 and packet.icmp_type == ICMP_ECHO_REPLY
+    if packet.ip_proto == 1 and packet.icmp_type == ICMP_UNREACHABLE:
+        return True
+    if not (match.low <= packet.src_port <= match.high and match.client_port(packet.dst_port)):
+        return False
     if match.protocol == "tcp":
-        return packet.ip_proto == 6 and bool(packet.tcp_flags & TCP_ACK) and match.low <= packet.src_port <= match.high
-    return packet.ip_proto == 17 and match.low <= packet.src_port <= match.high
+        return packet.ip_proto == 6 and bool(packet.tcp_flags & TCP_ACK)
+    return packet.ip_proto == 17

@@ -45,7 +45,13 @@ class LabNetwork:
             switches=frozenset(dpid for _, dpid in self.switches),
             links=frozenset(self.links),
             attachments=tuple(sorted((h.name, h.where) for h in self.hosts if h.name in asset_names)),
+            ports=frozenset([h.where for h in self.hosts] + [end for link in self.links for end in (link.a, link.b)]),
+            declared_trunks=self.trunk_ports,
         )
+
+    @property
+    def trunk_ports(self) -> frozenset[PortRef]:
+        return frozenset(end for link in self.links for end in (link.a, link.b))
 
     def switch_name(self, dpid: int) -> str:
         return next((name for name, d in self.switches if d == dpid), f"dpid {dpid}")

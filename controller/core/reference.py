@@ -1,0 +1,115 @@
+"""The reference semantics on whole frames: which assets must receive a frame sent from a port.
+
+Written from the policy contract alone (shared/design/policy-language.md, docs/policy.md),
+never from the compiler's rules, so that tests which compare the two do not share a blind
+spot. The controller judges its sampled frames with the same function, so its "allowed
+traffic reached the controller" alarm and the switches can never disagree on keys.
+
+A frame is delivered only if every step holds, in this order:
+1. it is well formed, untagged (no asset declares a VLAN), and not link discovery (LLDP);
+2. its source is the asset bound at the ingress port: the source MAC, and for IPv4 the source
+   address, for ARP the sender addresses, are that asset's own;
+3. its destination is one asset: unicast to an asset's MAC, whose own address must be the
+   IPv4 destination or ARP target (no relaying through a two-NIC asset, no directed
+   broadcast); an ARP broadcast goes to the owner of the target address only; an L2 group
+   address goes to the receivers of the L2 service (never IPv4 or ARP to a group);
+4. the policy's verdict (`controller.core.verdict.decide`) delivers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from controller.core.frames import Frame
+from controller.core.model import Asset, Policy
+from controller.core.topology import PortRef
+from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, Verdict, decide
+
+ETH_LLDP = 0x88CC
+TAG_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    receivers: frozenset[str]
+    reason: str
+    source: Asset | None = None
+    destination: Asset | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.receivers)
+
+
+def packet_of(frame: Frame) -> Packet:
+    """The policy's view of a frame: transport fields only where the frame carries them. An ARP
+    broadcast is not multicast to the policy: it is delivered, rewritten, to the target only."""
+    return Packet(frame.eth_type, frame.ip_proto or 0,
+                  frame.tcp_src if frame.tcp_src is not None else (frame.udp_src or 0),
+                  frame.tcp_dst if frame.tcp_dst is not None else (frame.udp_dst or 0),
+                  frame.tcp_flags or 0, frame.icmp_type or 0, frame.multicast and frame.eth_dst != BROADCAST,
+                  frame.ip_frag if frame.eth_type == ETH_IPV4 else "no")  # type: ignore[arg-type]
+
+
+def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame) -> Judgement:
+    """Which assets must receive `frame`, sent from a device at `ingress`; `located` is where
+    each asset is bound (pins and learned bindings)."""
+    nobody = frozenset[str]()
+    if frame.problem:
+        return Judgement(nobody, f"malformed: {frame.problem}")
+    if frame.tags or frame.eth_type in TAG_TPIDS:
+        return Judgement(nobody, "tagged frame from a host port (no asset declares a VLAN)")
+    if frame.eth_type == ETH_LLDP:
+        return Judgement(nobody, "link discovery: consumed by the controller, never forwarded")
+    source = _source(policy, located, ingress, frame)
+    if isinstance(source, str):
+        return Judgement(nobody, source)
+    packet = packet_of(frame)
+    if frame.multicast and frame.eth_dst != BROADCAST:
+        if frame.eth_type in (ETH_IPV4, ETH_ARP):
+            return Judgement(nobody, "IPv4 and ARP to a group address are not delivered", source)
+        receivers = frozenset(a.name for a in policy.assets if a.name in located and a.name != source.name
+                              and located[a.name] != ingress and decide(policy, source, a, packet).delivered)
+        return Judgement(receivers, "L2 service receivers" if receivers else "no conduit names a receiver", source)
+    destination = _destination(policy, located, frame)
+    if isinstance(destination, str):
+        return Judgement(nobody, destination, source)
+    if destination.name == source.name or located[destination.name] == ingress:
+        return Judgement(nobody, "addressed to its own port", source, destination)
+    verdict = decide(policy, source, destination, packet)
+    receivers = frozenset({destination.name}) if verdict.delivered else nobody
+    return Judgement(receivers, verdict.reason, source, destination, verdict)
+
+
+def _source(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame) -> Asset | str:
+    asset = policy.asset_by_mac(frame.eth_src) if frame.eth_src else None
+    if asset is None:
+        return "unknown source MAC"
+    if located.get(asset.name) != ingress:
+        return f"asset {asset.name} is not bound at this port"
+    if frame.eth_type == ETH_IPV4 and (asset.ip is None or frame.ipv4_src != asset.ip):
+        return f"IPv4 source {frame.ipv4_src} is not {asset.name}'s"
+    if frame.eth_type == ETH_ARP and (asset.ip is None or frame.arp_spa != asset.ip or frame.arp_sha != asset.mac):
+        return f"ARP sender {frame.arp_spa}/{frame.arp_sha} is not {asset.name}'s"
+    return asset
+
+
+def _destination(policy: Policy, located: Mapping[str, PortRef], frame: Frame) -> Asset | str:
+    if frame.eth_dst == BROADCAST:
+        if frame.eth_type != ETH_ARP:
+            return "broadcast other than ARP"
+        target = policy.asset_by_ip(frame.arp_tpa) if frame.arp_tpa else None
+        if target is None or target.name not in located:
+            return f"ARP for {frame.arp_tpa}: no located asset has it"
+        return target
+    asset = policy.asset_by_mac(frame.eth_dst)
+    if asset is None or asset.name not in located:
+        return "destination MAC is no located asset's"
+    if frame.eth_type == ETH_IPV4 and (asset.ip is None or frame.ipv4_dst != asset.ip):
+        return f"IPv4 destination {frame.ipv4_dst} is not {asset.name}'s address"
+    if frame.eth_type == ETH_ARP and (asset.ip is None or frame.arp_tpa != asset.ip):
+        return f"ARP target {frame.arp_tpa} is not {asset.name}'s address"
+    return asset
