@@ -35,7 +35,8 @@ class PlantBench(LabRun):
         self.policy = load_policy(self.policy_path)
         self.description = load_lab(ROOT / "topologies" / "plant.yaml", self.policy)
         extra = () if fast_failover else ("--no-fast-failover",)
-        self.controller = ControllerProcess(self.policy_path, workdir / "controller", extra_args=extra)
+        self.controller = ControllerProcess(self.policy_path, workdir / "controller", extra_args=extra,
+                                            topology=str(ROOT / "topologies" / "plant.yaml"))
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 

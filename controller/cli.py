@@ -16,6 +16,7 @@ from controller.core.compiler import compile_tables, locate_assets
 from controller.core.diagram import to_dot
 from controller.core.explain import render_explanation
 from controller.core.model import Asset, Policy
+from controller.core.relations import direction_warnings
 from controller.core.render import render_json, render_ovs, render_summary, render_text
 from controller.core.topology import Topology
 from controller.io.files import load_lab, load_policy, load_policy_text
@@ -92,13 +93,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="write attributed verdict events as JSON lines to a file, stdout (-) or syslog")
     run.add_argument("--watch", action="store_true", help="apply the --policy file again whenever it changes "
                      "(SIGHUP does the same on demand)")
+    run.add_argument("--topology", metavar="TOPO",
+                     help="topology document (topologies/*.yaml): its links are the declared trunks, the only "
+                          "ports that may carry traffic between switches; LLDP elsewhere is reported as pending")
+    run.add_argument("--ovsdb", default="auto", metavar="DB|auto|none",
+                     help="check the switches' Open vSwitch settings (in-band control, fail mode, protocols) in this "
+                          "OVSDB (e.g. unix:/var/run/openvswitch/db.sock, tcp:IP:6640); auto: the local one if "
+                          "present (default); none: do not check")
     run.set_defaults(handler=_run)
 
     from controller.client import add_parsers as add_client_parsers  # noqa: PLC0415
+    from controller.doctor import add_parser as add_doctor_parser  # noqa: PLC0415
     from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
 
     add_client_parsers(commands)
     add_lab_parser(commands)
+    add_doctor_parser(commands)
     return parser
 
 
@@ -150,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
-                              args.watch, args.events))
+                              args.watch, args.events, args.topology, args.ovsdb))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID
@@ -170,6 +180,8 @@ def _validate(args: argparse.Namespace) -> int:
         located = len(locate_assets(policy, topology))
         print(f"{file}: ok: policy {policy.name!r}, {len(policy.zones)} zones, {len(policy.assets)} assets "
               f"({located} located), {len(policy.conduits)} conduits, {rules} rules on {len(tables)} switches")
+        for warning in direction_warnings(policy):
+            print(f"{file}: warning: {warning}", file=sys.stderr)
     if failed:
         raise DocumentError([d for error in failed for d in error.diagnostics])
     return 0

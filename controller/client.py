@@ -1,4 +1,4 @@
-"""`otseg push|diff|status|history|rollback`: talk to a running controller's control API."""
+"""`otseg push|diff|status|history|rollback|links`: talk to a running controller's control API."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     rollback.set_defaults(handler=lambda a: _call(
         a, "POST", "/v1/rollback", json.dumps({"version": a.version} if a.version else {}).encode(), None,
         _show_apply, content_type="application/json"))
+    links = commands.add_parser("links", help="declared and pending inter-switch links; approve or revoke one")
+    common(links)
+    links.set_defaults(handler=lambda a: _call(a, "GET", "/v1/links", None, None, _show_links))
+    actions = links.add_subparsers(dest="action", metavar="ACTION")
+    for action, text in (("approve", "trust a pending link (stored and audited)"),
+                         ("revoke", "withdraw an approval")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("a", metavar="SWITCH:PORT")
+        sub.add_argument("b", metavar="SWITCH:PORT")
+        common(sub)
+        sub.set_defaults(handler=lambda a, action=action: _call(
+            a, "POST", f"/v1/links/{action}", json.dumps({"a": a.a, "b": a.b}).encode(), None,
+            lambda answer: print(f"{action}d link {' <-> '.join(answer.get(action + 'd', []))}"),
+            content_type="application/json"))
 
 
 def _read(path: str) -> bytes:
@@ -130,7 +144,14 @@ def _show_status(answer: dict[str, Any]) -> None:
           + (f"; conduits in monitor: {', '.join(mode['conduits_in_monitor'])}" if mode["conduits_in_monitor"] else ""))
     switches = answer["switches"]
     programmed = sum(1 for s in switches.values() if s["programmed"])
-    print(f"switches: {len(switches)} connected, {programmed} programmed; links: {len(answer['links'])}")
+    states = answer.get("link_states", {"declared": [], "pending": []})
+    print(f"switches: {len(switches)} connected, {programmed} programmed; links: {len(answer['links'])} up of "
+          f"{len(states['declared'])} declared, {len(states['pending'])} pending")
+    for item in states["pending"]:
+        print(f"  PENDING link {item['a']} <-> {item['b']}: {item['reason']} (not used)")
+    for switch, lines in answer.get("switch_safety", {}).items():
+        for line in lines:
+            print(f"  UNSAFE switch {switch}: {line}")
     assets = answer["assets"]
     print(f"assets: {len(assets['located'])} located, {len(assets['unlocated'])} unlocated"
           + (f" ({', '.join(assets['unlocated'])})" if assets["unlocated"] else ""))
@@ -139,6 +160,17 @@ def _show_status(answer: dict[str, Any]) -> None:
         print(f"last apply: {last['time']} by {last['who']} ({last['source']}): version {last['to_version'][:12]}, "
               f"{last['flow_mods']} flow changes in {last['seconds'] * 1000:.0f} ms")
     print(f"packet-ins: {answer['packet_ins']}")
+
+
+def _show_links(answer: dict[str, Any]) -> None:
+    for item in answer["declared"]:
+        print(f"declared  {item['a']:>14} <-> {item['b']:<14} {'up' if item['up'] else 'DOWN':<5} "
+              f"({item.get('source', 'topology')})")
+    for item in answer["pending"]:
+        print(f"PENDING   {item['a']:>14} <-> {item['b']:<14} not used: {item['reason']}; {item['frames']} LLDP frames "
+              f"(approve: otseg links approve {item['a']} {item['b']})")
+    if not answer["declared"] and not answer["pending"]:
+        print("no links declared or seen")
 
 
 def _show_history(answer: list[dict[str, Any]]) -> None:

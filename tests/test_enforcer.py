@@ -57,7 +57,7 @@ def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
                                  port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
                 for dpid in topology.switches}
     for switch in switches.values():
-        enforcer.switch_connected(switch)
+        enforcer.switch_connected(switch, switch.ports())
     for link in topology.links:
         enforcer.link_up(link)
     for name, where in topology.attachments:
@@ -71,7 +71,7 @@ def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
     restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=0, declared_links=enforcer.declared_links)
     for fake in switches.values():
         fake.sent.clear()
-        restarted.switch_connected(fake)
+        restarted.switch_connected(fake, fake.ports())
     for link in enforcer.links:
         restarted.link_up(link)
     return restarted
@@ -244,7 +244,7 @@ def test_a_reconnecting_switch_is_left_alone_until_its_trunks_are_back() -> None
     restarted.bound = dict(enforcer.bound)
     for fake in switches.values():
         fake.sent.clear()
-        restarted.switch_connected(fake)
+        restarted.switch_connected(fake, fake.ports())
     report = restarted.reconcile()  # no link rediscovered yet
     assert set(report.waiting) == {1, 2, 3} and all(f.sent == [] for f in switches.values())
     for link in enforcer.links:
@@ -272,7 +272,7 @@ def test_a_disconnected_switch_keeps_its_assets_bound() -> None:
     enforcer.switch_disconnected(home.dpid)
     other = next(d for d in switches if d != home.dpid)
     assert enforcer.frame_sampled(Sighting(PortRef(other, 9), plc.mac, plc.ip)).kind == "conflict"
-    enforcer.switch_connected(switches[home.dpid])
+    enforcer.switch_connected(switches[home.dpid], switches[home.dpid].ports())
     assert enforcer.bindings()["plc-a"] == home
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from flask import Flask, Response, jsonify, request
 
 from controller.app.control import ControlPlane, Refused
+from controller.app.link_control import LinkControl, LinkRequestError
 from controller.policy.diagnostics import DocumentError
 
 OPENAPI: dict[str, Any] = {
@@ -44,6 +45,21 @@ OPENAPI: dict[str, Any] = {
                 "type": "object", "properties": {"version": {"type": "string"}}}}}},
             "responses": {"200": {"description": "applied"}, "404": {"description": "no such version"},
                           "409": {"description": "refused by a switch"}}}},
+        "/v1/links": {"get": {"summary": "Declared links (up or down, from the topology document or approved) and "
+                                         "pending links (LLDP crossed them; never used until approved)",
+                              "responses": {"200": {"description": "declared and pending links"}}}},
+        "/v1/links/approve": {"post": {
+            "summary": "Trust a pending link (its two ends as SWITCH:PORT); stored and audited",
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "required": ["a", "b"],
+                "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "approved"}, "422": {"description": "not pending, or bad ends"}}}},
+        "/v1/links/revoke": {"post": {
+            "summary": "Withdraw an approval (links of the topology document are changed there)",
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "required": ["a", "b"],
+                "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "revoked"}, "422": {"description": "never approved, or bad ends"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "text exposition format"}}}},
     },
@@ -51,7 +67,7 @@ OPENAPI: dict[str, Any] = {
 
 
 def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], token: tuple[str, str] | None,
-               metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
+               metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None) -> Flask:
     """token: (name, secret) or None (then every caller is "local")."""
     app = Flask("otseg")
 
@@ -76,6 +92,8 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                 return jsonify(error=f"refused by a switch; the previous policy stays in force: {error}"), 409
             except KeyError as error:
                 return jsonify(error=str(error).strip("'\"")), 404
+            except LinkRequestError as error:
+                return jsonify(error=str(error)), 422
         wrapper.__name__ = handler.__name__
         return wrapper
 
@@ -112,6 +130,28 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     def rollback(who: str) -> Any:
         version = (request.get_json(silent=True) or {}).get("version")
         return jsonify(control.rollback(version, who))
+
+    if links is not None:
+        def ends() -> tuple[str, str]:
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not isinstance(body.get("a"), str) or not isinstance(body.get("b"), str):
+                raise LinkRequestError('give the link\'s two ends as JSON: {"a": "SWITCH:PORT", "b": "SWITCH:PORT"}')
+            return body["a"], body["b"]
+
+        @app.get("/v1/links")
+        @guarded
+        def get_links(who: str) -> Any:
+            return jsonify(links.listing())
+
+        @app.post("/v1/links/approve")
+        @guarded
+        def approve_link(who: str) -> Any:
+            return jsonify(links.approve(*ends(), who))
+
+        @app.post("/v1/links/revoke")
+        @guarded
+        def revoke_link(who: str) -> Any:
+            return jsonify(links.revoke(*ends(), who))
 
     @app.get("/v1/openapi.json")
     def openapi() -> Any:

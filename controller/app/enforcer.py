@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import SwitchPlan, apply_plan, diff_switch
@@ -79,16 +79,26 @@ STARTUP_GRACE_SECONDS = 10.0
 # A switch that reconnects with tables tells us which of its ports were trunks (their TRANSIT
 # rules). It is left alone until those links are rediscovered, at most this long.
 TRUNK_WAIT_SECONDS = 6.0
-# An unpinned asset whose port-security rules have counted no frame for this long is silent
-# at its port: if its MAC then shows up elsewhere, it moved (a conflict only while it is live).
-SILENT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where an unpinned asset was learned, and by which MAC (a push that changes the MAC drops it)."""
+
+    where: PortRef
+    mac: str
 
 
 class Enforcer:
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
                  settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS,
-                 fast_failover: bool = True) -> None:
+                 fast_failover: bool = True, declared_links: frozenset[Link] = frozenset(),
+                 known_switches: frozenset[int] | None = None) -> None:
         self.policy = policy
+        self.declared_links = declared_links
+        # Switches the topology document names; a binding on a switch outside it may move
+        # once that switch is gone. None (no document): a switch is never taken as gone.
+        self.known_switches = known_switches
         self.fast_failover = fast_failover
         self.clock = clock
         self.settle_seconds = settle_seconds
@@ -96,9 +106,9 @@ class Enforcer:
         self.deletions_from = clock() + startup_grace
         self.flow_mods_total = 0
         self.switches: dict[int, SwitchState] = {}
-        self.links: set[Link] = set()
-        self.directed: set[tuple[PortRef, PortRef]] = set()
-        self.learned: dict[str, PortRef] = {}
+        self.links: set[Link] = set()  # live links: declared, and verified by LLDP both ways
+        self.ports: dict[int, set[int]] = {}
+        self.bound: dict[str, Binding] = {}
         self.down_ports: set[PortRef] = set()
         self.last_heard: dict[str, float] = {}  # asset -> when its port-security counters last moved
         self.events: dict[str, int] = {}
@@ -114,34 +124,39 @@ class Enforcer:
         self.on_flow_mods: Callable[[int], object] = lambda count: None
 
     # -- inputs ---------------------------------------------------------------------------
-    def switch_connected(self, channel: SwitchChannel) -> None:
+    @property
+    def learned(self) -> dict[str, PortRef]:
+        return {name: binding.where for name, binding in self.bound.items()}
+
+    def switch_connected(self, channel: SwitchChannel, ports: Iterable[int] = ()) -> None:
         self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
+        self.ports[channel.dpid] = set(ports)
         self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
 
+    def ports_described(self, dpid: int, ports: Iterable[int], down: Iterable[int] = ()) -> None:
+        """The switch described its ports (after it connected)."""
+        if dpid in self.switches:
+            self.ports[dpid] = set(ports)
+            self.down_ports = {p for p in self.down_ports if p.dpid != dpid} | {PortRef(dpid, n) for n in down}
+
     def switch_disconnected(self, dpid: int) -> None:
+        """The switch keeps its tables (fail-mode secure) and its assets stay bound to it: a
+        device does not move because a switch lost its control channel."""
         if self.switches.pop(dpid, None) is not None:
             log.warning("switch %s disconnected (it keeps enforcing its tables: fail-mode secure)", _dpid(dpid))
         self.links = {link for link in self.links if dpid not in (link.a.dpid, link.b.dpid)}
-        self.directed = {(a, b) for a, b in self.directed if dpid not in (a.dpid, b.dpid)}
+        self.ports.pop(dpid, None)
 
-    def link_seen(self, src: PortRef, dst: PortRef) -> bool:
-        """LLDP from `src` arrived at `dst`. A link counts only once LLDP has crossed it both ways:
-        a device on a free or asset port can forge LLDP toward the switch, but it cannot make the
-        switch's own LLDP come back through another switch, so it cannot fake a trunk (a trunk port
-        forwards without port security). Ports bound to a pinned asset never become trunks."""
-        self.directed.add((src, dst))
-        pins = {PortRef(a.location.dpid, a.location.port) for a in self.policy.assets if a.location}
-        if (dst, src) not in self.directed or src in pins or dst in pins:
-            return False
-        return self.link_up(Link.between(src, dst))
-
-    def link_gone(self, src: PortRef, dst: PortRef) -> bool:
-        self.directed.discard((src, dst))
-        return self.link_down(Link.between(src, dst))
+    def declare_links(self, links: frozenset[Link]) -> None:
+        self.declared_links = links
+        self.links &= set(links)
 
     def link_up(self, link: Link) -> bool:
         if link in self.links:
+            return False
+        if link not in self.declared_links:
+            log.error("link %s is not declared: it is not used (approve it with `otseg links approve`)", _link(link))
             return False
         self.links.add(link)
         log.info("link up %s", _link(link))
@@ -157,26 +172,50 @@ class Enforcer:
     def port_down(self, where: PortRef) -> bool:
         """A port went down: learned (unpinned) assets there are unbound, so they may move."""
         self.down_ports.add(where)
-        moved = [name for name, port in self.learned.items() if port == where]
+        moved = [name for name, binding in self.bound.items() if binding.where == where]
         for name in moved:
-            del self.learned[name]
+            del self.bound[name]
             log.info("asset %s unbound: its port %s went down", name, _port(where))
         return bool(moved)
 
     def port_up(self, where: PortRef) -> None:
         self.down_ports.discard(where)
+        if where.dpid in self.ports:
+            self.ports[where.dpid].add(where.port)
+
+    def port_deleted(self, where: PortRef) -> None:
+        self.port_down(where)
+        self.ports.get(where.dpid, set()).discard(where.port)
+
+    def held_bindings(self) -> dict[str, PortRef]:
+        """Pins and learned bindings, connected or not: what a sighting is judged against."""
+        held = {a.name: PortRef(a.location.dpid, a.location.port) for a in self.policy.assets if a.location}
+        held.update(self.learned)
+        return held
+
+    def trunk_ports(self) -> frozenset[PortRef]:
+        return frozenset(end for link in self.declared_links for end in (link.a, link.b))
+
+    def _switch_gone(self, dpid: int) -> bool:
+        return self.known_switches is not None and dpid not in self.known_switches and dpid not in self.switches
 
     def frame_sampled(self, sighting: Sighting) -> Decision:
-        """A frame the switch could not classify (table-0 miss sample)."""
-        decision = classify(sighting, self.policy, self.bindings(), self.topology().trunk_ports)
-        if decision.kind == "conflict" and decision.asset in self.learned and self._silent(decision.asset):
-            old = self.learned.pop(decision.asset)
-            log.info("asset %s silent at %s for over %.0f s: moved", decision.asset, _port(old), SILENT_SECONDS)
+        """A frame the switch could not classify (table-0 miss sample).
+
+        An unpinned asset moves only when its old port went down (that unbinds it), or when its
+        old switch is gone from the topology and the new port is an edge port. A MAC that shows
+        up elsewhere while its binding holds is a conflict: a receive-only device looks silent
+        for ever, so silence is no evidence that it left."""
+        decision = classify(sighting, self.policy, self.held_bindings(), self.trunk_ports())
+        if decision.kind == "conflict" and decision.asset in self.bound and self._switch_gone(
+                self.bound[decision.asset].where.dpid):
+            old = self.bound.pop(decision.asset).where
+            log.info("asset %s: its switch %s is gone from the topology: moved", decision.asset, _dpid(old.dpid))
             decision = Decision("bind", sighting, decision.asset, old)
         self.events[decision.kind] = self.events.get(decision.kind, 0) + 1
         if decision.kind == "bind":
             assert decision.asset is not None
-            self.learned[decision.asset] = sighting.where
+            self.bound[decision.asset] = Binding(sighting.where, sighting.mac.lower())
             log.info(decision.describe())
         elif decision.kind != "ignore":
             key = (decision.kind, sighting.mac, sighting.where)
@@ -193,19 +232,21 @@ class Enforcer:
         """The asset's port-security rules counted frames (from the switch counters)."""
         self.last_heard[asset] = self.clock()
 
-    def _silent(self, asset: str) -> bool:
-        since = self.last_heard.get(asset)
-        if since is None:  # never heard since this process started: count from the switch's connection
-            where = self.learned.get(asset)
-            state = self.switches.get(where.dpid) if where else None
-            since = state.connected_at if state else self.clock()
-        return self.clock() - since > SILENT_SECONDS
+    def locate_candidates(self, asset_name: str) -> list[PortRef]:
+        """Edge ports where an unlocated asset could be: up, on a connected switch, bound to nobody."""
+        taken = set(self.held_bindings().values())
+        trunks = self.trunk_ports()
+        return sorted(PortRef(dpid, port) for dpid, ports in self.ports.items() if dpid in self.switches
+                      for port in ports if PortRef(dpid, port) not in taken | trunks | self.down_ports)
 
     # -- derived --------------------------------------------------------------------------
     def topology(self) -> Topology:
         connected = frozenset(self.switches)
         links = frozenset(l for l in self.links if l.a.dpid in connected and l.b.dpid in connected)
-        return Topology(connected, links, tuple(sorted(self.learned.items())))
+        ports = frozenset(PortRef(dpid, port) for dpid, numbers in self.ports.items() if dpid in connected
+                          for port in numbers)
+        declared = frozenset(end for end in self.trunk_ports() if end.dpid in connected)
+        return Topology(connected, links, tuple(sorted(self.learned.items())), ports, declared)
 
     def bindings(self) -> dict[str, PortRef]:
         return locate_assets(self.policy, self.topology())
@@ -284,9 +325,9 @@ class Enforcer:
                 continue
             asset = self.policy.asset_by_mac(str(eth_src.value))
             where = PortRef(state.channel.dpid, int(in_port.value))
-            if asset is None or asset.location is not None or asset.name in self.learned or where in trunk_ports:
+            if asset is None or asset.location is not None or asset.name in self.bound or where in trunk_ports:
                 continue
-            self.learned[asset.name] = where
+            self.bound[asset.name] = Binding(where, asset.mac)
             log.info("asset %s bound at %s (adopted from the switch's flows)", asset.name, _port(where))
 
     def _reconcile_switch(self, state: SwitchState, tables: SwitchTables) -> int:
@@ -325,11 +366,12 @@ class Enforcer:
         Each switch gets only its changed flows, in one atomic bundle. If any switch refuses,
         the previous policy is put back everywhere (switches already changed are re-read and
         reconciled to it) and ApplyError says which switch refused what."""
-        previous = self.policy
+        previous, previous_bound = self.policy, dict(self.bound)
         self.policy = policy
+        self.bound = {name: b for name, b in self.bound.items() if _same_mac(policy, name, b.mac)}
         report = self.reconcile(defer_deletes=False)
         if report.errors:
-            self.policy = previous
+            self.policy, self.bound = previous, previous_bound
             for state in self.switches.values():
                 state.installed = None
             restored = self.reconcile()
@@ -344,6 +386,12 @@ class Enforcer:
         """Forget what we believe a switch holds: the next reconcile re-reads it."""
         if dpid in self.switches:
             self.switches[dpid].installed = None
+
+
+def _same_mac(policy: Policy, name: str, mac: str) -> bool:
+    """Bindings follow the MAC: an asset whose MAC changed (or that is gone) is not where it was."""
+    asset = next((a for a in policy.assets if a.name == name), None)
+    return asset is not None and asset.mac == mac
 
 
 def _dpid(dpid: int) -> str:

@@ -66,7 +66,19 @@ class Metrics:
                                        "Time to put a pushed policy in force on every switch (barrier-confirmed)",
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                                        registry=registry)
+        self.handler_errors = Counter("otseg_handler_errors", "Unexpected exceptions in event handlers (logged "
+                                      "rate-limited)", ["handler"], registry=registry)
+        self.lldp_rejected = Counter("otseg_lldp_rejected", "LLDP frames without a valid otseg proof (foreign, forged "
+                                     "or replayed)", registry=registry)
         self.counters = FlowCounters()
+
+    def install_links(self, summary: Callable[[], dict[str, list[dict[str, object]]]]) -> None:
+        """Declared links up and down, and pending (undeclared, never used) links."""
+        self.registry.register(_LinksCollector(summary))
+
+    def install_safety(self, findings: Callable[[], dict[int, list[Any]]]) -> None:
+        """Unsafe switch settings found in OVSDB (in-band control, fail mode, protocols)."""
+        self.registry.register(_SafetyCollector(findings))
 
     def install_state(self, enforcer: "Enforcer", version: Callable[[], str], unknown_devices: Callable[[], int]) -> None:
         self.registry.register(_StateCollector(enforcer, version, unknown_devices, self.counters))
@@ -143,3 +155,37 @@ class _StateCollector:
             if policy.zone_mode(zone.name) == "monitor":
                 would_deny.add_metric([zone.name], totals.get(cookie(f"monitor:{zone.name}"), (0, 0))[0])
         yield would_deny
+
+
+class _LinksCollector:
+    def __init__(self, summary: Callable[[], dict[str, list[dict[str, object]]]]) -> None:
+        self.summary = summary
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        summary = self.summary()
+        links = GaugeMetricFamily("otseg_links", "Inter-switch links by state: declared and up, declared and down, "
+                                  "pending (LLDP crossed an undeclared link; never used)", labels=["state"])
+        declared = summary["declared"]
+        links.add_metric(["up"], sum(1 for item in declared if item["up"]))
+        links.add_metric(["down"], sum(1 for item in declared if not item["up"]))
+        links.add_metric(["pending"], len(summary["pending"]))
+        yield links
+
+
+class _SafetyCollector:
+    def __init__(self, findings: Callable[[], dict[int, list[Any]]]) -> None:
+        self.findings = findings
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        gauge = GaugeMetricFamily("otseg_switch_unsafe_settings", "Unsafe switch settings found in OVSDB (1 per "
+                                  "finding)", labels=["switch", "code", "severity"])
+        for dpid, findings in sorted(self.findings().items()):
+            for finding in findings:
+                gauge.add_metric([f"{dpid:#x}", finding.code, finding.severity], 1)
+        yield gauge

@@ -18,14 +18,26 @@ from controller.core.flows import (
 from controller.core.pipeline import TABLE_IDS, TABLE_NAMES
 
 _FULL_MASKS = {"metadata": 2**64 - 1, "eth_src": "ff:ff:ff:ff:ff:ff", "eth_dst": "ff:ff:ff:ff:ff:ff",
-               "tcp_src": 0xFFFF, "tcp_dst": 0xFFFF, "udp_src": 0xFFFF, "udp_dst": 0xFFFF, "tcp_flags": 0xFFF}
+               "tcp_src": 0xFFFF, "tcp_dst": 0xFFFF, "udp_src": 0xFFFF, "udp_dst": 0xFFFF, "tcp_flags": 0xFFF,
+               "ip_frag": 0xFF, "vlan_vid": 0x1FFF}
+
+
+# Extension fields whose OXM class (Nicira NXM_1) sorts before the OpenFlow basic class:
+# os-ken orders a match by class and field number, which would put ip_frag before its
+# prerequisite eth_type and the switch would refuse the flow (OFPBMC_BAD_PREREQ).
+_AFTER_PREREQUISITES = ("ip_frag",)
 
 
 def ofp_match(parser: Any, flow: Flow) -> Any:
     fields: dict[str, Any] = {}
     for item in flow.match:
         fields[item.name] = item.value if item.mask is None else (item.value, item.mask)
-    return parser.OFPMatch(**fields)
+    match = parser.OFPMatch(**fields)
+    if not any(name in fields for name in _AFTER_PREREQUISITES):
+        return match
+    ordered = [f for f in match._fields2 if f[0] not in _AFTER_PREREQUISITES]  # noqa: SLF001
+    ordered += [f for f in match._fields2 if f[0] in _AFTER_PREREQUISITES]  # noqa: SLF001
+    return parser.OFPMatch(_ordered_fields=ordered)
 
 
 def _action(parser: Any, ofproto: Any, action: object) -> Any:
@@ -69,6 +81,13 @@ def flow_mod(datapath: Any, flow: Flow, command: str) -> Any:
         idle_timeout=0, hard_timeout=0, priority=flow.priority, buffer_id=ofproto.OFP_NO_BUFFER,
         out_port=ofproto.OFPP_ANY, out_group=ofproto.OFPG_ANY, flags=0, match=ofp_match(parser, flow),
         instructions=instructions)
+
+
+def packet_out(datapath: Any, port: int, data: bytes) -> Any:
+    """A frame the controller itself sends (LLDP, ARP probes) out of one port."""
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPPacketOut(datapath, buffer_id=ofproto.OFP_NO_BUFFER, in_port=ofproto.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(port, 0)], data=data)
 
 
 def meter_mod(datapath: Any, meter: Meter, command: str) -> Any:

@@ -1,56 +1,59 @@
-"""The os-ken application: translates OpenFlow and topology events into enforcer inputs.
+"""The os-ken application: translates OpenFlow events into inputs of the enforcer and discovery.
 
 Handlers never decide policy: they update the enforcer's inputs and wake the reconcile
-worker, a single greenthread that compiles, diffs and applies. Packet-ins (metered table-0
-miss samples and LLDP) are counted by reason; a packet-in for traffic the policy allows is
-counted separately, and must stay at zero in steady state.
+worker, a single greenthread that compiles, diffs and applies. Packet-ins are parsed by our
+own total parser and decided by `samples.SampleHandler`; LLDP goes to our own discovery
+(`discovery.LinkDiscovery`): os-ken's `switches` app is not loaded, so no third-party parser
+sees a frame from a switch port. Every handler is guarded: an unexpected exception is counted
+and logged rate-limited, never dumped per frame.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from os_ken.base import app_manager
 from prometheus_client import CollectorRegistry
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
-from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
 from os_ken.ofproto import ofproto_v1_3
-from os_ken.topology import event as topo_event
 
 from eventlet import tpool
 
-from controller.app import link_liveness
 from controller.app.channel import OsKenChannel
+from controller.app.discovery import DiscoveryEvents, LinkDiscovery
 from controller.app.enforcer import Enforcer
 from controller.app.events import EventLog
+from controller.app.link_control import LinkControl
+from controller.app.linkbook import LinkBook, PendingLink
 from controller.app.metrics import Metrics
 from controller.app.api import create_api
 from controller.app.control import ControlPlane
+from controller.app.ofp_edge import packet_out
+from controller.app.requests import SwitchRequests
+from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.policy.diagnostics import DocumentError
-from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, ETH_LLDP
-from controller.core.learning import Sighting
+from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK
 from controller.core.pipeline import DESTINATION, POLICY, PORT_SECURITY, TABLE_IDS
 from controller.core.model import Policy
 from controller.core.rules import cookie
-from controller.core.topology import PortRef
-from controller.core.verdict import Packet, decide
+from controller.core.topology import Link, PortRef
 
 log = logging.getLogger("otseg.app")
-_REQUIRED_APP = ["os_ken.topology.switches"]  # LLDP link discovery, loaded with the app
-REQUEST_TIMEOUT = 10.0
-BARRIER_TIMEOUT = 10.0
 DEBOUNCE = 0.02
 STATUS_PERIOD = 2.0
 DESTINATION_POLL_EVERY = 6  # rounds: the destination table's counters every 30 s
-COUNTER_POLL_PERIOD = 5.0  # flow counters behind the per-conduit and denied metrics  # the status file is rewritten at least this often
+COUNTER_POLL_PERIOD = 5.0  # flow counters behind the per-conduit and denied metrics
 RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at least this often
+SAFETY_PERIOD = 10.0  # OVSDB settings re-checked this often (one ovs-vsctl transaction)
+MAX_PORT = 0xFFFFFF00
 
 
 @dataclass
@@ -66,6 +69,10 @@ class Settings:
     api_token: tuple[str, str] | None = None
     policy_file: str | None = None
     events: str | None = None  # a file, "-" for stdout, or "syslog"
+    documented_links: frozenset[Link] = frozenset()  # the topology document's links
+    known_switches: frozenset[int] | None = None  # the topology document's switches
+    switch_names: tuple[tuple[str, int], ...] = ()
+    safety_check: Callable[[], dict[int, list[Any]]] | None = None  # OVSDB findings per dpid
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -76,30 +83,109 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         assert self.settings is not None, "the runner must set OtsegApp.settings"
         settings = self.settings
-        self.enforcer = Enforcer(settings.policy, fast_failover=settings.fast_failover)
+        self.requests = SwitchRequests(hub.Event)
+        self.lock = hub.BoundedSemaphore(1)
+        self.metrics = Metrics(CollectorRegistry())
+        self.errors = ErrorBudget(count=lambda where: self.metrics.handler_errors.labels(where).inc())
+        self.book = LinkBook(frozenset())
+        names = dict(settings.switch_names) | {name: dpid for name, dpid in settings.policy.switch_names}
+        self.links = LinkControl(self.book, settings.store, settings.documented_links, names, self._links_changed,
+                                 self.lock)
+        self.book.declare(self.links.declared())
+        self.enforcer = Enforcer(settings.policy, fast_failover=settings.fast_failover,
+                                 declared_links=self.links.declared(), known_switches=settings.known_switches)
         self.enforcer.pause = lambda: hub.sleep(0)
         # A compile is seconds of pure Python at 1,000+ assets: run it on a native thread so
         # the hub keeps answering LLDP, barriers and echo requests meanwhile.
         self.enforcer.compiled.executor = tpool.execute
-        self.enforcer.on_flow_mods = link_liveness.hold_for_flow_mods
+        self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
+                                       lambda: {d: set(p) for d, p in self.enforcer.ports.items()
+                                                if d in self.enforcer.switches},
+                                       DiscoveryEvents(self._link_up, self._link_down, self._link_pending,
+                                                       lambda reason: self.metrics.lldp_rejected.inc()))
+        self.enforcer.on_flow_mods = self.discovery.hold_for_flow_mods
+        self.samples = SampleHandler(self.enforcer, self.discovery.lldp_in, self._packet_out)
         self.status = StatusWriter(settings.status_file, settings.policy_version)
-        self.lock = hub.BoundedSemaphore(1)
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
                                     settings.policy_text, self._policy_changed)
         self.control.executor = tpool.execute
-        self.metrics = Metrics(CollectorRegistry())
+        self.safety: dict[int, list[Any]] = {}
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: sum(1 for r in self.enforcer.reported if r[0] == "unknown-device"))
+        self.metrics.install_links(self.links.listing)
+        self.metrics.install_safety(lambda: self.safety)
         self.event_log = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)  # not `events`: OSKenApp owns that name
         self._monitor_seen: dict[str, int] = {}
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
-        self._errors: dict[tuple[int, int], str] = {}
-        self._barriers: dict[tuple[int, int], Any] = {}
-        self._pending: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
-        self._calls: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
-        self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._poll_counters)]
+        self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self._poll_counters),
+                          hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
+                          hub.spawn(self._check_safety)]
         self.threads.extend(self._services)
+
+    def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
+        """Run a service loop for ever: an unexpected error is reported and the loop restarted."""
+        while True:
+            try:
+                loop()
+            except Exception as error:  # noqa: BLE001  (counted and logged rate-limited)
+                self.errors.report(name, error)
+                hub.sleep(1)
+
+    def _extra_status(self) -> dict[str, Any]:
+        return {"link_states": self.links.listing(),
+                "switch_safety": {f"{dpid:#x}": [f.line() for f in findings]
+                                  for dpid, findings in sorted(self.safety.items()) if findings}}
+
+    def _check_safety(self) -> None:
+        """OVSDB settings of the switches (in-band control, fail mode, protocols): unsafe is a loud error."""
+        check = self.settings.safety_check if self.settings else None
+        if check is None:
+            return
+        reported: set[str] = set()
+        while True:
+            try:
+                findings = tpool.execute(check)
+                self.safety = {dpid: items for dpid, items in findings.items() if dpid in self.enforcer.switches}
+                findings = self.safety
+                for items in findings.values():
+                    for finding in items:
+                        line = finding.line()
+                        if finding.severity == "error" and line not in reported:
+                            reported.add(line)
+                            log.error("UNSAFE SWITCH SETTING: %s", line)
+            except Exception as error:  # noqa: BLE001
+                self.errors.report("switch-safety", error)
+            hub.sleep(SAFETY_PERIOD)
+
+    def _packet_out(self, dpid: int, port: int, data: bytes) -> bool:
+        state = self.enforcer.switches.get(dpid)
+        datapath = getattr(getattr(state, "channel", None), "datapath", None)
+        if datapath is None:
+            return False
+        return bool(datapath.send_msg(packet_out(datapath, port, data)))
+
+    def _link_up(self, link: Link) -> None:
+        if self.enforcer.link_up(link):
+            self.metrics.topology_changes.labels("link-up").inc()
+            self._wake()
+
+    def _link_down(self, link: Link) -> None:
+        if self.enforcer.link_down(link):
+            self.metrics.topology_changes.labels("link-down").inc()
+            self._wake()
+
+    def _link_pending(self, pending: PendingLink) -> None:
+        self.metrics.topology_changes.labels("link-pending").inc()
+        self._event(f"link:{pending.link}", {"verdict": "pending", "kind": "link",
+                                             "reason": f"LLDP crossed an undeclared link ({pending.reason}); it is "
+                                                       "not used until declared or approved",
+                                             "a": f"{pending.link.a.dpid:#x}:{pending.link.a.port}",
+                                             "b": f"{pending.link.b.dpid:#x}:{pending.link.b.port}"})
+
+    def _links_changed(self, declared: frozenset[Link]) -> None:
+        self.enforcer.declare_links(declared)
+        self._wake()
 
     def stop(self) -> None:
         # Our services loop forever; os-ken's stop joins every thread of the app, so without
@@ -139,7 +225,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     def _read_counters(self, datapath: Any, table: str) -> dict[int, tuple[int, int]] | None:
         ofproto, parser = datapath.ofproto, datapath.ofproto_parser
-        bodies = self.request(datapath, parser.OFPFlowStatsRequest(
+        bodies = self.requests.request(datapath, parser.OFPFlowStatsRequest(
             datapath, 0, TABLE_IDS[table], ofproto.OFPP_ANY, ofproto.OFPG_ANY, COOKIE_PREFIX,
             COOKIE_PREFIX_MASK, parser.OFPMatch()))
         if bodies is None:
@@ -174,7 +260,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.status.policy_version = version
         if self.control.last_apply:
             self.metrics.apply_seconds.observe(self.control.last_apply["seconds"])
-        self.status.write(self.enforcer, self.packet_ins, self.control)
+        self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
 
     def _serve_api(self) -> None:
         import eventlet.wsgi  # noqa: PLC0415  (the eventlet hub is in force: see hub_compat)
@@ -182,7 +268,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         settings = self.settings
         assert settings is not None
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
-                                                         self.control), settings.api_token, self.metrics.exposition)
+                                                         self.control, self._extra_status()), settings.api_token,
+                         self.metrics.exposition, self.links)
         listener = hub.listen((settings.api_host, settings.api_port))
         log.info("control API on http://%s:%d (token %s)", settings.api_host, settings.api_port,
                  "required" if settings.api_token else "not configured: local callers only")
@@ -208,7 +295,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _wake(self) -> None:
         self._dirty.set()
 
-    def _worker(self) -> None:
+    def _worker(self) -> None:  # noqa: C901
         last_full = hub_time()
         while True:
             woken = self._dirty.wait(timeout=STATUS_PERIOD)
@@ -230,209 +317,108 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     log.exception("reconcile failed; will retry")
                     hub.sleep(1)
                     self._wake()
-            self.status.write(self.enforcer, self.packet_ins, self.control)
+            self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
 
-    def barrier(self, datapath: Any, xids: set[int]) -> list[str]:
-        """Send a barrier and wait for its reply; return the errors the switch sent for `xids`."""
-        request = datapath.ofproto_parser.OFPBarrierRequest(datapath)
-        datapath.set_xid(request)
-        done = hub.Event()
-        self._barriers[(datapath.id, request.xid)] = done
-        try:
-            if not datapath.send_msg(request) or not done.wait(timeout=BARRIER_TIMEOUT):
-                return [f"no barrier reply within {BARRIER_TIMEOUT:.0f} s"]
-        finally:
-            self._barriers.pop((datapath.id, request.xid), None)
-        return [self._errors.pop((datapath.id, xid)) for xid in sorted(xids) if (datapath.id, xid) in self._errors]
-
-    def request(self, datapath: Any, message: Any) -> list[Any] | None:
-        """Send a multipart request and return its reply bodies, or None if none came in time."""
-        datapath.set_xid(message)
-        done = hub.Event()
-        bodies: list[Any] = []
-        self._pending[(datapath.id, message.xid)] = (done, bodies)
-        try:
-            if not datapath.send_msg(message) or not done.wait(timeout=REQUEST_TIMEOUT):
-                return None
-        finally:
-            self._pending.pop((datapath.id, message.xid), None)
-        return bodies
-
-    def call(self, datapath: Any, message: Any) -> tuple[Any | None, str | None]:
-        """Send a message that the switch answers with one reply or one error: (reply, error text)."""
-        datapath.set_xid(message)
-        done = hub.Event()
-        box: list[Any] = []
-        self._calls[(datapath.id, message.xid)] = (done, box)
-        try:
-            if not datapath.send_msg(message) or not done.wait(timeout=REQUEST_TIMEOUT):
-                return None, f"no answer to {type(message).__name__} within {REQUEST_TIMEOUT:.0f} s"
-        finally:
-            self._calls.pop((datapath.id, message.xid), None)
-        kind, value = box[0]
-        return (value, None) if kind == "reply" else (None, value)
-
+    # -- OpenFlow events: translated, never decided here ------------------------------------
     @set_ev_cls(ofp_event.EventONFBundleCtrlMsg, MAIN_DISPATCHER)
     def _bundle_reply(self, ev: Any) -> None:
-        waiter = self._calls.get((ev.msg.datapath.id, ev.msg.xid))
-        if waiter is not None:
-            waiter[1].append(("reply", ev.msg))
-            waiter[0].set()
+        self.requests.call_reply(ev.msg)
 
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
-                 ofp_event.EventOFPGroupDescStatsReply], MAIN_DISPATCHER)
+                 ofp_event.EventOFPGroupDescStatsReply, ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
     def _stats_reply(self, ev: Any) -> None:
-        msg = ev.msg
-        pending = self._pending.get((msg.datapath.id, msg.xid))
-        if pending is None:
-            return
-        done, bodies = pending
-        bodies.extend(msg.body)
-        if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
-            done.set()
+        self.requests.multipart_reply(ev.msg)
 
-    # -- OpenFlow events ------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev: Any) -> None:
+        self.requests.barrier_reply(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        self.requests.error(ev.msg)
+
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev: Any) -> None:
         datapath = ev.datapath
         if datapath.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
-            self.enforcer.switch_connected(OsKenChannel(datapath, self.request, self.barrier, self.call))
+            self.enforcer.switch_connected(OsKenChannel(datapath, self.requests.request, self.requests.barrier,
+                                                        self.requests.call))
             self.metrics.topology_changes.labels("switch-connected").inc()
+            hub.spawn(self._guarded, "port-description", self._describe_ports, datapath)
         else:
             self.enforcer.switch_disconnected(datapath.id)
+            self.discovery.switch_disconnected(datapath.id)
             self.metrics.counters.forget(datapath.id)
             self.metrics.topology_changes.labels("switch-disconnected").inc()
         self._wake()
 
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
-    def _barrier_reply(self, ev: Any) -> None:
-        waiter = self._barriers.get((ev.msg.datapath.id, ev.msg.xid))
-        if waiter is not None:
-            waiter.set()
-
-    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
-    def _error(self, ev: Any) -> None:
-        msg = ev.msg
-        text = f"OpenFlow error type {msg.type} code {getattr(msg, 'code', '-')} on xid {msg.xid}"
-        waiter = self._calls.get((msg.datapath.id, msg.xid))
-        if waiter is not None:
-            waiter[1].append(("error", text))
-            waiter[0].set()
+    def _describe_ports(self, datapath: Any) -> None:
+        """Ask the switch for its ports (os-ken's own list may still be empty at this point),
+        then send LLDP out of them at once: links come up without waiting for a port event."""
+        parser = datapath.ofproto_parser
+        bodies = self.requests.request(datapath, parser.OFPPortDescStatsRequest(datapath, 0))
+        if bodies is None or self.enforcer.switches.get(datapath.id) is None:
             return
-        self._errors[(msg.datapath.id, msg.xid)] = text
-        log.debug("switch %#x: %s", msg.datapath.id, text)
+        ofproto = datapath.ofproto
+        ports = {p.port_no for p in bodies if p.port_no <= MAX_PORT}
+        down = {p.port_no for p in bodies if p.port_no <= MAX_PORT and (
+            p.state & ofproto.OFPPS_LINK_DOWN or p.config & ofproto.OFPPC_PORT_DOWN)}
+        self.enforcer.ports_described(datapath.id, ports, down)
+        self.discovery.switch_connected(datapath.id)
+        self._wake()
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: Any) -> None:
-        msg = ev.msg
+        self._guarded("port-status", self._on_port_status, ev.msg)
+
+    def _on_port_status(self, msg: Any) -> None:
         ofproto = msg.datapath.ofproto
         where = PortRef(msg.datapath.id, msg.desc.port_no)
+        if where.port > MAX_PORT:
+            return
         down = bool(msg.desc.state & ofproto.OFPPS_LINK_DOWN) or bool(msg.desc.config & ofproto.OFPPC_PORT_DOWN)
         self.metrics.topology_changes.labels("port-down" if down else "port-up").inc()
-        if msg.reason == ofproto.OFPPR_DELETE or down:
-            if self.enforcer.port_down(where):
-                self._wake()
+        if msg.reason == ofproto.OFPPR_DELETE:
+            self.enforcer.port_deleted(where)
+            self.discovery.port_down(where)
+        elif down:
+            self.enforcer.port_down(where)
+            self.discovery.port_down(where)
         else:
             self.enforcer.port_up(where)
+            self.discovery.port_up(where)
+        self._wake()
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:
-        msg = ev.msg
-        frame = packet.Packet(msg.data)
-        eth = frame.get_protocol(ethernet.ethernet)
-        if eth is None:
-            return self._count("malformed")
-        if eth.ethertype == ETH_LLDP:
-            return self._count("lldp")
-        ip = None
-        arp_pkt = frame.get_protocol(arp.arp)
-        ip_pkt = frame.get_protocol(ipv4.ipv4)
-        if arp_pkt is not None:
-            ip = arp_pkt.src_ip
-        elif ip_pkt is not None:
-            ip = ip_pkt.src
-        decision = self.enforcer.frame_sampled(Sighting(PortRef(msg.datapath.id, msg.match["in_port"]), eth.src, ip))
-        self._count(decision.kind)
-        if decision.kind == "bind":
+        self._guarded("packet-in", self._on_packet_in, ev.msg)
+
+    def _on_packet_in(self, msg: Any) -> None:
+        where = PortRef(msg.datapath.id, int(msg.match.get("in_port", 0)))
+        outcome = self.samples.handle(where, msg.cookie, bytes(msg.data))
+        self._count(outcome.kind)
+        if outcome.kind == "bind":
             self._wake()
-            return
-        if decision.kind == "denied-sample" and self._policy_allows(frame, eth, decision.asset):
-            self._count("allowed-traffic")  # allowed traffic must never need the controller
-            log.error("allowed traffic reached the controller: %s", frame)
-            return
-        if decision.kind != "ignore":
-            self._event(eth.src, self._verdict_event(msg, frame, eth, decision))
+        elif outcome.event is not None:
+            self._event(outcome.source, outcome.event)
+
+    def _guarded(self, where: str, handler: Callable[..., None], *args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception as error:  # noqa: BLE001  (a hostile frame must not cost a traceback each)
+            self.errors.report(where, error)
 
     def _event(self, source: str, event: dict[str, Any]) -> None:
         event.update(policy=self.enforcer.policy.name, policy_version=self.control.version[:12])
         if self.event_log.emit(source, event):
             self.metrics.events_written.inc()
 
-    def _verdict_event(self, msg: Any, frame: Any, eth: Any, decision: Any) -> dict[str, Any]:
-        policy = self.enforcer.policy
-        ip_pkt = frame.get_protocol(ipv4.ipv4)
-        arp_pkt = frame.get_protocol(arp.arp)
-        source = policy.asset_by_mac(eth.src) if decision.kind != "unknown-device" else None
-        target = (policy.asset_by_ip(arp_pkt.dst_ip) if arp_pkt is not None else policy.asset_by_mac(eth.dst))
-        reasons = {"unknown-device": "unknown device (no asset has this MAC)",
-                   "spoof": "source address does not belong to the asset on this port",
-                   "conflict": "MAC already bound to another port", "pinned-elsewhere": "asset pinned to another port",
-                   "denied-sample": "no conduit allows it"}
-        return {
-            "verdict": "denied", "mode": "enforce", "reason": reasons.get(decision.kind, decision.kind),
-            "switch": f"{msg.datapath.id:#x}", "port": msg.match["in_port"],
-            "src_mac": eth.src, "dst_mac": eth.dst,
-            "src_ip": ip_pkt.src if ip_pkt else (arp_pkt.src_ip if arp_pkt else None),
-            "dst_ip": ip_pkt.dst if ip_pkt else (arp_pkt.dst_ip if arp_pkt else None),
-            "src_asset": source.name if source else "unknown", "src_zone": source.zone if source else "unknown",
-            "dst_asset": target.name if target else "unknown", "dst_zone": target.zone if target else "unknown",
-            "service": packet_of(frame, eth).describe(),
-        }
-
-    def _policy_allows(self, frame: Any, eth: Any, source_name: str | None) -> bool:
-        policy = self.enforcer.policy
-        arp_pkt = frame.get_protocol(arp.arp)
-        destination = (policy.asset_by_ip(arp_pkt.dst_ip) if arp_pkt is not None else policy.asset_by_mac(eth.dst))
-        if source_name is None or destination is None:
-            return False
-        return decide(policy, policy.asset(source_name), destination, packet_of(frame, eth)).delivered
-
     def _count(self, reason: str) -> None:
         self.packet_ins[reason] = self.packet_ins.get(reason, 0) + 1
         self.metrics.packet_ins.labels(reason).inc()
 
-    # -- topology events (LLDP discovery by os_ken.topology.switches) ---------------------
-    @set_ev_cls(topo_event.EventLinkAdd)
-    def _link_add(self, ev: Any) -> None:
-        if self.enforcer.link_seen(*_ends(ev.link)):
-            self.metrics.topology_changes.labels("link-up").inc()
-            self._wake()
-
-    @set_ev_cls(topo_event.EventLinkDelete)
-    def _link_delete(self, ev: Any) -> None:
-        if self.enforcer.link_gone(*_ends(ev.link)):
-            self.metrics.topology_changes.labels("link-down").inc()
-            self._wake()
-
 
 def hub_time() -> float:
     return time.monotonic()
-
-
-def _ends(link: Any) -> tuple[PortRef, PortRef]:
-    return PortRef(link.src.dpid, link.src.port_no), PortRef(link.dst.dpid, link.dst.port_no)
-
-
-def packet_of(frame: Any, eth: Any) -> Packet:
-    """The policy's view of a parsed frame."""
-    ip_pkt = frame.get_protocol(ipv4.ipv4)
-    multicast = bool(int(eth.dst.split(":")[0], 16) & 1)
-    if ip_pkt is None:
-        return Packet(eth.ethertype, multicast=multicast)
-    l4 = frame.get_protocol(tcp.tcp) or frame.get_protocol(udp.udp)
-    icmp_pkt = frame.get_protocol(icmp.icmp)
-    return Packet(eth.ethertype, ip_pkt.proto, getattr(l4, "src_port", 0), getattr(l4, "dst_port", 0),
-                  getattr(l4, "bits", 0) if isinstance(l4, tcp.tcp) else 0,
-                  icmp_pkt.type if icmp_pkt is not None else 0, multicast)

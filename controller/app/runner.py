@@ -1,35 +1,29 @@
-"""`otseg run`: validate the policy, then embed os-ken 4.x and enforce until stopped.
+"""`otseg run`: validate the policy (and topology), then embed os-ken 4.x and enforce until stopped.
 
-os-ken 4.x has no `osken-manager`; we drive its AppManager ourselves. Order matters:
-the hub is selected before os_ken is imported (hub_compat), apps are loaded before the
-configuration is parsed (os_ken.topology.switches registers command-line options when
-imported), and SIGTERM/SIGINT stop the hub cleanly.
+os-ken 4.x has no `osken-manager`; we drive its AppManager ourselves. Order matters: the hub
+is selected before os_ken is imported (hub_compat), and SIGTERM/SIGINT stop the hub cleanly.
+Only our app (and os-ken's OpenFlow handler) is loaded: link discovery is ours
+(controller.app.discovery), so os-ken's `switches` app never parses a frame from a port.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.model import Policy
-from controller.io.files import load_policy_text
+from controller.io.files import load_lab, load_policy_text
+
+LOCAL_OVSDB = "/var/run/openvswitch/db.sock"
 
 APP_MODULE = "controller.app.osken_app"
-# Link liveness: LLDP on each port every 0.5 s; a link silent for 2.5 s is down, checked every
-# 0.5 s: a silent failure is acted on within 3 s, and a busy moment does not fake one.
-LLDP_PERIOD = 0.5
-LINK_TIMEOUT = 2.5
-LINK_CHECK_PERIOD = 0.5
-# os-ken pauses this long after each LLDP it sends (default 50 ms): with 34 switch ports that
-# is 1.7 s per round, so the 0.5 s period was really ~2 s and links expired under load. The
-# switches meter LLDP to the controller anyway (pipeline meter 2).
-LLDP_SEND_GUARD = 0.005
 
 
 @dataclass
@@ -46,6 +40,8 @@ class RunOptions:
     api_token_file: str | None = None
     watch: bool = False
     events: str | None = None
+    topology: str | None = None  # the topology document: its links are the declared trunks
+    ovsdb: str | None = "auto"  # check the switches' OVSDB settings: "auto" (local OVS if present), a db, or None
 
 
 class StartError(Exception):
@@ -84,6 +80,7 @@ def run(options: RunOptions) -> int:
                          "set OTSEG_API_TOKEN, so that only holders of the token can change the policy")
     store = PolicyStore(options.state_dir)
     policy, version, data = starting_policy(options, store)
+    lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
     log_level = options.log_level
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -95,24 +92,22 @@ def run(options: RunOptions) -> int:
     from os_ken import cfg  # noqa: PLC0415
     from os_ken.base.app_manager import AppManager  # noqa: PLC0415
     from os_ken.lib import hub  # noqa: PLC0415
-    from os_ken.topology import switches  # noqa: PLC0415
 
-    from controller.app import link_liveness  # noqa: PLC0415
     from controller.app.osken_app import OtsegApp, Settings  # noqa: PLC0415
 
-    OtsegApp.settings = Settings(policy, version, data, store, options.status_file, options.fast_failover,
-                                 options.api_host, options.api_port, token, options.policy, options.events)
-    switches.Switches.LLDP_SEND_PERIOD_PER_PORT = LLDP_PERIOD
-    switches.Switches.TIMEOUT_CHECK_PERIOD = LINK_CHECK_PERIOD
-    switches.Switches.LINK_TIMEOUT = LINK_TIMEOUT
-    switches.Switches.LLDP_SEND_GUARD = LLDP_SEND_GUARD
-    link_liveness.install(switches.Switches)
+    OtsegApp.settings = Settings(
+        policy, version, data, store, options.status_file, options.fast_failover, options.api_host, options.api_port,
+        token, options.policy, options.events,
+        documented_links=frozenset(lab.links) if lab else frozenset(),
+        known_switches=frozenset(dpid for _, dpid in lab.switches) if lab else None,
+        switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log))
+    if lab is None:
+        log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
+                    "until approved (`otseg links approve`)")
     manager = AppManager.get_instance()
     manager.load_apps([APP_MODULE])
-    cfg.CONF(args=["--ofp-listen-host", options.ofp_host, "--ofp-tcp-listen-port", str(options.ofp_port),
-                   "--observe-links"], project="os_ken")
-    cfg.CONF.set_override("install_lldp_flow", False)  # ours is metered (table 0, priority 1000)
-    cfg.CONF.set_override("explicit_drop", False)
+    cfg.CONF(args=["--ofp-listen-host", options.ofp_host, "--ofp-tcp-listen-port", str(options.ofp_port)],
+             project="os_ken")
     modes = policy_modes(policy)
     log.info("otseg enforcing policy %r version %s (mode %s; zones in monitor: %s; conduits in monitor: %s) "
              "on %s:%d, hub %s", policy.name, short(version), policy.mode,
@@ -139,18 +134,26 @@ def run(options: RunOptions) -> int:
             hub.sleep(0.2)
         log.info("stopping on %s; switches keep enforcing their tables (fail-mode secure)", stopping[0])
     finally:
-        # os-ken stops an app by joining its threads before closing it, and the LLDP loop of
-        # os_ken.topology.switches only sees is_active between waits, which are endless while
-        # no port needs LLDP: wake it first, or a SIGTERM leaves the process hanging.
-        for running in list(manager.applications.values()):
-            if hasattr(running, "lldp_event"):
-                running.is_active = False
-                running.lldp_event.set()
-                running.link_event.set()
         manager.close()
         for thread in services:
             thread.kill()
     return 0
+
+
+def safety_check(ovsdb: str | None, log: logging.Logger) -> Callable[[], dict[int, list[Any]]] | None:
+    """A reader of the switches' OVSDB settings, or None where there is no OVSDB to read."""
+    from controller.app.switch_config import check_switches, read_bridges  # noqa: PLC0415
+
+    if ovsdb is None or ovsdb == "none":
+        return None
+    if ovsdb == "auto":
+        if not Path(LOCAL_OVSDB).exists() or shutil.which("ovs-vsctl") is None:
+            log.info("no local Open vSwitch database: switch settings are not checked (run `otseg doctor` on "
+                     "each switch host, or give --ovsdb)")
+            return None
+        ovsdb = f"unix:{LOCAL_OVSDB}"
+    db = ovsdb
+    return lambda: check_switches(read_bridges(db=db))
 
 
 def _watch(path: str, app: Any) -> None:

@@ -29,7 +29,7 @@ def policy_modes(policy: Policy) -> dict[str, object]:
 
 
 def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, int],
-             control: "ControlPlane | None" = None) -> dict[str, Any]:
+             control: "ControlPlane | None" = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     policy = enforcer.policy
     located = enforcer.bindings()
     report = enforcer.last_report
@@ -54,6 +54,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
             "plans": {f"{d:#x}": p for d, p in report.plans.items()}, "errors": report.errors,
         },
         "last_policy_apply": None if control is None else control.last_apply,
+        **(extra or {}),
     }
 
 
@@ -62,10 +63,11 @@ class StatusWriter:
         self.path = path
         self.policy_version = policy_version
 
-    def write(self, enforcer: "Enforcer", packet_ins: dict[str, int], control: "ControlPlane | None" = None) -> None:
+    def write(self, enforcer: "Enforcer", packet_ins: dict[str, int], control: "ControlPlane | None" = None,
+              extra: dict[str, Any] | None = None) -> None:
         if not self.path:
             return
-        data = json.dumps(snapshot(enforcer, self.policy_version, packet_ins, control), indent=2)
+        data = json.dumps(snapshot(enforcer, self.policy_version, packet_ins, control, extra), indent=2)
         directory = os.path.dirname(os.path.abspath(self.path))
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".status-")
         with os.fdopen(handle, "w") as stream:

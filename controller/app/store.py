@@ -73,6 +73,10 @@ class PolicyStore:
             return []
         return [json.loads(line) for line in lines if line.strip()]
 
+    def write(self, name: str, data: bytes) -> None:
+        """Write a file of the state directory atomically."""
+        self._write(self.root / name, data)
+
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from controller.core.model import Conduit, Endpoint, Intra, Mode, Policy, ServiceMatch
+from controller.core.model import EPHEMERAL_CLIENTS, Conduit, Endpoint, Intra, Mode, Policy, ServiceMatch
 
 Kind = Literal["service", "arp", "any"]
 Direction = Literal["forward", "reply"]
@@ -80,3 +80,22 @@ def is_l2_multicast(relation: Relation) -> bool:
     """Relations whose multicast frames are delivered along a tree to the destination members."""
     return (relation.kind == "service" and relation.match is not None
             and relation.match.protocol == "ethertype" and relation.direction == "forward")
+
+
+def direction_warnings(policy: Policy) -> list[str]:
+    """Conduits whose direction cannot be told from headers: a UDP service whose port is also
+    one of its client ports (NTP 123 to 123, BACnet 47808 to 47808). A datagram between two
+    such ports may be a request or a reply, so the responder can send to the initiator's own
+    service port. TCP is not affected: a responder cannot open a connection (no SYN without ACK)."""
+    warnings: list[str] = []
+    for conduit in policy.conduits:
+        if conduit.bidirectional:
+            continue
+        for name in conduit.services:
+            for match in policy.service(name).matches:
+                if match.protocol == "udp" and match.clients != EPHEMERAL_CLIENTS and match.ambiguous_direction:
+                    warnings.append(
+                        f"conduit {conduit.name!r}: {name} ({match.describe()} from client ports "
+                        f"{match.describe_clients()}): direction cannot be told from headers, so the "
+                        f"responder may also send to the initiator's own {match.describe()} service")
+    return warnings

@@ -16,7 +16,14 @@ from controller.core.flows import (
 from controller.core.pipeline import TABLE_IDS, TABLES
 
 
+_FRAG_NAMES = {(0, 2): "not_later", (2, 2): "later", (0, 1): "no", (1, 1): "yes", (1, 3): "first"}
+
+
 def format_field(item: Field) -> str:
+    if item.name == "ip_frag":
+        return f"ip_frag={_FRAG_NAMES.get((item.value, item.mask), item.value)}"  # type: ignore[arg-type]
+    if item.name == "vlan_vid" and item.value == 0 and item.mask is None:
+        return "vlan_tci=0x0000/0x1fff"  # untagged only
     value = f"0x{item.value:x}" if item.name in ("metadata", "eth_type", "tcp_flags") else str(item.value)
     if item.mask is None:
         return f"{item.name}={value}"

@@ -50,7 +50,7 @@ def run_lab(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     controller = None
     if args.start_controller:
-        controller = ControllerProcess(policy_path, workdir, args.controller_port)
+        controller = ControllerProcess(policy_path, workdir, args.controller_port, topology=str(args.topology))
         controller.start()
         controller.wait_listening()
         status = controller.status

@@ -78,6 +78,9 @@ class Lab:
         self.net = net
         net.build()
         net.start()
+        for name, _ in self.lab.switches:  # exactly the switch setup docs/operations.md gives an operator
+            subprocess.run(["ovs-vsctl", "set", "bridge", self.switch_node(name), "other-config:disable-in-band=true",
+                            "fail_mode=secure", "protocols=OpenFlow13"], check=True)
         for switch in net.switches:  # the root-namespace ends of switch ports must stay silent
             for intf in switch.intfList():
                 if intf.name != "lo":

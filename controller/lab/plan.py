@@ -14,6 +14,9 @@ from itertools import count
 from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 
 from controller.core.model import Asset, Policy, ServiceMatch
+from controller.core.topology import PortRef
+from controller.lab.attacks import containment_attacks
+from controller.lab.craft import frame_bytes
 from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, decide
 from controller.lab.network import LabHostInfo
 
@@ -59,8 +62,9 @@ class ProbePlan:
 
 
 class Planner:
-    def __init__(self, policy: Policy, hosts: list[LabHostInfo]) -> None:
+    def __init__(self, policy: Policy, hosts: list[LabHostInfo], located: dict[str, PortRef] | None = None) -> None:
         self.policy = policy
+        self.located = located or {}
         self.hosts = {h.name: h for h in hosts}
         self.assets = [policy.asset(h.name) for h in hosts if h.asset]
         self.rogues = [h for h in hosts if not h.asset]
@@ -74,6 +78,10 @@ class Planner:
                     self._pair(src, dst)
             self._multicast(src)
         self._attacks()
+        for attack in containment_attacks(self.policy, self.located):
+            payload = self._token_payload()
+            self._add_raw(attack.source, "attack", attack.label, (frame_bytes(attack.frame, payload[0]), payload[1]),
+                          set(attack.expected))
         return self.plan
 
     def _id(self) -> str:

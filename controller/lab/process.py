@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 class ControllerProcess:
     def __init__(self, policy: str, workdir: str | Path, port: int = 6653, extra_args: tuple[str, ...] = (),
-                 api_port: int = 8181) -> None:
+                 api_port: int = 8181, topology: str | None = None) -> None:
         self.policy = policy
+        self.topology = topology
         self.extra_args = extra_args
         self.api_port = api_port
         self.port = port
@@ -44,7 +45,8 @@ class ControllerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
              "--status-file", str(self.status_file), "--state-dir", str(self.workdir / "state"),
-             "--api-port", str(self.api_port), "--events", str(self.workdir / "events.jsonl"), *self.extra_args],
+             "--api-port", str(self.api_port), "--events", str(self.workdir / "events.jsonl"),
+             *(("--topology", self.topology) if self.topology else ()), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
     def wait_listening(self, timeout: float = 30.0) -> None:

@@ -81,7 +81,7 @@ def _attack_kind(label: str) -> str:
                    "unknown host ARPs"):
         if label.startswith(prefix):
             return prefix
-    return label
+    return label.split(":", 1)[0]
 
 
 def _show(value: object) -> str:

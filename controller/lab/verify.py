@@ -96,7 +96,8 @@ class Verifier:
     def run(self, select: Callable[[Probe], bool] | None = None) -> Outcome:
         """Run the probe plan (or the probes `select` keeps) and fill in what was observed."""
         start = time.monotonic()
-        plan = Planner(self.policy, list(self.lab.hosts.values())).build()
+        located = {h.name: h.where for h in self.lab.lab.hosts if self.lab.hosts[h.name].asset}
+        plan = Planner(self.policy, list(self.lab.hosts.values()), located).build()
         if select is not None:
             plan.probes = [p for p in plan.probes if select(p)]
         self.start_agents(plan.listen_tcp, plan.listen_udp)

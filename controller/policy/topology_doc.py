@@ -167,6 +167,12 @@ def check_against_policy(lab: LabNetwork, policy: Policy, file: str) -> None:
     """Every lab host is a policy asset or brings its own MAC; raises DocumentError otherwise."""
     collector = Collector(file)
     names = {a.name for a in policy.assets}
+    trunks = lab.trunk_ports
+    for asset in policy.assets:
+        if asset.location and PortRef(asset.location.dpid, asset.location.port) in trunks:
+            collector.error(Mark(1, 1), f"asset {asset.name!r}",
+                            f"is pinned to port {asset.location.port} of dpid {asset.location.dpid}, which a link "
+                            "of this topology declares as a trunk", "pin it to an edge port, or fix the link")
     for host in lab.hosts:
         if host.name not in names and host.mac is None:
             collector.error(host.mark, f"host {host.name!r}",

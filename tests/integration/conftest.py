@@ -62,8 +62,9 @@ class Scenario:
     def __init__(self, topology: str, policy: str, workdir: Path) -> None:
         self.policy_path = str(ROOT / "policies" / policy) if "/" not in policy else policy
         self.policy = load_policy(self.policy_path)
-        self.description = load_lab(ROOT / "topologies" / topology, self.policy)
-        self.controller = ControllerProcess(self.policy_path, workdir)
+        self.topology_path = str(ROOT / "topologies" / topology)
+        self.description = load_lab(self.topology_path, self.policy)
+        self.controller = ControllerProcess(self.policy_path, workdir, topology=self.topology_path)
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 
@@ -83,7 +84,9 @@ class Scenario:
         """The compiler's tables for the lab with `down` links cut and `moved` assets elsewhere."""
         full = self.description.to_topology(self.policy)
         attachments = dict(full.attachments) | (moved or {})
-        topology = Topology(full.switches, full.links - down, tuple(sorted(attachments.items())))
+        ports = full.ports | frozenset((moved or {}).values())  # a replugged device's new port exists too
+        topology = Topology(full.switches, full.links - down, tuple(sorted(attachments.items())), ports,
+                            full.declared_trunks)
         return compile_tables(self.policy, topology)
 
     def link(self, a: str, b: str) -> Link:

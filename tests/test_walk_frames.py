@@ -1,0 +1,247 @@
+"""Hypothesis builds attacker frames by itself; the walked tables must equal the reference.
+
+Unlike `tests.walk.Matrix`'s hand-written probes, the frames here are drawn field by field
+from what an attacker on a host port (or on a free port) can send: its own or another
+asset's or an unknown MAC, any asset's MAC / broadcast / a group MAC as destination, VLAN and
+QinQ tags, IPv4/ARP/the policy's ethertypes/any ethertype, addresses of assets, a foreign
+one and a directed broadcast, ports from the policy's services and client ranges plus a few
+classic targets, TCP flags, ICMP types and fragments. Each field prefers the consistent value
+(the sender's own address, the addressed asset's own IP) so that frames often get deep into
+the pipeline, where a wrong field is the only reason for a drop.
+
+The second half runs the same search against deliberately broken tables (mutations from
+`tests.test_mutations`) and requires hypothesis alone, deterministically, to find a frame
+that exposes each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import pytest
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
+
+from controller.core.frames import Frame
+from controller.core.model import EPHEMERAL_CLIENTS, Asset, Endpoint, Intra, Policy, ServiceMatch
+from controller.core.reference import judge
+from controller.core.topology import PortRef
+from tests.conftest import EXAMPLES, load_example
+from tests.test_mutations import MUTATIONS, free_port
+from tests.walk import BROADCAST, DIRECTED_BROADCAST, EPHEMERAL, FOREIGN_IP, GROUP_MAC, UNKNOWN_MAC, Matrix
+
+ETH_IPV4, ETH_ARP = 0x0800, 0x0806
+TAGS: tuple[tuple[tuple[int, int], ...], ...] = (
+    (), ((0x8100, 0x0000),), ((0x8100, 0xE064),), ((0x88A8, 0x0000), (0x8100, 0x0000)), ((0x9100, 0x0000),))
+CLASSIC_PORTS = (22, 161, 1023, 1024, 3389, 40000)
+TCP_FLAGS = (0x002, 0x010, 0x012, 0x018, 0x001, 0x000)  # SYN, ACK, SYN|ACK, PSH|ACK, FIN, none
+ICMP_TYPES = (0, 3, 8, 11)
+IP_PROTOS = (1, 6, 17, 47)
+ZERO_MAC = "00:00:00:00:00:00"
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17}
+
+
+@dataclass(frozen=True)
+class Link:
+    """`peer` may talk with the sender over `match` (None: anything), the sender as `role`."""
+
+    peer: str
+    match: ServiceMatch | None
+    role: str  # "initiator" | "responder" | "any"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the strategy draws from, for one example policy on its lab."""
+
+    name: str
+    matrix: Matrix
+    assets: tuple[Asset, ...]  # the located ones
+    free_port: PortRef
+    ethertypes: tuple[int, ...]
+    ports: tuple[int, ...]
+    links: dict[str, tuple[Link, ...]]  # by sender: read from the conduits, only to aim the frames
+
+
+def _links(policy: Policy) -> dict[str, tuple[Link, ...]]:
+    found: dict[str, set[Link]] = {a.name: set() for a in policy.assets}
+
+    def add(initiators: tuple[Endpoint, ...], responders: tuple[Endpoint, ...], matches: list[ServiceMatch]) -> None:
+        for i in (a for e in initiators for a in policy.members(e)):
+            for r in (a for e in responders for a in policy.members(e)):
+                if i.name != r.name:
+                    for match in matches:
+                        found[i.name].add(Link(r.name, match, "initiator"))
+                        found[r.name].add(Link(i.name, match, "responder"))
+
+    for conduit in policy.conduits:
+        matches = [m for name in conduit.services for m in policy.service(name).matches]
+        add(conduit.sources, conduit.destinations, matches)
+        if conduit.bidirectional:
+            add(conduit.destinations, conduit.sources, matches)
+    for zone in policy.zones:
+        zone_end = (Endpoint("zone", zone.name),)
+        if zone.intra is Intra.SERVICES:
+            add(zone_end, zone_end, [m for name in zone.intra_services for m in policy.service(name).matches])
+        elif zone.intra is Intra.ALLOW:
+            for a in policy.members(zone_end[0]):
+                found[a.name] |= {Link(b.name, None, "any") for b in policy.members(zone_end[0]) if b != a}
+    return {name: tuple(sorted(links, key=str)) for name, links in found.items()}
+
+
+@lru_cache(maxsize=None)
+def scene(pair: tuple[str, str]) -> Scene:
+    policy, topology = load_example(*pair)
+    matrix = Matrix(policy, topology)
+    assets = tuple(policy.asset(n) for n in sorted(matrix.located))
+    matches = [m for s in policy.services for m in s.matches]
+    ethertypes = sorted({m.low for m in matches if m.protocol == "ethertype"})
+    ports: set[int] = set(CLASSIC_PORTS)
+    for match in matches:
+        if match.has_ports:
+            ports |= {match.low, match.high}
+            ports |= {p for low, high in match.clients for p in (low, high) if high - low < 100}
+    return Scene(pair[0].removesuffix(".yaml"), matrix, assets, free_port(topology, matrix), tuple(ethertypes),
+                 tuple(sorted(ports)), _links(policy))
+
+
+def _altered(draw: st.DrawFn) -> bool:
+    """About one field in four is altered (and shrinking goes back to the unaltered value)."""
+    return draw(st.integers(0, 3)) == 3
+
+
+def _prefer(draw: st.DrawFn, preferred: object, pool: list[object] | tuple[object, ...]) -> object:
+    """The preferred value, unless altered to any of the pool (or no preference)."""
+    if preferred is None:
+        return draw(st.sampled_from(pool))
+    return draw(st.sampled_from([preferred, *pool])) if _altered(draw) else preferred
+
+
+def _client_port(match: ServiceMatch) -> int:
+    return EPHEMERAL if match.clients == EPHEMERAL_CLIENTS else match.clients[0][0]
+
+
+@st.composite
+def attacker_frames(draw: st.DrawFn, sc: Scene) -> tuple[PortRef, Frame, str, str, str]:
+    """(ingress, frame, label, source, target): the arguments of `Matrix.check`.
+
+    The sender is an asset at its own port or someone at a free port impersonating one; the
+    frame is usually aimed at one of the claimed asset's policy peers over one of their
+    services (as a request or as a reply), and every field may be replaced by any value of
+    its pool."""
+    sender: Asset | None = draw(st.sampled_from([*sc.assets, None]))
+    where = sc.matrix.located[sender.name] if sender else sc.free_port
+    claimed: Asset = sender or draw(st.sampled_from(sc.assets))  # whom a frame from the free port impersonates
+    links = [ln for ln in sc.links[claimed.name] if ln.peer in sc.matrix.located]
+    link: Link | None = draw(st.sampled_from(links)) if links and not _altered(draw) else None
+    peer: Asset = sc.matrix.policy.asset(link.peer) if link else draw(st.sampled_from(sc.assets))
+    match = link.match if link else None
+    macs = [a.mac for a in sc.assets]
+    ips = [a.ip for a in sc.assets if a.ip] + [FOREIGN_IP, DIRECTED_BROADCAST]
+    eth_src = _prefer(draw, claimed.mac, [*macs, UNKNOWN_MAC])
+    eth_dst = _prefer(draw, peer.mac, [*macs, BROADCAST, GROUP_MAC])
+    tags = draw(st.sampled_from(TAGS)) if _altered(draw) else ()
+    aimed = None if match is None else {"ethertype": "ethertype"}.get(match.protocol, "ipv4")
+    kind = _prefer(draw, aimed, ["ipv4", "ipv4", "arp", "ethertype", "random"])
+    if kind == "ipv4":
+        ipv4_src = _prefer(draw, claimed.ip, ips)
+        ipv4_dst = _prefer(draw, peer.ip, ips)
+        proto = _prefer(draw, None if match is None else PROTOCOL_NUMBERS.get(match.protocol), IP_PROTOS)
+        fragment = draw(st.sampled_from(["no", "no", "first", "later"]))
+        sent = Frame(eth_dst, eth_src, tags, ETH_IPV4, ipv4_src=ipv4_src, ipv4_dst=ipv4_dst,  # type: ignore[arg-type]
+                     ip_proto=proto, ip_frag=fragment)  # type: ignore[arg-type]
+        if fragment != "later" and proto in (6, 17):
+            service = client = None
+            if match is not None and match.has_ports:
+                service, client = draw(st.sampled_from(sorted({match.low, match.high}))), _client_port(match)
+            src_port, dst_port = (client, service) if link and link.role == "initiator" else (service, client)
+            src_port, dst_port = _prefer(draw, src_port, sc.ports), _prefer(draw, dst_port, sc.ports)
+            if proto == 6:
+                sent = replace(sent, tcp_src=src_port, tcp_dst=dst_port, tcp_flags=draw(st.sampled_from(TCP_FLAGS)))
+            else:
+                sent = replace(sent, udp_src=src_port, udp_dst=dst_port)
+        elif fragment != "later" and proto == 1:
+            echo = None if link is None or match is None or match.protocol != "icmp" else (
+                8 if link.role == "initiator" else 0)
+            sent = replace(sent, icmp_type=_prefer(draw, echo, ICMP_TYPES), icmp_code=0)
+    elif kind == "arp":
+        sent = Frame(eth_dst, eth_src, tags, ETH_ARP, arp_op=draw(st.sampled_from([1, 2])),
+                     arp_sha=_prefer(draw, claimed.mac, macs),  # type: ignore[arg-type]
+                     arp_spa=_prefer(draw, claimed.ip, ips),  # type: ignore[arg-type]
+                     arp_tha=draw(st.sampled_from([ZERO_MAC, peer.mac])),
+                     arp_tpa=_prefer(draw, peer.ip, ips))  # type: ignore[arg-type]
+    elif kind == "ethertype":
+        aimed_type = match.low if match is not None and match.protocol == "ethertype" else None
+        sent = Frame(eth_dst, eth_src, tags, _prefer(draw, aimed_type, sc.ethertypes or (0x9000,)))  # type: ignore[arg-type]
+    else:
+        sent = Frame(eth_dst, eth_src, tags, draw(st.integers(0x0600, 0xFFFF)))  # type: ignore[arg-type]
+    source = sender.name if sender else "free port"
+    return where, sent, _describe(sent), source, sent.eth_dst
+
+
+def _describe(sent: Frame) -> str:
+    shown = {k: v for k, v in vars(sent).items() if v not in (None, (), "", "no")}
+    return ", ".join(f"{k}={hex(v) if k in ('eth_type', 'tcp_flags') else v}" for k, v in shown.items())
+
+
+IDS = [pair[0].removesuffix(".yaml") for pair in EXAMPLES]
+
+
+@pytest.mark.parametrize("pair", EXAMPLES, ids=IDS)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_attacker_frames_walk_as_the_reference_says(pair: tuple[str, str], data: st.DataObject) -> None:
+    sc = scene(pair)
+    where, sent, label, source, target = data.draw(attacker_frames(sc), label="frame")
+    mismatch = sc.matrix.check(where, sent, label, source, target)
+    assert mismatch is None, f"{mismatch}\nsent from {where}: {sent}"
+
+
+def test_the_strategy_reaches_deep_into_the_pipeline() -> None:
+    """Not only drops: a good share of drawn frames must be delivered by the reference, and
+    every kind of verdict reason must appear, or the search above proves little."""
+    sc = scene(EXAMPLES[1])
+    reasons: set[str] = set()
+    delivered = 0
+    seen = 0
+
+    def record(args: tuple[PortRef, Frame, str, str, str]) -> bool:
+        nonlocal delivered, seen
+        where, sent = args[0], args[1]
+        verdict = judge(sc.matrix.policy, sc.matrix.located, where, sent)
+        reasons.add(verdict.reason.split(" ")[0])
+        delivered += verdict.delivered
+        seen += 1
+        return False
+
+    with pytest.raises(NoSuchExample):  # the condition never holds: find() only samples
+        find(attacker_frames(sc), record, settings=settings(max_examples=300, derandomize=True, database=None,
+                                                            phases=[Phase.generate]))
+    assert seen >= 300 and delivered >= seen // 20, (delivered, seen)
+    assert len(reasons) >= 8, reasons
+
+
+SEARCH = settings(max_examples=3000, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+# (mutation, example): the search must expose each of these without any hand-written probe.
+FOUND_BY_SEARCH = [
+    ("checked_ipv4_loses_ipv4_dst", "linear.yaml"),
+    ("reply_rules_lose_client_port", "linear.yaml"),
+]
+
+
+@pytest.mark.parametrize(("mutation", "policy_file"), FOUND_BY_SEARCH, ids=[m for m, _ in FOUND_BY_SEARCH])
+def test_the_search_alone_finds_the_mutation(mutation: str, policy_file: str) -> None:
+    pair = next(p for p in EXAMPLES if p[0] == policy_file)
+    sc = scene(pair)
+    mutated = Matrix(sc.matrix.policy, sc.matrix.topology, tables=MUTATIONS[mutation][0](sc.matrix.tables))
+
+    def exposes(args: tuple[PortRef, Frame, str, str, str]) -> bool:
+        return mutated.check(*args) is not None
+
+    found = find(attacker_frames(sc), exposes, settings=SEARCH)
+    where, sent = found[0], found[1]
+    assert sc.matrix.check(*found) is None, "the unmutated tables handle the found frame as the reference does"
+    print(f"{mutation}: {mutated.check(*found)}\n  sent from {where}: {sent}")
