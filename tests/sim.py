@@ -28,7 +28,7 @@ OVS_VLAN_TPIDS = (0x8100, 0x88A8)  # what Open vSwitch parses as a VLAN header (
 
 
 def ovs_key(frame: Frame) -> Headers:
-    """The match fields Open vSwitch 3.1 extracts from `frame` (vlan-limit=1, frag handling normal).
+    """The match fields Open vSwitch 3.1 extracts from `frame` (vlan-limit=1, frag handling nx-match, which otseg sets).
 
     Modelled on the switch, not on otseg: one VLAN header (802.1Q or 802.1ad) is parsed, so
     behind a second tag the ethertype is that tag's TPID and no IP field is visible; 0x9100 is

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import pytest
-from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import HealthCheck, Phase, find, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
@@ -140,11 +140,15 @@ def attacker_frames(draw: st.DrawFn, sc: Scene) -> tuple[PortRef, Frame, str, st
     match = link.match if link else None
     macs = [a.mac for a in sc.assets]
     ips = [a.ip for a in sc.assets if a.ip] + [FOREIGN_IP, DIRECTED_BROADCAST]
-    eth_src = _prefer(draw, claimed.mac, [*macs, UNKNOWN_MAC])
-    eth_dst = _prefer(draw, peer.mac, [*macs, BROADCAST, GROUP_MAC])
-    tags = draw(st.sampled_from(TAGS)) if _altered(draw) else ()
-    aimed = None if match is None else {"ethertype": "ethertype"}.get(match.protocol, "ipv4")
+    aimed = None
+    if match is not None:  # an L2 service, or an IP one (whose peers resolve each other by ARP)
+        aimed = "ethertype" if match.protocol == "ethertype" else draw(st.sampled_from(["ipv4", "ipv4", "arp"]))
     kind = _prefer(draw, aimed, ["ipv4", "ipv4", "arp", "ethertype", "random"])
+    # ARP requests are broadcast, L2 services mostly sent to a group address.
+    aimed_dst = {"arp": [BROADCAST, peer.mac], "ethertype": [GROUP_MAC, peer.mac]}.get(kind, [peer.mac])
+    eth_src = _prefer(draw, claimed.mac, [*macs, UNKNOWN_MAC])
+    eth_dst = _prefer(draw, draw(st.sampled_from(aimed_dst)), [*macs, BROADCAST, GROUP_MAC])
+    tags = draw(st.sampled_from(TAGS)) if _altered(draw) else ()
     if kind == "ipv4":
         ipv4_src = _prefer(draw, claimed.ip, ips)
         ipv4_dst = _prefer(draw, peer.ip, ips)
@@ -167,10 +171,10 @@ def attacker_frames(draw: st.DrawFn, sc: Scene) -> tuple[PortRef, Frame, str, st
                 8 if link.role == "initiator" else 0)
             sent = replace(sent, icmp_type=_prefer(draw, echo, ICMP_TYPES), icmp_code=0)
     elif kind == "arp":
-        sent = Frame(eth_dst, eth_src, tags, ETH_ARP, arp_op=draw(st.sampled_from([1, 2])),
+        sent = Frame(eth_dst, eth_src, tags, ETH_ARP, arp_op=_prefer(draw, 1 if eth_dst == BROADCAST else 2, [1, 2]),
                      arp_sha=_prefer(draw, claimed.mac, macs),  # type: ignore[arg-type]
                      arp_spa=_prefer(draw, claimed.ip, ips),  # type: ignore[arg-type]
-                     arp_tha=draw(st.sampled_from([ZERO_MAC, peer.mac])),
+                     arp_tha=_prefer(draw, ZERO_MAC if eth_dst == BROADCAST else peer.mac, [ZERO_MAC, peer.mac]),
                      arp_tpa=_prefer(draw, peer.ip, ips))  # type: ignore[arg-type]
     elif kind == "ethertype":
         aimed_type = match.low if match is not None and match.protocol == "ethertype" else None
@@ -189,14 +193,55 @@ def _describe(sent: Frame) -> str:
 IDS = [pair[0].removesuffix(".yaml") for pair in EXAMPLES]
 
 
+def broadcast_taken_as_group(matrix: Matrix, where: PortRef, sent: Frame) -> bool:
+    """FINDING (reported, not fixed here): a non-ARP frame to ff:ff:ff:ff:ff:ff with an L2
+    service's ethertype is delivered by the multicast tree entry (its eth_dst match is the group
+    bit, 01:00:00:00:00:00/01:00:00:00:00:00, which broadcast has too) to the service's `to`
+    assets, while the reference says "broadcast other than ARP" and delivers it to nobody.
+
+    True only for exactly that divergence: the broadcast walks like its twin sent to a group
+    address, and the twin walks as the reference says. Anything else a broadcast does wrong is
+    still a failure."""
+    if sent.eth_dst != BROADCAST or sent.eth_type == ETH_ARP:
+        return False
+    twin = replace(sent, eth_dst=GROUP_MAC)
+    return (matrix.check(where, twin, "group twin", "", GROUP_MAC) is None
+            and matrix.walk(where, sent).delivered_ports() == matrix.walk(where, twin).delivered_ports())
+
+
 @pytest.mark.parametrize("pair", EXAMPLES, ids=IDS)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_attacker_frames_walk_as_the_reference_says(pair: tuple[str, str], data: st.DataObject) -> None:
     sc = scene(pair)
     where, sent, label, source, target = data.draw(attacker_frames(sc), label="frame")
     mismatch = sc.matrix.check(where, sent, label, source, target)
+    if mismatch is not None and broadcast_taken_as_group(sc.matrix, where, sent):
+        reject()  # the known divergence, pinned by test_l2_service_broadcast_matches_the_reference
     assert mismatch is None, f"{mismatch}\nsent from {where}: {sent}"
+
+
+# The frames hypothesis found (shrunk), one per example with an L2 service.
+BROADCAST_FINDINGS = [
+    ("linear.yaml", PortRef(3, 1), "00:00:00:00:0b:02", 0x8892),  # plc-b, profinet-rt -> plc-a, drive-1
+    ("substation.yaml", PortRef(2, 1), "00:00:00:10:02:01", 0x88B8),  # ied-bay1-prot, goose
+    ("substation.yaml", PortRef(3, 3), "00:00:00:10:03:02", 0x88BA),  # mu-bay2, sv -> ied-bay2-prot
+    ("substation.yaml", PortRef(1, 4), "00:00:00:10:04:01", 0x88F7),  # station-clock, ptp -> 8 assets
+    ("plant.yaml", PortRef(13, 1), "00:00:00:00:05:01", 0x88B8),  # ied-1, goose -> ied-2, ied-3
+]
+
+
+@pytest.mark.xfail(strict=True, reason="FINDING: an L2 service frame to the broadcast MAC is delivered along the "
+                   "multicast tree (eth_dst matched on the group bit only); the reference delivers a non-ARP "
+                   "broadcast to nobody. Compiler or reference must change; this pins the divergence.")
+@pytest.mark.parametrize(("policy_file", "where", "mac", "ethertype"), BROADCAST_FINDINGS,
+                         ids=[f"{p.removesuffix('.yaml')}-0x{t:04x}" for p, _, _, t in BROADCAST_FINDINGS])
+def test_l2_service_broadcast_matches_the_reference(policy_file: str, where: PortRef, mac: str,
+                                                    ethertype: int) -> None:
+    sc = scene(next(p for p in EXAMPLES if p[0] == policy_file))
+    sent = Frame(BROADCAST, mac, (), ethertype)
+    assert sc.matrix.located[sc.matrix.policy.asset_by_mac(mac).name] == where  # type: ignore[union-attr]
+    assert sc.matrix.check(where, sent, "l2 service to broadcast", mac, BROADCAST) is None
 
 
 def test_the_strategy_reaches_deep_into_the_pipeline() -> None:

@@ -83,6 +83,17 @@ def flow_mod(datapath: Any, flow: Flow, command: str) -> Any:
         instructions=instructions)
 
 
+# Open vSwitch's fragment handling "nx-match" (OFPC_FRAG 3): first fragments keep their transport
+# ports and ICMP type, later fragments carry none and match ip_frag=later. Under the default
+# "normal", every fragment shows ports and type 0, so a first fragment could not be checked
+# against the service it opens and a fragmented allowed ping was dropped.
+OFPC_FRAG_NX_MATCH = 3
+
+
+def switch_config(datapath: Any) -> Any:
+    return datapath.ofproto_parser.OFPSetConfig(datapath, OFPC_FRAG_NX_MATCH, 128)
+
+
 def packet_out(datapath: Any, port: int, data: bytes) -> Any:
     """A frame the controller itself sends (LLDP, ARP probes) out of one port."""
     ofproto, parser = datapath.ofproto, datapath.ofproto_parser

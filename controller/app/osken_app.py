@@ -34,7 +34,7 @@ from controller.app.linkbook import LinkBook, PendingLink
 from controller.app.metrics import Metrics
 from controller.app.api import create_api
 from controller.app.control import ControlPlane
-from controller.app.ofp_edge import packet_out
+from controller.app.ofp_edge import packet_out, switch_config
 from controller.app.requests import SwitchRequests
 from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
@@ -358,6 +358,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         """Ask the switch for its ports (os-ken's own list may still be empty at this point),
         then send LLDP out of them at once: links come up without waiting for a port event."""
         parser = datapath.ofproto_parser
+        datapath.send_msg(switch_config(datapath))
         bodies = self.requests.request(datapath, parser.OFPPortDescStatsRequest(datapath, 0))
         if bodies is None or self.enforcer.switches.get(datapath.id) is None:
             return

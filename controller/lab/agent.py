@@ -247,17 +247,85 @@ def _flood_frames(count: int, seed: int) -> list[bytes]:
     return frames
 
 
+# Ethertypes a malformed flood uses: LLDP, IPv6, 802.1Q/ad, GOOSE, PTP, PROFINET, LACP, ARP, IPv4, and random ones.
+MALFORMED_ETHERTYPES = (0x88CC, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x88B8, 0x88F7, 0x8892, 0x8809, 0x0806, 0x0800)
+
+
+def _malformed_frames(count: int, seed: int) -> list[bytes]:
+    """`count` malformed frames from one unknown, locally administered MAC: truncated headers, odd
+    ethertypes with garbage bodies, LLDP with broken TLV chains, IPv4 with bad header lengths. Every
+    one ends with the probe token where its length allows, so a receiver's sniffer would see it."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    src = bytes([0x02, 0xBA, 0xD0, rng.randrange(256), rng.randrange(256), rng.randrange(256)])
+    frames = []
+    for index in range(count):
+        dst = rng.choice([b"\xff" * 6, b"\x01\x80\xc2\x00\x00\x0e", b"\x01\x0c\xcd\x01\x00\x01",
+                          bytes([0x00, 0x00, 0x00, 0x00, 0x01, rng.randrange(256)])])
+        ethertype = rng.choice(MALFORMED_ETHERTYPES) if index % 5 else rng.randrange(0x0600, 0x10000)
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+        if ethertype == 0x88CC:  # a TLV chain whose lengths lie
+            body = bytes([0x02, rng.randrange(256)]) + body
+        elif ethertype == 0x0800:  # version/IHL byte with a bad header length
+            body = bytes([0x40 | rng.randrange(0, 5)]) + body
+        frame = dst + src + ethertype.to_bytes(2, "big") + body + TOKEN + b"fuzz"
+        frames.append(frame[:rng.randrange(6, len(frame) + 1)] if index % 7 == 0 else frame)
+    return frames
+
+
+def _lldp_frames(count: int, seed: int) -> list[bytes]:
+    """LLDP that claims to come from switch ports (chassis "dpid:...", a port id) with no valid proof."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    frames = []
+    for _ in range(count):
+        chassis = f"dpid:{rng.choice([1, 2, 3, 4, 11, 12, 13, 14]):016x}".encode()
+        tlvs = bytes([0x02, len(chassis) + 1, 7]) + chassis + bytes([0x04, 5, 2]) + rng.randrange(1, 13).to_bytes(
+            4, "big") + b"\x06\x02\x00\x78" + b"\xfe\x1c\x0e\x5e\x00\x01" + bytes(rng.randrange(256) for _ in range(24)) \
+            + b"\x00\x00"
+        frames.append(b"\x01\x80\xc2\x00\x00\x0e" + b"\x02\x11\x11\x11\x11\x11" + b"\x88\xcc" + tlvs)
+    return frames
+
+
+FLOOD_KINDS = {"varied": _flood_frames, "malformed": _malformed_frames, "lldp": _lldp_frames}
+
+
+def relay(args: argparse.Namespace) -> None:
+    """A device with two NICs relaying the switches' LLDP between them (the forged-trunk attack)."""
+    import select  # noqa: PLC0415
+
+    sockets = []
+    for intf in (args.intf, args.other):
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88CC))
+        raw.bind((intf, 0))
+        sockets.append(raw)
+    relayed = 0
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select(sockets, [], [], 0.2)
+        for raw in ready:
+            frame, address = raw.recvfrom(65535)
+            if address[2] == socket.PACKET_OUTGOING:
+                continue
+            sockets[1 - sockets.index(raw)].send(frame)
+            relayed += 1
+    with open(args.out, "w") as handle:
+        json.dump({"relayed": relayed}, handle)
+
+
 def flood(args: argparse.Namespace) -> None:
-    """Send varied frames at `--rate` per second for `--seconds`, in small paced batches."""
+    """Send frames of `--kind` at `--rate` per second for `--seconds`, in small paced batches."""
     sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sender.bind((args.intf, 0))
-    frames = _flood_frames(4096, args.seed)
+    frames = FLOOD_KINDS[args.kind](4096 if args.kind == "varied" else max(args.count, 1), args.seed)
     batch = max(1, int(args.rate / 200))  # 200 batches a second
     start = time.perf_counter()
     sent = 0
     while True:
         now = time.perf_counter()
-        if now - start >= args.seconds:
+        if now - start >= args.seconds or (args.count and sent >= args.count):
             break
         due = start + sent / args.rate
         if now < due:
@@ -306,7 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     flood_parser.add_argument("--seconds", type=float, required=True)
     flood_parser.add_argument("--seed", type=int, default=7)
     flood_parser.add_argument("--out", required=True)
+    flood_parser.add_argument("--kind", choices=sorted(FLOOD_KINDS), default="varied")
+    flood_parser.add_argument("--count", type=int, default=0, help="stop after this many frames (0: by time)")
     flood_parser.set_defaults(handler=flood)
+    relay_parser = sub.add_parser("relay")
+    relay_parser.add_argument("--intf", required=True)
+    relay_parser.add_argument("--other", required=True)
+    relay_parser.add_argument("--seconds", type=float, required=True)
+    relay_parser.add_argument("--out", required=True)
+    relay_parser.set_defaults(handler=relay)
     args = parser.parse_args(argv)
     args.handler(args)
     return 0

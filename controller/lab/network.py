@@ -124,6 +124,20 @@ class Lab:
         self.hosts[host_name] = LabHostInfo(info.name, info.mac, info.ip, info.asset, new)
         return new
 
+    def add_nic(self, host_name: str, switch_name: str, port: int) -> str:
+        """Give a host a second interface, cabled to `switch_name`:`port` (a laptop with two NICs).
+        No address is configured on it. Returns the new interface name."""
+        host = self.node(host_name)
+        switch = self.net.get(self.switch_node(switch_name))
+        link = self.net.addLink(host, switch, port2=port)
+        subprocess.run(["ovs-vsctl", "add-port", switch.name, link.intf2.name, "--", "set", "Interface",
+                        link.intf2.name, f"ofport_request={port}"], check=True)
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{link.intf2.name}.disable_ipv6=1"], check=False)
+        new = link.intf1.name
+        host.cmd(f"sysctl -qw net.ipv6.conf.{new}.disable_ipv6=1; ethtool -K {new} tx off >/dev/null 2>&1; "
+                 f"ip link set {new} up")
+        return new
+
     def stop(self) -> None:
         if self.net is not None:
             self.net.stop()
