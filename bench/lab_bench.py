@@ -50,6 +50,14 @@ def lab_network(topology: Topology, hosts: bool = False) -> LabNetwork:
     return LabNetwork("generated", None, switches, tuple(sorted(topology.links)), lab_hosts)
 
 
+def topology_document(lab: LabNetwork) -> dict:  # type: ignore[type-arg]
+    """A topology file (topologies/*.yaml form) for a generated lab: switches and links."""
+    names = {dpid: name for name, dpid in lab.switches}
+    return {"topology": lab.name, "switches": dict(lab.switches),
+            "links": [[f"{names[l.a.dpid]}:{l.a.port}", f"{names[l.b.dpid]}:{l.b.port}"] for l in lab.links],
+            "hosts": {h.name: {"switch": names[h.where.dpid], "port": h.where.port} for h in lab.hosts}}
+
+
 def flow_set(bridge: str) -> set[str]:
     out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge], capture_output=True,
                          text=True, check=True).stdout
@@ -65,7 +73,10 @@ class GeneratedBench(LabRun):
         self.policy_file.write_text(yaml.safe_dump(self.document, sort_keys=False))
         self.policy = load_policy_text(self.policy_file.read_bytes(), str(self.policy_file))
         self.description = lab_network(self.topology)
-        self.controller = ControllerProcess(str(self.policy_file), workdir / "controller")
+        self.topology_file = workdir / "topology.yaml"  # the declared trunks the controller may use
+        self.topology_file.write_text(yaml.safe_dump(topology_document(self.description), sort_keys=False))
+        self.controller = ControllerProcess(str(self.policy_file), workdir / "controller",
+                                            topology=str(self.topology_file))
         self.lab = Lab(self.description, self.policy)
         self.size = {"assets": assets, "zones": zones, "conduits": conduits, "switches": switches}
 

@@ -131,17 +131,19 @@ def _window(bench: PlantBench, seconds: float) -> tuple[float, float]:
     return (_cpu_seconds(pid) - cpu) / elapsed, (_packet_ins(bench) - pins) / elapsed
 
 
-def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 20, pushes: int = 4) -> dict:  # type: ignore[type-arg]
+def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 20, pushes: int = 4,  # type: ignore[type-arg]
+                       kind: str = "varied") -> dict:
     """The rogue laptop (no asset) sends `rate` varied frames/s. Measured: controller CPU (share of
     one core) and packet-ins/s, idle and under the flood; one-conduit pushes during the flood; and
     datagrams lost meanwhile by an allowed 1,000/s stream."""
     idle_cpu, idle_pins = _window(bench, 8)
+    tracebacks = bench.controller.log_text().count("Traceback")
     info = bench.lab.hosts["rogue-laptop"]
-    out = bench.workdir / "flood.json"
+    out = bench.workdir / f"flood-{kind}.json"
     flood = bench.lab.node("rogue-laptop").popen(
         [sys.executable, "-m", "controller.lab.agent", "flood", "--intf", info.intf, "--rate", str(rate),
-         "--seconds", str(seconds), "--out", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    stream = Stream(bench.lab, *ALLOWED, seconds - 4, bench.workdir / "flood-stream")
+         "--seconds", str(seconds), "--out", str(out), "--kind", kind], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    stream = Stream(bench.lab, *ALLOWED, seconds - 4, bench.workdir / f"flood-stream-{kind}")
     time.sleep(2)
     stream.start()
     flood_cpu, flood_pins = _window(bench, 6)
@@ -162,7 +164,8 @@ def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 
             "cpu_idle": idle_cpu, "cpu_flood": flood_cpu, "packet_ins_idle": idle_pins,
             "packet_ins_flood": flood_pins, "push_round_trip_max_s": max(trips),
             "push_round_trip_median_s": statistics.median(trips), "push_apply_median_s": statistics.median(applied),
-            "pushes": pushes, "stream_sent": result.sent, "stream_lost": result.lost}
+            "pushes": pushes, "stream_sent": result.sent, "stream_lost": result.lost, "kind": kind,
+            "tracebacks": bench.controller.log_text().count("Traceback") - tracebacks}
 
 
 def summarise(results: list[dict]) -> dict:  # type: ignore[type-arg]
@@ -180,6 +183,7 @@ def run_all(workdir: Path, runs: int = 3) -> dict[str, dict]:  # type: ignore[ty
         results["policy_updates"] = policy_updates(bench, *CHANGES["other_devices"])
         results["policy_updates_sender"] = policy_updates(bench, *CHANGES["stream_sender"])
         results["unknown_host_flood"] = unknown_host_flood(bench)
+        results["malformed_flood"] = unknown_host_flood(bench, rate=1000, kind="malformed")
     with PlantBench(workdir / "recompute", fast_failover=False) as bench:
         results["ring_cut_controller_only"] = summarise([ring_cut(bench, i) for i in range(runs)])
     return results

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark scenarios in one go and rewrite docs/benchmarks.md.
 
-    python -m bench.run [--quick] [--only compile|recovery|generated|faucet]
+    python -m bench.run [--quick] [--only compile|recovery|generated|faucet|containment|render]
 
 Benchmarks are not tests: nothing here asserts a time. Every row of the report names the
 command that reproduces it. Results also go to bench/results.json.
@@ -61,6 +61,10 @@ def versions() -> dict[str, str]:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f} s"
 
 
 def _reruns(results: dict) -> str:  # type: ignore[type-arg]
@@ -258,6 +262,42 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"{_ms(flood['push_round_trip_median_s'])} / {_ms(flood['push_round_trip_max_s'])} ({flood['pushes']} pushes) | "
             f"{flood['stream_lost']} of {flood['stream_sent']} |",
         ]
+    malformed = recovery.get("malformed_flood")
+    if malformed:
+        lines += [
+            f"| malformed flood ({malformed['flood_rate']:,.0f}/s) | {malformed['cpu_flood'] * 100:.1f} % | "
+            f"{malformed['packet_ins_flood']:.0f} | {_ms(malformed['push_round_trip_median_s'])} / "
+            f"{_ms(malformed['push_round_trip_max_s'])} ({malformed['pushes']} pushes) | "
+            f"{malformed['stream_lost']} of {malformed['stream_sent']} |",
+            "",
+            "The malformed flood (`otseg-lab-agent flood --kind malformed`: truncated headers, LLDP with lying TLV",
+            "lengths, IPv6, 802.1Q/ad and 0x9100 tags, GOOSE, PTP, PROFINET, LACP and random ethertypes with",
+            "garbage bodies, IPv4 with bad header lengths) is parsed by otseg's own total parser: "
+            f"{malformed.get('tracebacks', 0)} tracebacks in the controller log during it.",
+        ]
+    containment = results.get("containment")
+    if containment:
+        starts, bind = containment["fresh_starts"], containment["bind_under_flood"]
+        lines += [
+            "",
+            "## Containment: link discovery at start, binding under a flood",
+            "",
+            "`python -m bench.run --only containment`. Fresh starts: a new controller and a new 3-switch ring lab",
+            "(`topologies/ring3.yaml`) each time; from the moment every switch is connected, the time until every",
+            "declared link is up (otseg's own signed LLDP, sent at once out of a switch that connects) and until an",
+            "allowed UDP request across two switches is answered.",
+            "",
+            "| fresh starts | all links up | cross-switch answered | links up median / max | answered median / max | within 5 s |",
+            "|---|---|---|---|---|---|",
+            f"| {starts['runs']} | {starts['links_up_all']} | {starts['matrix_all']} | "
+            f"{_s(starts['links_up_median_s'])} / {_s(starts['links_up_max_s'])} | "
+            f"{_s(starts['matrix_median_s'])} / {_s(starts['matrix_max_s'])} | {starts['within_5s']} of {starts['runs']} |",
+            "",
+            f"Bind under flood: the ring lab's intruder floods {bind['flood_rate']:,.0f} frames/s from port 5 of s2 while",
+            "plc-a, unbound, sends its first frame from port 1 of the same switch (each edge port samples on a meter",
+            f"of its own). Time to be bound, {bind['runs']} runs: median {_s(bind['bind_median_s'])}, max "
+            f"{_s(bind['bind_max_s'])}.",
+        ]
     lines += ["", "## Targets", ""] + [f"- {line}" for line in results.get("verdicts", [])]
     return "\n".join(lines) + "\n"
 
@@ -343,7 +383,7 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small cases only, one run of each lab scenario")
-    parser.add_argument("--only", choices=("compile", "recovery", "generated", "faucet", "render"),
+    parser.add_argument("--only", choices=("compile", "recovery", "generated", "faucet", "containment", "render"),
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
@@ -354,7 +394,7 @@ def main() -> int:
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results["versions"] = versions()
-        sections = ("compile", "recovery", "generated", "faucet") if args.only is None else (args.only,)
+        sections = ("compile", "recovery", "generated", "faucet", "containment") if args.only is None else (args.only,)
         results.setdefault("section_dates", {}).update({section: now for section in sections})
         if args.only is None:
             results["date"] = now
@@ -374,6 +414,11 @@ def main() -> int:
         from bench.lab_bench import run_generated  # noqa: PLC0415
 
         results["generated"] = run_generated(workdir / "generated", args.quick)
+        previous.write_text(json.dumps(results, indent=1))
+    if args.only in (None, "containment"):
+        from bench.containment_bench import run_containment  # noqa: PLC0415
+
+        results["containment"] = run_containment(workdir / "containment", 5 if args.quick else 30)
         previous.write_text(json.dumps(results, indent=1))
     if args.only in (None, "faucet"):
         from bench.faucet_bench import generated_faucet, run_faucet  # noqa: PLC0415

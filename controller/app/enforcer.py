@@ -336,12 +336,14 @@ class Enforcer:
         assert state.installed is not None
         plan = diff_switch(tables, state.installed, state.meters, state.groups)
         if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
-            # Forwarding state (which depends on the topology) waits; allow-list rules that the
-            # policy no longer has are removed at once: a revoked conduit must not linger.
-            keep = tuple(f for f in plan.flows.delete if f.table != POLICY)
+            # Forwarding state (which depends on the topology) waits; admission rules (port
+            # security, the allow-list) that are no longer desired go at once: a stale binding or
+            # a revoked conduit must not linger, and nothing that forwards depends on them.
+            keep = tuple(f for f in plan.flows.delete if f.table not in (POLICY, PORT_SECURITY))
             self._deferred += len(keep) + len(plan.groups_delete)
             plan = replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete
-                                                                        if f.table == POLICY)), groups_delete=())
+                                                                        if f.table in (POLICY, PORT_SECURITY))),
+                           groups_delete=())
         state.last_plan = plan.summary()
         if plan.empty:
             state.programmed = True

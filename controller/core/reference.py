@@ -11,8 +11,9 @@ A frame is delivered only if every step holds, in this order:
    address, for ARP the sender addresses, are that asset's own;
 3. its destination is one asset: unicast to an asset's MAC, whose own address must be the
    IPv4 destination or ARP target (no relaying through a two-NIC asset, no directed
-   broadcast); an ARP broadcast goes to the owner of the target address only; an L2 group
-   address goes to the receivers of the L2 service (never IPv4 or ARP to a group);
+   broadcast); an ARP broadcast goes to the owner of the target address only; any other group
+   address, broadcast included, goes to the receivers of the L2 service (never IPv4 or ARP to a
+   group);
 4. the policy's verdict (`controller.core.verdict.decide`) delivers it.
 """
 
@@ -50,7 +51,7 @@ def packet_of(frame: Frame) -> Packet:
     return Packet(frame.eth_type, frame.ip_proto or 0,
                   frame.tcp_src if frame.tcp_src is not None else (frame.udp_src or 0),
                   frame.tcp_dst if frame.tcp_dst is not None else (frame.udp_dst or 0),
-                  frame.tcp_flags or 0, frame.icmp_type or 0, frame.multicast and frame.eth_dst != BROADCAST,
+                  frame.tcp_flags or 0, frame.icmp_type or 0, _group(frame),
                   frame.ip_frag if frame.eth_type == ETH_IPV4 else "no")  # type: ignore[arg-type]
 
 
@@ -68,7 +69,7 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
     if isinstance(source, str):
         return Judgement(nobody, source)
     packet = packet_of(frame)
-    if frame.multicast and frame.eth_dst != BROADCAST:
+    if _group(frame):
         if frame.eth_type in (ETH_IPV4, ETH_ARP):
             return Judgement(nobody, "IPv4 and ARP to a group address are not delivered", source)
         receivers = frozenset(a.name for a in policy.assets if a.name in located and a.name != source.name
@@ -82,6 +83,11 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
     verdict = decide(policy, source, destination, packet)
     receivers = frozenset({destination.name}) if verdict.delivered else nobody
     return Judgement(receivers, verdict.reason, source, destination, verdict)
+
+
+def _group(frame: Frame) -> bool:
+    """Sent to a group address (the broadcast address included), except an ARP broadcast."""
+    return frame.multicast and not (frame.eth_dst == BROADCAST and frame.eth_type == ETH_ARP)
 
 
 def _source(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame) -> Asset | str:

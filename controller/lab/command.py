@@ -15,6 +15,7 @@ from pathlib import Path
 
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
+from controller.lab.mission import run_mission
 from controller.lab.process import ControllerProcess
 from controller.lab.report import render
 from controller.lab.verify import Verifier
@@ -30,6 +31,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     lab.add_argument("--controller-port", type=int, default=6653)
     lab.add_argument("--status-file", help="status file of an already running controller")
     lab.add_argument("--workdir", help="where agent logs and the controller log go (default: a new temp folder)")
+    lab.add_argument("--no-mission", dest="mission", action="store_false",
+                     help="skip the streams through a ring cut, a push and a controller restart after the matrix")
     lab.set_defaults(handler=run_lab)
 
 
@@ -69,12 +72,16 @@ def run_lab(args: argparse.Namespace) -> int:
         lab.start()
         outcome = Verifier(lab, policy, status, str(workdir / "agents")).run()
         print(render(outcome, policy))
+        breaches = 0
         if controller is not None:
             final = controller.status() or {}
             flows = {name: s["flows"] for name, s in final.get("switches", {}).items()}
             print(f"Flows per switch: {flows}; packet-ins by reason: {final.get('packet_ins')}")
+            if args.mission:
+                steps = run_mission(lab, policy, controller, workdir / "mission")
+                breaches = sum(step.denied_received for step in steps)
         print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
-        return 0 if not outcome.mismatches else 1
+        return 0 if not outcome.mismatches and not breaches else 1
     finally:
         lab.stop()
         if controller is not None:
