@@ -285,7 +285,7 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             "`python -m bench.run --only containment`. Fresh starts: a new controller and a new 3-switch ring lab",
             "(`topologies/ring3.yaml`) each time; from the moment every switch is connected, the time until every",
             "declared link is up (otseg's own signed LLDP, sent at once out of a switch that connects) and until an",
-            "allowed UDP request across two switches is answered.",
+            "allowed ping across two switches is answered (its target, silent until then, is located by the ping itself).",
             "",
             "| fresh starts | all links up | cross-switch answered | links up median / max | answered median / max | within 5 s |",
             "|---|---|---|---|---|---|",
@@ -293,7 +293,8 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"{_s(starts['links_up_median_s'])} / {_s(starts['links_up_max_s'])} | "
             f"{_s(starts['matrix_median_s'])} / {_s(starts['matrix_max_s'])} | {starts['within_5s']} of {starts['runs']} |",
             "",
-            f"Bind under flood: the ring lab's intruder floods {bind['flood_rate']:,.0f} frames/s from port 5 of s2 while",
+            f"Bind under flood: the ring lab's intruder floods from port 5 of s2 (its agent counts {bind['flood_rate']:,.0f} "
+            "sends/s, as fast as a raw socket goes) while",
             "plc-a, unbound, sends its first frame from port 1 of the same switch (each edge port samples on a meter",
             f"of its own). Time to be bound, {bind['runs']} runs: median {_s(bind['bind_median_s'])}, max "
             f"{_s(bind['bind_max_s'])}.",
@@ -377,6 +378,21 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
                    f"({flood['cpu_flood'] * 100:.1f} % of a core against {flood['cpu_idle'] * 100:.1f} % idle, "
                    f"{flood['packet_ins_flood']:.0f} packet-ins/s); a push under 1 s meanwhile: "
                    f"{_met(flood['push_round_trip_max_s'] < 1)} (slowest {_ms(flood['push_round_trip_max_s'])} ms).")
+    malformed = recovery.get("malformed_flood")
+    if malformed:
+        out.append(f"malformed frames at {malformed['flood_rate']:,.0f}/s: no traceback: "
+                   f"{_met(malformed.get('tracebacks') == 0)} ({malformed.get('tracebacks')}); controller CPU "
+                   f"{malformed['cpu_flood'] * 100:.1f} % of a core against {malformed['cpu_idle'] * 100:.1f} % idle; "
+                   f"allowed stream lost {malformed['stream_lost']} of {malformed['stream_sent']}.")
+    containment = results.get("containment")
+    if containment:
+        starts, bind = containment["fresh_starts"], containment["bind_under_flood"]
+        out.append(f"30 fresh starts of a ring lab, every declared link up and the cross-switch matrix working within "
+                   f"5 s: {_met(starts['runs'] >= 30 and starts['within_5s'] == starts['runs'])} "
+                   f"({starts['within_5s']} of {starts['runs']}; slowest {_s(starts['matrix_max_s'])}).")
+        out.append(f"an unpinned asset binds within 1 s while another port floods: "
+                   f"{_met(bind['bind_max_s'] is not None and bind['bind_max_s'] < 1)} (max {_s(bind['bind_max_s'])} "
+                   f"over {bind['runs']} runs).")
     return out
 
 

@@ -1,6 +1,6 @@
 """`otseg doctor`: check that Open vSwitch is set up so otseg's flows are the only path through it.
 
-Reads the bridges from OVSDB (`controller.app.switch_config.read_bridges`, read-only) and prints
+Reads the bridges from OVSDB (`controller.app.ovsdb.read_bridges`, read-only) and prints
 `check_bridge`'s findings, one line per finding, or `bridge NAME (DPID): ok` for a bridge without
 any. Fix commands carry `--db=DB` when --db was given, so they change the database that was checked.
 
@@ -22,9 +22,8 @@ from controller.app.switch_config import (
     SwitchConfigError,
     check_bridge,
     dpid_hex,
-    read_bridges,
-    run_ovs_vsctl,
 )
+from controller.app.ovsdb import read_bridges, run_ovs_vsctl
 
 EXIT_OK = 0
 EXIT_UNSAFE = 1

@@ -34,7 +34,8 @@ from controller.core.pipeline import (
 )
 from controller.core.rules import (
     ETH_QINQ_9100, INFRA_COOKIE, PRIO_ARP_REQUEST, PRIO_BOUND_IP, PRIO_CLIENT_PORT, PRIO_DENY_COUNT,
-    PRIO_FOREIGN_ADDRESS_DROP, PRIO_MISS, PRIO_MULTICAST, PRIO_PORT_SAMPLE, PRIO_SPOOF_DROP, PRIO_TRUNK, port_blocks,
+    PRIO_FOREIGN_ADDRESS_DROP, PRIO_MISS, PRIO_MULTICAST, PRIO_PORT_SAMPLE, PRIO_SPOOF_DROP, PRIO_TRUNK, PRIO_UNICAST,
+    port_blocks,
 )
 from controller.core.topology import PortRef, Topology
 from tests.conftest import EXAMPLES, load_example
@@ -366,6 +367,14 @@ def foreign_address_drop_removed(flow: Flow) -> Flow | None:
     return None if flow.table == DESTINATION and flow.priority == PRIO_FOREIGN_ADDRESS_DROP else flow
 
 
+def transit_entries_admit_edge_frames(flow: Flow) -> Flow:
+    """The MAC-only entries for frames from trunks lose their TRANSIT constraint: an edge frame to
+    that MAC with any IPv4 destination is forwarded (as a stale entry would after a topology change)."""
+    if flow.table == DESTINATION and flow.priority == PRIO_UNICAST and flow.field("metadata") is not None:
+        return _without_fields(flow, "metadata")
+    return flow
+
+
 def multicast_extra_port(switch: SwitchTables) -> list[Flow]:
     """Each L2 multicast tree entry also sends to one more edge port (a non-receiver)."""
     flows = []
@@ -423,6 +432,7 @@ MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "port_security_ignores_in_port": (per_flow(port_security_ignores_in_port), None),
     "foreign_address_drop_removed": (per_flow(foreign_address_drop_removed), None),
     "multicast_extra_port": (per_switch(multicast_extra_port), None),
+    "transit_entries_admit_edge_frames": (per_flow(transit_entries_admit_edge_frames), None),
     "arp_relation_loses_eth_type": (per_flow(arp_relation_loses_eth_type), None),
 }
 

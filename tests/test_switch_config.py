@@ -27,11 +27,9 @@ from controller.app.switch_config import (
     check_bridge,
     check_switches,
     fix_for_db,
-    ovs_vsctl_argv,
-    parse_bridges,
-    read_bridges,
-    run_ovs_vsctl,
 )
+from controller.app import ovsdb
+from controller.app.ovsdb import ovs_vsctl_argv, parse_bridges, read_bridges, run_ovs_vsctl
 
 # otsegdoc0 just after `ovs-vsctl add-br otsegdoc0 -- set bridge otsegdoc0 datapath_type=netdev`.
 FRESH = r"""{"data":[[["uuid","2ccd55b0-3c83-4054-b0bc-b89f5a5f8c87"],"otsegdoc0","0000b255cd2c5440",["set",[]],["set",[]],["map",[]],["set",[]]]],"headings":["_uuid","name","datapath_id","fail_mode","protocols","other_config","controller"]}
@@ -195,19 +193,19 @@ def _completed(returncode: int, stderr: str = "") -> subprocess.CompletedProcess
 def test_the_default_runner_says_what_failed_and_how_to_fix_it(monkeypatch: pytest.MonkeyPatch, outcome: object,
                                                                 expected: str) -> None:
     def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        assert kwargs["timeout"] > switch_config.OVS_VSCTL_TIMEOUT and kwargs["capture_output"]
+        assert kwargs["timeout"] > ovsdb.OVS_VSCTL_TIMEOUT and kwargs["capture_output"]
         if isinstance(outcome, BaseException):
             raise outcome
         assert isinstance(outcome, subprocess.CompletedProcess)
         return outcome
 
-    monkeypatch.setattr("controller.app.switch_config.subprocess.run", fake_run)
+    monkeypatch.setattr("controller.app.ovsdb.subprocess.run", fake_run)
     with pytest.raises(SwitchConfigError, match=expected):
         run_ovs_vsctl(ovs_vsctl_argv("unix:/x.sock"))
 
 
 def test_the_default_runner_returns_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("controller.app.switch_config.subprocess.run",
+    monkeypatch.setattr("controller.app.ovsdb.subprocess.run",
                         lambda argv, **_: subprocess.CompletedProcess(argv, 0, stdout=FLEET, stderr=""))
     assert read_bridges() == [SAFE, DEFAULT]
 

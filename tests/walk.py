@@ -144,7 +144,12 @@ class Matrix:
         observed = result.delivered_ports()
         want = {self.located[name] for name in expected}
         tagged = [port for port, headers in result.delivered if headers.get("vlan_vid")]
-        if observed == want and not tagged:
+        # A unicast (or rewritten ARP) frame must arrive addressed to its receiver's MAC.
+        owners = {self.located[n]: self.policy.asset(n).mac for n in expected}
+        misaddressed = [port for port, headers in result.delivered if port in owners
+                        and not (int(str(headers["eth_dst"])[:2], 16) & 1 and headers["eth_dst"] != BROADCAST)
+                        and headers["eth_dst"] != owners[port]]
+        if observed == want and not tagged and not misaddressed:
             return None
         strays = sorted(f"{p.dpid}:{p.port}" for p in observed - want)
         missing = sorted(expected - {n for n, p in self.located.items() if p in observed})
@@ -153,6 +158,8 @@ class Matrix:
             detail["extra ports"] = strays  # type: ignore[assignment]
         if tagged:
             detail["left tagged"] = True  # type: ignore[assignment]
+        if misaddressed:
+            detail["misaddressed"] = sorted(f"{p.dpid}:{p.port}" for p in misaddressed)  # type: ignore[assignment]
         return Mismatch(source, target, label, sorted(expected), detail if strays or tagged or missing else detail)
 
     def _located_assets(self) -> list[Asset]:

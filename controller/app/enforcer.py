@@ -110,7 +110,6 @@ class Enforcer:
         self.ports: dict[int, set[int]] = {}
         self.bound: dict[str, Binding] = {}
         self.down_ports: set[PortRef] = set()
-        self.last_heard: dict[str, float] = {}  # asset -> when its port-security counters last moved
         self.events: dict[str, int] = {}
         self.reported: set[tuple[str, str, PortRef]] = set()
         self.last_report: ReconcileReport | None = None
@@ -227,10 +226,6 @@ class Enforcer:
     def settle_remaining(self) -> float:
         """Seconds to wait before reconciling, so that links of new switches are discovered."""
         return max(0.0, self.settled_at - self.clock())
-
-    def heard(self, asset: str) -> None:
-        """The asset's port-security rules counted frames (from the switch counters)."""
-        self.last_heard[asset] = self.clock()
 
     def locate_candidates(self, asset_name: str) -> list[PortRef]:
         """Edge ports where an unlocated asset could be: up, on a connected switch, bound to nobody."""

@@ -1,8 +1,8 @@
 """Select and patch os-ken's eventlet hub before os_ken is imported anywhere.
 
 Why: os-ken 4.x's default `native` hub has two bugs seen on this platform:
-`hub.Event.wait(timeout)` ignores the timeout (so os_ken.topology.switches never re-sends
-LLDP nor expires links), and a switch whose TCP connection closes never reaches
+`hub.Event.wait(timeout)` ignores the timeout (so no request, barrier or link-expiry wait
+would ever time out), and a switch whose TCP connection closes never reaches
 DEAD_DISPATCHER (so a reconnecting switch is reported as "reconnected" and a switch that
 goes away for good is never reported). The eventlet hub has neither bug. It needs
 eventlet's monkey patching (sockets, time) in the controller process; real threads are

@@ -214,13 +214,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     counters = self._read_counters(state.channel.datapath, table)  # type: ignore[attr-defined]
                     if counters is None:
                         break
-                    previous = self.metrics.counters.reading(dpid, table)
                     self.metrics.counters.update(dpid, counters, table)
-                    if table == PORT_SECURITY:
-                        for name, asset_cookie in self._asset_cookies().items():
-                            now = counters.get(asset_cookie)
-                            if now is not None and now[0] != previous.get(asset_cookie, (0, 0))[0]:
-                                self.enforcer.heard(name)
             self._report_monitor()
 
     def _read_counters(self, datapath: Any, table: str) -> dict[int, tuple[int, int]] | None:
@@ -236,9 +230,6 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             entry[0] += stats.packet_count
             entry[1] += stats.byte_count
         return {k: (v[0], v[1]) for k, v in counters.items()}
-
-    def _asset_cookies(self) -> dict[str, int]:
-        return {asset.name: cookie(f"asset:{asset.name}") for asset in self.enforcer.policy.assets}
 
     def _report_monitor(self) -> None:
         """Monitor-mode traffic is forwarded by the switches; report it from their counters."""

@@ -142,7 +142,8 @@ def run(options: RunOptions) -> int:
 
 def safety_check(ovsdb: str | None, log: logging.Logger) -> Callable[[], dict[int, list[Any]]] | None:
     """A reader of the switches' OVSDB settings, or None where there is no OVSDB to read."""
-    from controller.app.switch_config import check_switches, read_bridges  # noqa: PLC0415
+    from controller.app.ovsdb import read_bridges  # noqa: PLC0415
+    from controller.app.switch_config import check_switches  # noqa: PLC0415
 
     if ovsdb is None or ovsdb == "none":
         return None

@@ -195,3 +195,24 @@ def test_fragmented_traffic_the_policy_allows_passes(plant: Scenario) -> None:
     target = plant.policy.asset("plc-filler-2")  # ews -> cell-filling icmp (monitor-mode conduit: forwarded)
     output = plant.lab.node("ews").cmd(f"ping -c 3 -i 0.3 -W 1 -s 3000 {target.ip}")
     assert "3 received" in output, output
+
+
+def test_denied_frames_that_look_allowed_raise_no_false_alarm(plant: Scenario) -> None:
+    """The controller judges a sampled frame on the switch's keys: an ARP whose target is a peer but
+    whose destination MAC is not, and a first TCP fragment too short for its header (Open vSwitch
+    sees no ports), are denied by the switch and by the controller alike."""
+    hmi, plc, historian = (plant.policy.asset(n) for n in ("hmi-1", "plc-packer-1", "historian"))
+    before = ((plant.controller.status() or {})["packet_ins"]).get("allowed-traffic", 0)
+    arp = Frame(historian.mac, hmi.mac, (), 0x0806, arp_op=1, arp_sha=hmi.mac, arp_spa=hmi.ip,
+                arp_tha="00:00:00:00:00:00", arp_tpa=plc.ip)  # hmi-1 may ARP plc-packer-1, not historian
+    tiny = (bytes.fromhex(plc.mac.replace(":", "") + hmi.mac.replace(":", "") + "0800")
+            + bytes.fromhex("45000024123420004006") + b"\0\0" + bytes(int(x) for x in (hmi.ip or "").split("."))
+            + bytes(int(x) for x in (plc.ip or "").split(".")) + (40000).to_bytes(2, "big") + (502).to_bytes(2, "big")
+            + b"\0" * 12)  # MF set, offset 0, 16 bytes of TCP: no flags, no complete header
+    with Sniffers(plant, "false-alarm") as sniffers:
+        _send(plant, "hmi-1", [frame_bytes(arp, TOKEN + b"alarm1 " + b"\0" * 16)] * 3 + [tiny] * 3)
+        assert sniffers.receivers("alarm1") == set()
+    time.sleep(1)
+    status = plant.controller.status() or {}
+    assert status["packet_ins"].get("allowed-traffic", 0) == before == 0
+    assert "allowed traffic reached the controller" not in plant.controller.log_text()
