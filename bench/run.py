@@ -112,12 +112,18 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
         "expansion split by ingress port; switches joined as a FAUCET stack, since the labs have rings).",
         "Naive: per-pair policy rules only, before any forwarding entry. Command: `python -m bench.run --only faucet`.",
         "",
-        "| policy | switches | otseg total | otseg busiest switch | FAUCET total | FAUCET busiest switch | FAUCET ACL rules | naive per-pair rules |",
-        "|---|---|---|---|---|---|---|---|",
+        "otseg before containment: the previous release (three tables; no tag, destination-address, client-port",
+        "or fragment checks, one shared sample meter), kept in `bench/results.json` as `examples_before`.",
+        "",
+        "| policy | switches | otseg before: total / busiest | otseg total | otseg busiest switch | FAUCET total | FAUCET busiest switch | FAUCET ACL rules | naive per-pair rules |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    before = {row["policy"]: row for row in results.get("examples_before", [])}
     for row in results.get("examples", []):
         theirs = faucet.get("footprint", {}).get(row["policy"], {})
-        lines.append(f"| {row['policy']} | {row['switches']} | {row['flows_total']} | {row['switch_max']} | "
+        old = before.get(row["policy"], {})
+        lines.append(f"| {row['policy']} | {row['switches']} | {old.get('flows_total', '-')} / {old.get('switch_max', '-')} | "
+                     f"{row['flows_total']} | {row['switch_max']} | "
                      f"{theirs.get('flows_total', '-')} | {theirs.get('switch_max', '-')} | {theirs.get('acl_rules', '-')} | "
                      f"{row['naive_total']} |")
     generated = faucet.get("generated")
@@ -292,6 +298,12 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"| {starts['runs']} | {starts['links_up_all']} | {starts['matrix_all']} | "
             f"{_s(starts['links_up_median_s'])} / {_s(starts['links_up_max_s'])} | "
             f"{_s(starts['matrix_median_s'])} / {_s(starts['matrix_max_s'])} | {starts['within_5s']} of {starts['runs']} |",
+            "",
+            "Distribution, every start, seconds from all switches connected to the cross-switch ping answered: "
+            + ", ".join(f"{r['matrix_s']:.2f}" if r["matrix_s"] is not None else "never"
+                        for r in sorted(starts["raw"], key=lambda r: r["matrix_s"] or 1e9)) + ". Links up: "
+            + ", ".join(f"{r['links_up_s']:.2f}" if r["links_up_s"] is not None else "never"
+                        for r in sorted(starts["raw"], key=lambda r: r["links_up_s"] or 1e9)) + ".",
             "",
             f"Bind under flood: the ring lab's intruder floods from port 5 of s2 (its agent counts {bind['flood_rate']:,.0f} "
             "sends/s, as fast as a raw socket goes) while",

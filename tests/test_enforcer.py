@@ -285,3 +285,34 @@ def test_a_push_that_changes_an_assets_mac_drops_its_binding() -> None:
     enforcer.apply_policy(changed)
     assert "plc-a" not in enforcer.bindings()
     assert enforcer.frame_sampled(Sighting(PortRef(3, 7), plc.mac, plc.ip)).kind == "unknown-device"
+
+
+def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denies() -> None:
+    """Deletions of forwarding entries wait during the start-up grace; what waits must be unable to
+    admit an edge frame. Here switch 2 first only carries traffic toward scada from trunks (a
+    MAC-only entry), then plc-a binds there and the entry is stale but kept: a frame from plc-a to
+    scada's MAC with a foreign IPv4 destination must still be dropped."""
+    from controller.core.flows import SwitchTables  # noqa: PLC0415
+    from controller.core.frames import Frame  # noqa: PLC0415
+    from tests.sim import Network, ovs_key  # noqa: PLC0415
+
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=3600, declared_links=topology.links)
+    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
+                for dpid in topology.switches}
+    for switch in switches.values():
+        enforcer.switch_connected(switch, switch.ports())
+    for link in topology.links:
+        enforcer.link_up(link)
+    where = dict(topology.attachments)
+    for name in ("scada", "plc-b", "plc-a"):
+        asset = policy.asset(name)
+        enforcer.frame_sampled(Sighting(where[name], asset.mac, asset.ip))
+        enforcer.reconcile()
+    assert enforcer.last_report is not None and enforcer.last_report.deferred_deletes > 0
+    installed = {dpid: SwitchTables(dpid, frozenset(fake.flows), frozenset(fake.meters),
+                                    frozenset(fake.groups.values())) for dpid, fake in switches.items()}
+    scada, plc = policy.asset("scada"), policy.asset("plc-a")
+    relayed = Frame(scada.mac, plc.mac, (), 0x0800, ipv4_src=plc.ip, ipv4_dst="192.0.2.77", ip_proto=17,
+                    udp_src=40000, udp_dst=162)
+    assert Network(installed, topology).send(where["plc-a"], ovs_key(relayed)).delivered_ports() == set()

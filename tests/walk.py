@@ -144,11 +144,12 @@ class Matrix:
         observed = result.delivered_ports()
         want = {self.located[name] for name in expected}
         tagged = [port for port, headers in result.delivered if headers.get("vlan_vid")]
-        # A unicast (or rewritten ARP) frame must arrive addressed to its receiver's MAC.
-        owners = {self.located[n]: self.policy.asset(n).mac for n in expected}
-        misaddressed = [port for port, headers in result.delivered if port in owners
-                        and not (int(str(headers["eth_dst"])[:2], 16) & 1 and headers["eth_dst"] != BROADCAST)
-                        and headers["eth_dst"] != owners[port]]
+        # A unicast (or rewritten ARP) frame must arrive addressed to its receiver's MAC; a frame to a
+        # group address arrives as sent.
+        group = sent.multicast and not (sent.eth_dst == BROADCAST and sent.eth_type == ETH_ARP)
+        owners = {self.located[n]: sent.eth_dst if group else self.policy.asset(n).mac for n in expected}
+        misaddressed = [port for port, headers in result.delivered
+                        if port in owners and headers["eth_dst"] != owners[port]]
         if observed == want and not tagged and not misaddressed:
             return None
         strays = sorted(f"{p.dpid}:{p.port}" for p in observed - want)
