@@ -18,6 +18,7 @@ from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.reference import judge
 from controller.core.topology import PortRef, Topology
 from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet
+from controller.lab.attacks import TAG_STACKS  # the tag stacks an attacker sends from a host port
 from tests.sim import Network, WalkResult, ovs_key
 
 GROUP_MAC = "01:0c:cd:01:00:01"
@@ -26,17 +27,6 @@ UNKNOWN_MAC = "02:de:ad:be:ef:01"
 EPHEMERAL = 40000
 FOREIGN_IP = "192.0.2.77"  # no asset's address
 DIRECTED_BROADCAST = "10.255.255.255"
-# Tag stacks an attacker sends from a host port: priority-tagged, a real VID with top priority,
-# double priority tags (802.1ad then 802.1Q), and the old QinQ TPID Open vSwitch does not parse.
-TAG_STACKS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
-    ("802.1Q VID 0", ((0x8100, 0x0000),)),
-    ("802.1Q VID 100 PCP 7", ((0x8100, 0xE064),)),
-    ("802.1ad VID 0 + 802.1Q VID 0", ((0x88A8, 0x0000), (0x8100, 0x0000))),
-    ("802.1Q VID 0 + 802.1Q VID 0", ((0x8100, 0x0000), (0x8100, 0x0000))),
-    ("0x9100 VID 0", ((0x9100, 0x0000),)),
-)
-
-
 @dataclass(frozen=True)
 class Mismatch:
     source: str

@@ -105,37 +105,37 @@ class Lab:
         """Bring the link between two lab switches down or up (both interfaces, like a cable)."""
         self.net.configLinkStatus(self.switch_node(a), self.switch_node(b), "up" if up else "down")
 
+    def _cable(self, host_name: str, switch_name: str, port: int) -> str:
+        """A new cable from the host to `switch_name`:`port`; returns the host's new interface name."""
+        host = self.node(host_name)
+        switch = self.net.get(self.switch_node(switch_name))
+        link = self.net.addLink(host, switch, port2=port)
+        subprocess.run(["ovs-vsctl", "add-port", switch.name, link.intf2.name, "--", "set", "Interface",
+                        link.intf2.name, f"ofport_request={port}"], check=True)
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{link.intf2.name}.disable_ipv6=1"], check=False)
+        new = link.intf1.name
+        host.cmd(f"sysctl -qw net.ipv6.conf.{new}.disable_ipv6=1; ethtool -K {new} tx off >/dev/null 2>&1")
+        return str(new)
+
     def replug(self, host_name: str, switch_name: str, port: int) -> str:
         """Move a host's cable: its interface goes down, a new one appears on `switch_name`:`port`
         with the same MAC and IP. Returns the new interface name."""
         info = self.hosts[host_name]
         host = self.node(host_name)
         host.cmd(f"ip link set {info.intf} down; ip addr flush dev {info.intf}")
-        switch = self.net.get(self.switch_node(switch_name))
-        link = self.net.addLink(host, switch, port2=port)
-        subprocess.run(["ovs-vsctl", "add-port", switch.name, link.intf2.name, "--", "set", "Interface",
-                        link.intf2.name, f"ofport_request={port}"], check=True)
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{link.intf2.name}.disable_ipv6=1"], check=False)
-        new = link.intf1.name
+        new = self._cable(host_name, switch_name, port)
         host.cmd(f"ip link set {new} address {info.mac}")
         if info.ip:
             host.cmd(f"ip addr add {info.ip}/{LAB_PREFIX} dev {new}")
-        host.cmd(f"ethtool -K {new} tx off >/dev/null 2>&1; ip link set {new} up")
+        host.cmd(f"ip link set {new} up")
         self.hosts[host_name] = LabHostInfo(info.name, info.mac, info.ip, info.asset, new)
         return new
 
     def add_nic(self, host_name: str, switch_name: str, port: int) -> str:
         """Give a host a second interface, cabled to `switch_name`:`port` (a laptop with two NICs).
         No address is configured on it. Returns the new interface name."""
-        host = self.node(host_name)
-        switch = self.net.get(self.switch_node(switch_name))
-        link = self.net.addLink(host, switch, port2=port)
-        subprocess.run(["ovs-vsctl", "add-port", switch.name, link.intf2.name, "--", "set", "Interface",
-                        link.intf2.name, f"ofport_request={port}"], check=True)
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{link.intf2.name}.disable_ipv6=1"], check=False)
-        new = link.intf1.name
-        host.cmd(f"sysctl -qw net.ipv6.conf.{new}.disable_ipv6=1; ethtool -K {new} tx off >/dev/null 2>&1; "
-                 f"ip link set {new} up")
+        new = self._cable(host_name, switch_name, port)
+        self.node(host_name).cmd(f"ip link set {new} up")
         return new
 
     def stop(self) -> None:
