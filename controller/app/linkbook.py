@@ -14,8 +14,9 @@ Pure state with the clock passed in: the shell feeds it LLDP arrivals and port e
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from controller.core.topology import Link, PortRef
 
@@ -23,14 +24,13 @@ from controller.core.topology import Link, PortRef
 @dataclass
 class PendingLink:
     link: Link
-    first_seen: float
+    first_seen: float  # wall-clock time (for people and audit), not the liveness clock
     last_seen: float
     frames: int = 0
     reason: str = "not declared"
 
     def describe(self) -> str:
-        return (f"{_port(self.link.a)} <-> {_port(self.link.b)} ({self.reason}; {self.frames} LLDP frames, "
-                f"first seen {self.first_seen:.0f}, last {self.last_seen:.0f})")
+        return f"{_port(self.link.a)} <-> {_port(self.link.b)} ({self.reason}; {self.frames} LLDP frames)"
 
 
 @dataclass
@@ -41,6 +41,7 @@ class LinkBook:
     up: set[Link] = field(default_factory=set)
     pending: dict[Link, PendingLink] = field(default_factory=dict)
     down_ports: set[PortRef] = field(default_factory=set)
+    wall: Callable[[], float] = time.time  # when a pending link was seen, for reports
 
     @property
     def trunk_ports(self) -> frozenset[PortRef]:
@@ -77,8 +78,8 @@ class LinkBook:
             if sent_from in trunks or arrived_at in trunks:
                 declared_peer = self.peer(arrived_at if arrived_at in trunks else sent_from)
                 reason = f"miswired: the declared peer is {_port(declared_peer)}" if declared_peer else reason
-            entry = self.pending[link] = PendingLink(link, now, now, 0, reason)
-        entry.last_seen = now
+            entry = self.pending[link] = PendingLink(link, self.wall(), self.wall(), 0, reason)
+        entry.last_seen = self.wall()
         entry.frames += 1
         return entry if is_new else None
 
@@ -138,9 +139,13 @@ class LinkBook:
         return {
             "declared": [{"a": _port(l.a), "b": _port(l.b), "up": l in self.up} for l in sorted(self.declared)],
             "pending": [{"a": _port(p.link.a), "b": _port(p.link.b), "reason": p.reason, "frames": p.frames,
-                         "first_seen": round(p.first_seen, 1), "last_seen": round(p.last_seen, 1)}
+                         "first_seen": _utc(p.first_seen), "last_seen": _utc(p.last_seen)}
                         for p in sorted(self.pending.values(), key=lambda p: p.link)],
         }
+
+
+def _utc(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def _port(where: PortRef | None) -> str:
