@@ -18,6 +18,7 @@ from controller.lab.network import Lab
 from controller.lab.mission import run_mission
 from controller.lab.process import ControllerProcess
 from controller.lab.report import render
+from controller.lab.scenarios import Scenarios
 from controller.lab.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -78,8 +79,12 @@ def run_lab(args: argparse.Namespace) -> int:
             flows = {name: s["flows"] for name, s in final.get("switches", {}).items()}
             print(f"Flows per switch: {flows}; packet-ins by reason: {final.get('packet_ins')}")
             if args.mission:
+                print("Attack scenarios (more than one frame each):")
+                for result in Scenarios(lab, policy, controller, workdir / "scenarios").run():
+                    print(f"  {result.name:<34} {'held' if result.held else 'FAILED'}: {result.detail}")
+                    breaches += 0 if result.held else 1
                 steps = run_mission(lab, policy, controller, workdir / "mission")
-                breaches = sum(step.denied_received for step in steps)
+                breaches += sum(step.denied_received for step in steps)
         print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
         return 0 if not outcome.mismatches and not breaches else 1
     finally:

@@ -67,3 +67,13 @@ def test_an_asset_binds_while_another_port_of_its_switch_floods(ring: Scenario) 
         assert time.monotonic() - start < 3
     finally:
         flood.wait(timeout=30)
+
+
+def test_the_demos_multi_frame_attack_scenarios_hold(ring: Scenario) -> None:
+    """The scenarios `make demo` prints after the matrix (controller/lab/scenarios.py), on this lab."""
+    from controller.lab.scenarios import Scenarios  # noqa: PLC0415
+
+    results = Scenarios(ring.lab, ring.policy, ring.controller, ring.workdir / "scenarios").run()
+    assert {r.name for r in results} == {"two-NIC LLDP relay", "LLDP flood during a ring cut", "quiet-device takeover",
+                                         "switch loses its control channel", "silent device polled first"}
+    assert all(r.held for r in results), [(r.name, r.detail) for r in results if not r.held]
