@@ -286,7 +286,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _wake(self) -> None:
         self._dirty.set()
 
-    def _worker(self) -> None:  # noqa: C901
+    def _worker(self) -> None:
         last_full = hub_time()
         while True:
             woken = self._dirty.wait(timeout=STATUS_PERIOD)
