@@ -52,3 +52,16 @@ def test_the_api_refuses_what_cannot_be_done_and_says_why(tmp_path: Path) -> Non
     assert client.post("/v1/links/revoke", json={"a": "s1:10", "b": "s2:10"}).status_code == 422
     assert client.post("/v1/links/approve", json={"a": "s1:5", "b": "s2:5"}).status_code == 200
     assert RELAYED in links.declared()
+
+
+def test_a_corrupt_approvals_file_trusts_nothing_and_says_so(tmp_path: Path, caplog: object) -> None:
+    import logging  # noqa: PLC0415
+
+    store = PolicyStore(tmp_path)
+    (tmp_path / "links.json").write_text('[{"a": [1, 5], "b": [2, 5]}, {"a": "x"}]')
+    with caplog.at_level(logging.ERROR, logger="otseg.links"):  # type: ignore[attr-defined]
+        assert load_approved(store) == {RELAYED}
+        (tmp_path / "links.json").write_text("{not json")
+        assert load_approved(store) == frozenset()
+    messages = " ".join(r.getMessage() for r in caplog.records)  # type: ignore[attr-defined]
+    assert "entry 2 is not a link" in messages and "cannot be read" in messages

@@ -10,6 +10,7 @@ is a line in the audit log, like a policy version.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ from controller.app.linkbook import LinkBook
 from controller.app.store import PolicyStore
 from controller.core.topology import Link, PortRef
 
+log = logging.getLogger("otseg.links")
 _END = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*):(\d+)\s*$")
 LINKS_FILE = "links.json"
 
@@ -40,17 +42,24 @@ def parse_end(text: str, switch_names: dict[str, int]) -> PortRef:
 
 
 def load_approved(store: PolicyStore) -> frozenset[Link]:
+    """The approved links; a missing file is none. An unreadable entry is left out (fail closed:
+    that link is pending again) and said loudly, naming the file, so the operator can approve it again."""
+    path = store.root / LINKS_FILE
+    if not path.exists():
+        return frozenset()
     try:
-        items = json.loads((store.root / LINKS_FILE).read_text())
-    except (OSError, ValueError):
+        items = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        log.error("%s cannot be read (%s): no approved link is trusted; approve them again with "
+                  "`otseg links approve`", path, error)
         return frozenset()
     links = set()
-    for item in items if isinstance(items, list) else ():
+    for index, item in enumerate(items if isinstance(items, list) else [items]):
         try:
             links.add(Link.between(PortRef(int(item["a"][0]), int(item["a"][1])),
                                    PortRef(int(item["b"][0]), int(item["b"][1]))))
         except (KeyError, TypeError, ValueError, IndexError):
-            continue
+            log.error("%s: entry %d is not a link (%r): left out, that link stays pending", path, index + 1, item)
     return frozenset(links)
 
 
