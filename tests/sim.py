@@ -7,6 +7,13 @@ when a flow has no goto; a table without a matching flow drops; output to the in
 port is dropped. Frames that leave on an inter-switch link enter the peer switch with
 fresh metadata. Ambiguity (two different flows of equal priority both matching) is an
 error, as it would make a real switch's choice arbitrary.
+
+Connection tracking (Open vSwitch's `ct`) is modelled per switch, as on separate hardware
+(in the Mininet lab all bridges share one userspace datapath and so one tracker, which would
+hide a commit made on the wrong switch): `commit` records the packet's 5-tuple unless it is
+the reply of a recorded one; a lookup (`table`) sets ct_state (+trk, and +new, +est, +est+rpl
+or, for ICMP destination-unreachable between the two addresses of a recorded connection,
++rel) and resumes the packet in that table with its metadata and an empty action set.
 """
 
 from __future__ import annotations
@@ -14,15 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.core.flows import (
-    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Flow, GotoTable, Group, GroupAction, MeterInstruction,
+    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Flow, GotoTable, Group, GroupAction, MeterInstruction,
     Output, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.frames import Frame
-from controller.core.pipeline import FRAG_ANY, FRAG_LATER, TABLE_IDS, VID_PRESENT, check_flow
+from controller.core.pipeline import (
+    CT_ESTABLISHED, CT_NEW, CT_RELATED, CT_REPLY, CT_TRACKED, FRAG_ANY, FRAG_LATER, TABLE_IDS, VID_PRESENT, check_flow,
+)
 from controller.core.topology import Link, PortRef, Topology
 
 Headers = dict[str, object]
 MAX_HOPS = 64
+MAX_RECIRCULATIONS = 4
+ConnectionKey = tuple[object, object, object, object, object, int]  # src, dst, proto, sport, dport, zone
 ETH_IPV4, ETH_ARP = 0x0800, 0x0806
 OVS_VLAN_TPIDS = (0x8100, 0x88A8)  # what Open vSwitch parses as a VLAN header (vlan-limit=1: the outer one)
 
@@ -97,6 +108,7 @@ class Network:
         self.topology = topology
         self.peer: dict[PortRef, PortRef] = {}
         self.dead_ports = {end for link in dead_links for end in (link.a, link.b)}
+        self.conntrack: dict[int, set[ConnectionKey]] = {dpid: set() for dpid in tables}
         for link in topology.links:
             self.peer[link.a] = link.b
             self.peer[link.b] = link.a
@@ -134,21 +146,27 @@ class Network:
         packet = dict(frame)
         packet["in_port"] = at.port
         packet["metadata"] = 0
+        packet["ct_state"] = 0
         action_set: dict[str, object] = {}
         outputs: list[tuple[int, Headers]] = []
         table = "port_security"
+        recirculations = 0
         while True:
             flow = self._lookup(at.dpid, table, packet)
             if flow is None:
                 return outputs  # table miss without a miss flow: drop
             result.flows_hit.append((at.dpid, flow))
             next_table = None
+            resume: str | None = None
             for instruction in flow.instructions:
                 if isinstance(instruction, MeterInstruction):
                     continue  # rate limiting is not modelled
                 if isinstance(instruction, ApplyActions):
                     for action in instruction.actions:
-                        self._act(action, packet, at, outputs, result)
+                        if isinstance(action, Conntrack):
+                            resume = self._conntrack(at.dpid, action, packet) or resume
+                        else:
+                            self._act(action, packet, at, outputs, result)
                 elif isinstance(instruction, ClearActions):
                     action_set.clear()
                 elif isinstance(instruction, WriteActions):
@@ -162,6 +180,13 @@ class Network:
                     if TABLE_IDS[instruction.table] <= TABLE_IDS[table]:
                         raise AssertionError(f"goto must move forward: {flow}")
                     next_table = instruction.table
+            if resume is not None:
+                # The tracked copy resumes; the untracked original ends here (nothing follows the ct).
+                recirculations += 1
+                if action_set or next_table is not None or recirculations > MAX_RECIRCULATIONS:
+                    raise AssertionError(f"recirculation with a pending action set or a goto: {flow}")
+                table = resume
+                continue
             if next_table is None:
                 ordered = sorted(action_set.values(), key=lambda a: (not isinstance(a, SetField),
                                                                      isinstance(a, Output)))
@@ -169,6 +194,25 @@ class Network:
                     self._act(action, packet, at, outputs, result)
                 return outputs
             table = next_table
+
+    def _conntrack(self, dpid: int, action: Conntrack, packet: Headers) -> str | None:
+        """Run the tracker on `packet`: commit and/or look up; the table to resume in, if any."""
+        key = _connection_key(packet, action.zone)
+        known = self.conntrack.setdefault(dpid, set())
+        if action.table is not None:
+            state = CT_TRACKED
+            if key is not None and key in known:
+                state |= CT_ESTABLISHED
+            elif key is not None and _reverse(key) in known:
+                state |= CT_ESTABLISHED | CT_REPLY
+            elif _is_related(packet, action.zone, known):
+                state |= CT_RELATED
+            else:
+                state |= CT_NEW
+            packet["ct_state"] = state
+        if action.commit and key is not None and _reverse(key) not in known:
+            known.add(key)
+        return action.table
 
     def _act(self, action: object, packet: Headers, at: PortRef, outputs: list[tuple[int, Headers]],
              result: WalkResult) -> None:
@@ -212,3 +256,24 @@ def _field_matches(name: str, value: object, mask: object, packet: Headers) -> b
         return have == want
     bits = _to_int(mask)
     return have & bits == want & bits
+
+
+def _connection_key(packet: Headers, zone: int) -> ConnectionKey | None:
+    if packet.get("eth_type") != ETH_IPV4 or packet.get("ip_frag"):
+        return None  # fragments are not tracked (no reassembly modelled)
+    proto = packet.get("ip_proto")
+    if proto == 6:
+        return (packet["ipv4_src"], packet["ipv4_dst"], 6, packet["tcp_src"], packet["tcp_dst"], zone)
+    if proto == 17:
+        return (packet["ipv4_src"], packet["ipv4_dst"], 17, packet["udp_src"], packet["udp_dst"], zone)
+    return None
+
+
+def _reverse(key: ConnectionKey) -> ConnectionKey:
+    return (key[1], key[0], key[2], key[4], key[3], key[5])
+
+
+def _is_related(packet: Headers, zone: int, known: set[ConnectionKey]) -> bool:
+    if packet.get("eth_type") != ETH_IPV4 or packet.get("ip_proto") != 1 or packet.get("icmpv4_type") != 3:
+        return False
+    return any(k[0] == packet["ipv4_dst"] and k[1] == packet["ipv4_src"] and k[5] == zone for k in known)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from controller.core.model import Policy
 from controller.core.topology import Link, Topology
-from controller.core.reference import judge
+from controller.core.reference import Sessions, judge
 from controller.core.verdict import ETH_ARP, ETH_IPV4
 from tests.conftest import EXAMPLES, load_example
 from tests.sim import Network, ovs_key
@@ -32,6 +32,7 @@ def check_single_link_failures(policy: Policy, topology: Topology) -> list[str]:
     problems: list[str] = []
     for cut in sorted(topology.links):
         network = Network(matrix.tables, topology, dead_links=frozenset({cut}))
+        sessions = Sessions()  # stateful conduits: the connections opened so far, as the trackers see them
         for src in located:
             for dst in located:
                 if src.name == dst.name:
@@ -42,7 +43,10 @@ def check_single_link_failures(policy: Policy, topology: Topology) -> list[str]:
                     if packet.eth_type in (ETH_IPV4, ETH_ARP) and (src.ip is None or dst.ip is None):
                         continue
                     sent = frame(src, dst, packet)
-                    expected = connected and judge(policy, matrix.located, matrix.located[src.name], sent).delivered
+                    judgement = judge(policy, matrix.located, matrix.located[src.name], sent, sessions)
+                    expected = connected and judgement.delivered
+                    if connected:
+                        sessions.record(policy, judgement, sent)
                     result = network.send(matrix.located[src.name], ovs_key(sent))
                     observed = result.delivered_ports()
                     if observed != ({matrix.located[dst.name]} if expected else set()):

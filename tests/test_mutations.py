@@ -33,7 +33,7 @@ from controller.core.pipeline import (
     CLIENT_PORT, CLIENT_PORTS, DESTINATION, DST_MASK, FRAG_LATER, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE,
 )
 from controller.core.rules import (
-    ETH_QINQ_9100, INFRA_COOKIE, PRIO_ARP_REQUEST, PRIO_BOUND_IP, PRIO_CLIENT_PORT, PRIO_DENY_COUNT,
+    ETH_QINQ_9100, INFRA_COOKIE, PRIO_ARP_REQUEST, PRIO_CT_LOOKUP, PRIO_TRANSIT_COMMIT, PRIO_BOUND_IP, PRIO_CLIENT_PORT, PRIO_DENY_COUNT,
     PRIO_FOREIGN_ADDRESS_DROP, PRIO_MISS, PRIO_MULTICAST, PRIO_PORT_SAMPLE, PRIO_SPOOF_DROP, PRIO_TRUNK, PRIO_UNICAST,
     port_blocks,
 )
@@ -396,6 +396,24 @@ def arp_relation_loses_eth_type(flow: Flow) -> Flow:
     return flow
 
 
+def stateful_replies_lose_ct_state(flow: Flow) -> Flow:
+    """Replies of stateful conduits are accepted by ports alone: the responder may send first."""
+    if flow.table == POLICY and flow.field("ct_state") is not None:
+        return _without_fields(flow, "ct_state")
+    return flow
+
+
+def transit_commits_removed(flow: Flow) -> Flow | None:
+    """Only the initiator's switch commits: the responder's switch, where replies are looked up,
+    never learns of connections opened from other switches."""
+    return None if flow.table == POLICY and flow.priority == PRIO_TRANSIT_COMMIT else flow
+
+
+def conntrack_lookups_removed(flow: Flow) -> Flow | None:
+    """Responders' frames skip the tracker: their ct_state is never +est+rpl."""
+    return None if flow.table == PORT_SECURITY and flow.priority == PRIO_CT_LOOKUP else flow
+
+
 EQUIVALENT_ICMP = (
     "equivalent on Open vSwitch: a later fragment's icmpv4_type reads 0 (tests/sim.ovs_key, OVS nw_frag=later), "
     "so it can only reach the echo-reply rule (type 0), and every relation with an echo-reply rule also has its "
@@ -438,6 +456,9 @@ MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "multicast_extra_port": (per_switch(multicast_extra_port), None),
     "transit_entries_admit_edge_frames": (per_flow(transit_entries_admit_edge_frames), EQUIVALENT_TRANSIT),
     "arp_relation_loses_eth_type": (per_flow(arp_relation_loses_eth_type), None),
+    "stateful_replies_lose_ct_state": (per_flow(stateful_replies_lose_ct_state), None),
+    "transit_commits_removed": (per_flow(transit_commits_removed), None),
+    "conntrack_lookups_removed": (per_flow(conntrack_lookups_removed), None),
 }
 
 

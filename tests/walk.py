@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.frames import Frame
 from controller.core.model import Asset, Policy, ServiceMatch
-from controller.core.reference import judge
+from controller.core.reference import Sessions, judge
 from controller.core.topology import PortRef, Topology
 from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet
 from controller.lab.attacks import TAG_STACKS  # the tag stacks an attacker sends from a host port
@@ -122,6 +122,9 @@ class Matrix:
         self.network = Network(self.tables, topology)
         self.located = locate_assets(policy, topology)
         self.walks = 0
+        # Stateful conduits: the reference's connections and the switches' trackers live on
+        # across probes, so a reply probe after its request tests the connection's replies.
+        self.sessions = Sessions()
 
     def walk(self, where: PortRef, sent: Frame) -> WalkResult:
         self.walks += 1
@@ -129,7 +132,9 @@ class Matrix:
 
     def check(self, where: PortRef, sent: Frame, label: str, source: str, target: str) -> Mismatch | None:
         """Walk `sent` from `where`: it must leave exactly by the ports of the reference's receivers."""
-        expected = judge(self.policy, self.located, where, sent).receivers
+        judgement = judge(self.policy, self.located, where, sent, self.sessions)
+        self.sessions.record(self.policy, judgement, sent)
+        expected = judgement.receivers
         result = self.walk(where, sent)
         observed = result.delivered_ports()
         want = {self.located[name] for name in expected}

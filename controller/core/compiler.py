@@ -27,7 +27,7 @@ from controller.core.pipeline import (
 from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.rules import (
     arp_request_flow, denied_count_flows, destination_flows, infrastructure_flows, locate_flow, multicast_flow,
-    port_security_flows, relation_flows, unicast_flow, zone_monitor_flow,
+    commit_flows, conntrack_lookup_flow, port_security_flows, relation_flows, unicast_flow, zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
 
@@ -108,6 +108,7 @@ class _Compilation:
             trunks = sorted(p.port for p in self.topology.trunk_ports if p.dpid == dpid)
             self._add(dpid, infrastructure_flows(live, trunks, self.topology.edge_ports(dpid)))
         self._port_security()
+        self._conntrack_lookups()
         self._policy_rules()
         self._destinations()
         self._multicast()
@@ -181,14 +182,38 @@ class _Compilation:
             hosts = self._hosts(relation.source)
             if not hosts or not self._hosts(relation.destination):
                 continue
-            flows = relation_flows(relation, self._src_tag(relation.source), self._dst_tag(relation.destination))
+            src_tag, dst_tag = self._src_tag(relation.source), self._dst_tag(relation.destination)
+            flows = relation_flows(relation, src_tag, dst_tag)
             for dpid in hosts:
                 self._add(dpid, flows)
+            if relation.stateful and relation.direction == "forward":
+                self._commits(relation, src_tag, dst_tag)
         for zone in self._monitor_zones():
             endpoint = Endpoint("zone", zone)
             for dpid in self._hosts(endpoint):
                 self._add(dpid, [zone_monitor_flow(self._src_tag(endpoint), zone)])
 
+
+    def _commits(self, relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[int, int]) -> None:
+        """Commit a stateful conduit's forward packets where each responder is attached (its
+        replies are looked up there): from local initiators, and from trunks."""
+        sources = self._hosts(relation.source)
+        local = commit_flows(relation, src_tag, dst_tag, transit=False)
+        transit = commit_flows(relation, src_tag, dst_tag, transit=True)
+        for dpid in self._hosts(relation.destination):
+            self._add(dpid, transit + (local if dpid in sources else []))
+
+    def _conntrack_lookups(self) -> None:
+        """Responders of stateful conduits: their IPv4 goes through the tracker at their port."""
+        responders: set[str] = set()
+        for relation in self.relations:
+            if relation.stateful and relation.direction == "reply":
+                responders.update(a.name for a in self._members(relation.source))
+        for name in sorted(responders):
+            asset = self.policy.asset(name)
+            where = self.located.get(name)
+            if where is not None and asset.ip is not None:
+                self._add(where.dpid, [conntrack_lookup_flow(where.port, asset.mac, asset.ip, f"asset:{name}")])
 
     def _ingress_switches(self) -> dict[str, set[int]]:
         """Per asset: the switches of every asset that may exchange packets with it."""

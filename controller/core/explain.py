@@ -62,8 +62,10 @@ def _gaps(conduit: Conduit, src: Asset, dst: Asset, service: str) -> list[str]:
     gaps = []
     if not forward_src and any(is_member(src, e) for e in conduit.destinations) and any(
             is_member(dst, e) for e in conduit.sources):
+        replies = ("it is stateful: only replies within connections they opened come back" if conduit.stateful
+                   else "only replies come back")
         gaps.append(f"it runs the other way ({_names(conduit.sources)} -> {_names(conduit.destinations)}; "
-                    "only replies come back, set bidirectional: true to allow both)")
+                    f"{replies}, set bidirectional: true to allow both)")
         forward_src = forward_dst = True
     if not forward_src:
         gaps.append(f"{src.name} (zone {src.zone}) is not in its 'from' ({_names(conduit.sources)})")

@@ -55,7 +55,20 @@ class GroupAction:
     group_id: int
 
 
-Action = Union[Output, SetField, GroupAction]
+@dataclass(frozen=True, order=True)
+class Conntrack:
+    """Open vSwitch connection tracking (an extension action, used by stateful conduits only).
+
+    `commit` records the packet's connection in `zone`; `table` sends the packet through the
+    tracker and resumes it in that table with its `ct_state` known (a recirculation: used
+    only where the action set is still empty, see docs/architecture.md)."""
+
+    zone: int
+    commit: bool = False
+    table: str | None = None
+
+
+Action = Union[Output, SetField, GroupAction, Conntrack]
 
 
 @dataclass(frozen=True, order=True)

@@ -133,6 +133,7 @@ class Conduit:
     reason: str = ""
     mode: Mode | None = None  # None: the zone's or the policy's mode applies
     bidirectional: bool = False
+    stateful: bool = False  # TCP/UDP replies only within connections the initiator opened (conntrack)
 
 
 @dataclass(frozen=True)

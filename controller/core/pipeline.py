@@ -14,6 +14,10 @@
   assets only.
 - client_ports: marks a TCP/UDP destination port in the ephemeral range (CLIENT_PORT bit),
   so that a reply rule can require it with one match instead of six port blocks.
+- stateful conduits (opt-in, Open vSwitch connection tracking): a responder's IPv4 goes
+  through the tracker in port_security (ct_state=-trk → ct(table=port_security)), the only
+  place where the action set is still empty; policy rules commit the conduit's forward
+  packets and accept replies by ct_state (+est+rpl) instead of by ports.
 - policy: the allow-list. Matching rules end the pipeline (the action set outputs); the miss
   clears the action set, so anything not allowed never leaves the ingress switch.
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.core.flows import Flow, GotoTable
+from controller.core.flows import ApplyActions, Conntrack, Flow, GotoTable, WriteActions
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ POLICY = "policy"
 
 TABLES: tuple[Table, ...] = (
     Table(0, PORT_SECURITY,
-          frozenset({"in_port", "eth_src", "vlan_vid", "eth_type", "ipv4_src", "arp_spa", "arp_sha"}),
+          frozenset({"in_port", "eth_src", "vlan_vid", "eth_type", "ipv4_src", "arp_spa", "arp_sha", "ip_frag",
+                     "ct_state"}),
           (DESTINATION,)),
     Table(1, DESTINATION,
           frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "ipv4_dst", "arp_tpa", "metadata"}),
@@ -52,7 +57,7 @@ TABLES: tuple[Table, ...] = (
           (POLICY,)),
     Table(3, POLICY,
           frozenset({"metadata", "eth_type", "ip_proto", "ip_frag", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-                     "icmpv4_type", "tcp_flags"}),
+                     "icmpv4_type", "tcp_flags", "ct_state"}),
           ()),
 )
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
@@ -100,6 +105,14 @@ MAX_METERED_PORT = 0xFFFE0000  # ports above this share METER_MISS_SAMPLE
 # ip_frag (Open vSwitch's nw_frag) bits: any fragment, a non-first fragment.
 FRAG_ANY = 1
 FRAG_LATER = 2
+# ct_state bits (Open vSwitch connection tracking) and the zone otseg's stateful conduits use.
+CT_NEW = 0x01
+CT_ESTABLISHED = 0x02
+CT_RELATED = 0x04
+CT_REPLY = 0x08
+CT_INVALID = 0x10
+CT_TRACKED = 0x20
+CT_ZONE = 0x0E5E
 # vlan_vid: OFPVID_PRESENT marks a tagged frame; vlan_vid=0 (OFPVID_NONE) matches untagged ones.
 VID_PRESENT = 0x1000
 VID_NONE = 0
@@ -112,7 +125,7 @@ def port_meter(port: int) -> int:
 # OpenFlow match prerequisites (spec 7.2.3.8): a field may be matched only with these.
 PREREQUISITES: dict[str, tuple[str, int]] = {
     "ipv4_src": ("eth_type", 0x0800), "ipv4_dst": ("eth_type", 0x0800), "ip_proto": ("eth_type", 0x0800),
-    "ip_frag": ("eth_type", 0x0800),
+    "ip_frag": ("eth_type", 0x0800), "ct_state": ("eth_type", 0x0800),
     "arp_spa": ("eth_type", 0x0806), "arp_tpa": ("eth_type", 0x0806), "arp_sha": ("eth_type", 0x0806),
     "tcp_src": ("ip_proto", 6), "tcp_dst": ("ip_proto", 6), "tcp_flags": ("ip_proto", 6),
     "udp_src": ("ip_proto", 17), "udp_dst": ("ip_proto", 17), "icmpv4_type": ("ip_proto", 1),
@@ -138,3 +151,10 @@ def check_flow(flow: Flow) -> None:
     for instruction in flow.instructions:
         if isinstance(instruction, GotoTable) and instruction.table not in table.next_tables:
             raise PipelineError(f"table {table.name} may not go to {instruction.table}: {flow}")
+        if isinstance(instruction, (ApplyActions, WriteActions)):
+            for action in instruction.actions:
+                if isinstance(action, Conntrack) and action.table is not None:
+                    # Open vSwitch 3.1 aborts (ofproto-dpif-rid.c assertion) when a recirculation
+                    # meets a non-empty action set: only the first table may send to the tracker.
+                    if table.table_id != 0 or action.table != PORT_SECURITY or not isinstance(instruction, ApplyActions):
+                        raise PipelineError(f"connection tracking lookup outside port_security: {flow}")

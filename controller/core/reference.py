@@ -14,18 +14,20 @@ A frame is delivered only if every step holds, in this order:
    broadcast); an ARP broadcast goes to the owner of the target address only; any other group
    address, broadcast included, goes to the receivers of the L2 service (never IPv4 or ARP to a
    group);
-4. the policy's verdict (`controller.core.verdict.decide`) delivers it.
+4. the policy's verdict (`controller.core.verdict.decide`) delivers it. For stateful conduits
+   the verdict needs the connections opened so far: `Sessions` is the reference's own
+   connection tracker, fed by the caller with each delivered frame (`Sessions.record`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from controller.core.frames import Frame
 from controller.core.model import Asset, Policy
 from controller.core.topology import PortRef
-from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, Verdict, decide
+from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, Verdict, decide, tracks
 
 ETH_LLDP = 0x88CC
 TAG_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
@@ -45,19 +47,60 @@ class Judgement:
         return bool(self.receivers)
 
 
-def packet_of(frame: Frame) -> Packet:
+ConnectionKey = tuple[str, str, int, int, int]  # initiator IP, responder IP, protocol, ports
+
+
+@dataclass
+class Sessions:
+    """Connections opened through stateful conduits: the forward frames that were delivered."""
+
+    opened: set[ConnectionKey] = field(default_factory=set)
+
+    @staticmethod
+    def key(frame: Frame) -> ConnectionKey | None:
+        if frame.eth_type != ETH_IPV4 or frame.ip_proto not in (6, 17) or frame.ip_frag != "no":
+            return None
+        ports = (frame.tcp_src, frame.tcp_dst) if frame.ip_proto == 6 else (frame.udp_src, frame.udp_dst)
+        return (str(frame.ipv4_src), str(frame.ipv4_dst), frame.ip_proto, ports[0] or 0, ports[1] or 0)
+
+    def established(self, frame: Frame) -> bool:
+        key = self.key(frame)
+        return key is not None and (key[1], key[0], key[2], key[4], key[3]) in self.opened
+
+    def related(self, frame: Frame) -> bool:
+        """An ICMP destination-unreachable from a responder about a connection opened to it (the
+        quoted header is not parsed: any connection between the two addresses counts)."""
+        return (frame.eth_type == ETH_IPV4 and frame.ip_proto == 1 and frame.icmp_type == 3
+                and frame.ip_frag == "no"
+                and any(k[0] == frame.ipv4_dst and k[1] == frame.ipv4_src for k in self.opened))
+
+    def record(self, policy: Policy, judgement: "Judgement", frame: Frame) -> None:
+        """Remember the connection a delivered frame opens through a stateful conduit."""
+        if judgement.source is None or judgement.destination is None or not judgement.delivered:
+            return
+        key = self.key(frame)
+        if key is None or self.established(frame):
+            return
+        if tracks(policy, judgement.source, judgement.destination, packet_of(frame)):
+            self.opened.add(key)
+
+
+def packet_of(frame: Frame, sessions: Sessions | None = None) -> Packet:
     """The policy's view of a frame: transport fields only where the frame carries them. An ARP
     broadcast is not multicast to the policy: it is delivered, rewritten, to the target only."""
     return Packet(frame.eth_type, frame.ip_proto or 0,
                   frame.tcp_src if frame.tcp_src is not None else (frame.udp_src or 0),
                   frame.tcp_dst if frame.tcp_dst is not None else (frame.udp_dst or 0),
                   frame.tcp_flags or 0, frame.icmp_type or 0, _group(frame),
-                  frame.ip_frag if frame.eth_type == ETH_IPV4 else "no")  # type: ignore[arg-type]
+                  frame.ip_frag if frame.eth_type == ETH_IPV4 else "no",  # type: ignore[arg-type]
+                  sessions is not None and sessions.established(frame),
+                  sessions is not None and sessions.related(frame))
 
 
-def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame) -> Judgement:
+def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame,
+          sessions: Sessions | None = None) -> Judgement:
     """Which assets must receive `frame`, sent from a device at `ingress`; `located` is where
-    each asset is bound (pins and learned bindings)."""
+    each asset is bound (pins and learned bindings); `sessions` the connections opened so far."""
     nobody = frozenset[str]()
     if frame.problem:
         return Judgement(nobody, f"malformed: {frame.problem}")
@@ -68,7 +111,7 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
     source = _source(policy, located, ingress, frame)
     if isinstance(source, str):
         return Judgement(nobody, source)
-    packet = packet_of(frame)
+    packet = packet_of(frame, sessions)
     if _group(frame):
         if frame.eth_type in (ETH_IPV4, ETH_ARP):
             return Judgement(nobody, "IPv4 and ARP to a group address are not delivered", source)

@@ -26,6 +26,7 @@ class Relation:
     direction: Direction
     origin: str  # conduit name, or "intra:<zone>"
     mode: Mode
+    stateful: bool = False  # TCP/UDP: replies only within connections the initiator opened
 
 
 def expand(policy: Policy) -> tuple[Relation, ...]:
@@ -50,17 +51,18 @@ def _conduit_relations(policy: Policy, conduit: Conduit) -> Iterator[Relation]:
     if conduit.bidirectional:
         pairs += [(t, f) for f, t in pairs]
     for initiator, responder in pairs:
-        yield from _service_relations(initiator, responder, matches, conduit.name, mode)
+        yield from _service_relations(initiator, responder, matches, conduit.name, mode, conduit.stateful)
 
 
 def _service_relations(initiator: Endpoint, responder: Endpoint, matches: list[ServiceMatch],
-                       origin: str, mode: Mode) -> Iterator[Relation]:
+                       origin: str, mode: Mode, stateful: bool = False) -> Iterator[Relation]:
     has_ip = False
     for match in matches:
-        yield Relation(initiator, responder, "service", match, "forward", origin, mode)
+        tracked = stateful and match.protocol in ("tcp", "udp")
+        yield Relation(initiator, responder, "service", match, "forward", origin, mode, tracked)
         if match.is_ip:
             has_ip = True
-            yield Relation(responder, initiator, "service", match, "reply", origin, mode)
+            yield Relation(responder, initiator, "service", match, "reply", origin, mode, tracked)
     if has_ip:
         yield Relation(initiator, responder, "arp", None, "forward", origin, mode)
         yield Relation(responder, initiator, "arp", None, "forward", origin, mode)
@@ -89,7 +91,7 @@ def direction_warnings(policy: Policy) -> list[str]:
     service port. TCP is not affected: a responder cannot open a connection (no SYN without ACK)."""
     warnings: list[str] = []
     for conduit in policy.conduits:
-        if conduit.bidirectional:
+        if conduit.bidirectional or conduit.stateful:
             continue
         for name in conduit.services:
             for match in policy.service(name).matches:
@@ -97,5 +99,7 @@ def direction_warnings(policy: Policy) -> list[str]:
                     warnings.append(
                         f"conduit {conduit.name!r}: {name} ({match.describe()} from client ports "
                         f"{match.describe_clients()}): direction cannot be told from headers, so the "
-                        f"responder may also send to the initiator's own {match.describe()} service")
+                        f"responder may also send to the initiator's own {match.describe()} service; set "
+                        f"'stateful: true' on the conduit to accept replies only within the initiator's own "
+                        f"connections (Open vSwitch connection tracking)")
     return warnings

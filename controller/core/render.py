@@ -10,18 +10,23 @@ import json
 from typing import Callable
 
 from controller.core.flows import (
-    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
+    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
     SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import TABLE_IDS, TABLES
 
 
+_CT_STATE_NAMES = ((0x01, "new"), (0x02, "est"), (0x04, "rel"), (0x08, "rpl"), (0x10, "inv"), (0x20, "trk"))
 _FRAG_NAMES = {(0, 2): "not_later", (2, 2): "later", (0, 1): "no", (1, 1): "yes", (1, 3): "first"}
 
 
 def format_field(item: Field) -> str:
     if item.name == "ip_frag":
         return f"ip_frag={_FRAG_NAMES.get((item.value, item.mask), item.value)}"  # type: ignore[arg-type]
+    if item.name == "ct_state" and isinstance(item.value, int):
+        mask = item.mask if isinstance(item.mask, int) else 0xFF
+        flags = "".join(("+" if item.value & bit else "-") + name for bit, name in _CT_STATE_NAMES if mask & bit)
+        return f"ct_state={flags}"
     if item.name == "vlan_vid" and item.value == 0 and item.mask is None:
         return "vlan_tci=0x0000/0x1fff"  # untagged only
     value = f"0x{item.value:x}" if item.name in ("metadata", "eth_type", "tcp_flags") else str(item.value)
@@ -40,7 +45,14 @@ def format_action(action: object) -> str:
         return f"set_field:{action.value}->{action.name}"
     if isinstance(action, GroupAction):
         return f"group:{action.group_id}"
+    if isinstance(action, Conntrack):
+        return _ct(action, action.table)
     raise TypeError(action)
+
+
+def _ct(action: Conntrack, table: str | None) -> str:
+    words = (["commit"] if action.commit else []) + ([f"table={table}"] if table is not None else [])
+    return "ct(" + ",".join(words + [f"zone={action.zone}"]) + ")"
 
 
 def instruction_parts(flow: Flow, action: Callable[[object], str] = format_action,
@@ -126,6 +138,8 @@ _OVS_FIELD_NAMES = {"icmpv4_type": "icmp_type", "ipv4_src": "nw_src", "ipv4_dst"
 def _ovs_action(action: object) -> str:
     if isinstance(action, Output) and action.port == CONTROLLER_PORT:
         return f"controller(max_len={action.max_len})"
+    if isinstance(action, Conntrack):
+        return _ct(action, None if action.table is None else str(TABLE_IDS[action.table]))
     return format_action(action)
 
 

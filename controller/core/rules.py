@@ -9,13 +9,14 @@ from functools import lru_cache
 
 from controller.core.flows import (
     BROADCAST_MAC, CONTROLLER_PORT, COOKIE_PREFIX, ETH_ARP, ETH_IPV4, ETH_LLDP, IP_PROTO_ICMP,
-    IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, Action, ApplyActions, ClearActions, Flow, GotoTable,
+    IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, Action, ApplyActions, ClearActions, Conntrack, Flow, GotoTable,
     MeterInstruction, Output, SetField, Value, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.ids import stable_hash32
 from controller.core.model import EPHEMERAL_CLIENTS, ServiceMatch
 from controller.core.pipeline import (
-    CLIENT_PORT, CLIENT_PORTS, DESTINATION, DST_MASK, FRAG_LATER, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE,
+    CLIENT_PORT, CLIENT_PORTS, CT_ESTABLISHED, CT_INVALID, CT_RELATED, CT_REPLY, CT_TRACKED, CT_ZONE, DESTINATION,
+    DST_MASK, FRAG_ANY, FRAG_LATER, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE,
     METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE, port_meter,
 )
 from controller.core.relations import Relation
@@ -23,6 +24,7 @@ from controller.core.relations import Relation
 # port_security
 PRIO_LLDP = 1000
 PRIO_UNTRUSTED_LLDP = 900
+PRIO_CT_LOOKUP = 310
 PRIO_BOUND_IP = 300
 PRIO_SPOOF_DROP = 200
 PRIO_BOUND_L2 = 100
@@ -39,7 +41,9 @@ PRIO_LOCATE = 50
 # client_ports
 PRIO_CLIENT_PORT = 100
 # policy
+PRIO_TRANSIT_COMMIT = 3100
 PRIO_TRANSIT = 3000
+PRIO_COMMIT = 2100
 PRIO_ALLOW = 2000
 PRIO_ALLOW_MONITOR = 1500
 PRIO_ZONE_MONITOR = 1000
@@ -56,6 +60,13 @@ LATER_FRAGMENT = {"ip_frag": (FRAG_LATER, FRAG_LATER)}
 ICMP_ECHO_REQUEST = 8
 ICMP_ECHO_REPLY = 0
 ICMP_UNREACHABLE = 3
+NOT_FRAGMENT = {"ip_frag": (0, FRAG_ANY)}
+# Replies of a tracked connection, and ICMP errors that belong to one (ct_state bits with their mask).
+CT_UNTRACKED = {"ct_state": (0, CT_TRACKED)}
+CT_REPLY_OF_CONNECTION = {"ct_state": (CT_TRACKED | CT_ESTABLISHED | CT_REPLY,
+                                       CT_TRACKED | CT_ESTABLISHED | CT_REPLY | CT_INVALID)}
+CT_RELATED_TO_CONNECTION = {"ct_state": (CT_TRACKED | CT_RELATED, CT_TRACKED | CT_RELATED | CT_INVALID)}
+COMMIT = ApplyActions((Conntrack(CT_ZONE, commit=True),))
 
 
 @lru_cache(maxsize=None)
@@ -145,6 +156,17 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
     return flows
 
 
+def conntrack_lookup_flow(port: int, mac: str, ip: str, origin: str) -> Flow:
+    """A responder of a stateful conduit: its unfragmented IPv4 goes through the connection tracker
+    once (ct_state=-trk), then resumes in this table with its ct_state known. Here, in the first
+    table, the action set is still empty (see `pipeline.check_flow`). Fragments are not tracked:
+    without reassembly they carry no ports, so a fragmented reply of a stateful conduit is dropped."""
+    return make_flow(PORT_SECURITY, PRIO_CT_LOOKUP,
+                     {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_IPV4, "ipv4_src": ip, **NOT_FRAGMENT,
+                      **CT_UNTRACKED},
+                     [ApplyActions((Conntrack(CT_ZONE, table=PORT_SECURITY),))], cookie(origin))
+
+
 def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Action, origin: str, checked: bool,
                       l2: bool) -> list[Flow]:
     """Toward an asset. `checked` (a switch where frames for it enter from edge ports): IPv4 and ARP
@@ -232,12 +254,53 @@ def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[
         return [make_flow(POLICY, priority, {"metadata": metadata, "eth_type": ETH_ARP}, [], owner)]
     assert relation.match is not None
     flows = []
+    if relation.stateful and relation.direction == "reply":
+        return [make_flow(POLICY, priority, {"metadata": metadata, **fields}, [], owner)
+                for fields in stateful_reply_fields(relation.match)]
     for fields in service_fields(relation.match, relation.direction):
         meta = metadata
         if fields.pop("client_port", None):
             meta = (metadata[0] | CLIENT_PORT.mask, metadata[1] | CLIENT_PORT.mask)
         flows.append(make_flow(POLICY, priority, {"metadata": meta, **fields}, [], owner))
     return flows
+
+
+def commit_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[int, int],
+                 transit: bool) -> list[Flow]:
+    """A stateful conduit's forward packets (unfragmented) are allowed and committed to the
+    connection tracker of the switch where the responder is attached, which is where its replies
+    enter and are looked up. `transit`: the packets arrive through a trunk (already checked at
+    their ingress switch), matched by destination only. Above every allow rule of both modes, so
+    that whichever conduit allows a packet, a stateful one that also allows it tracks it."""
+    assert relation.match is not None and relation.stateful and relation.direction == "forward"
+    if transit:
+        metadata = (TRANSIT.mask | dst_tag[0], TRANSIT.mask | dst_tag[1])
+        priority = PRIO_TRANSIT_COMMIT
+    else:
+        metadata = (src_tag[0] | dst_tag[0], src_tag[1] | dst_tag[1])
+        priority = PRIO_COMMIT
+    owner = cookie(relation.origin)
+    return [make_flow(POLICY, priority, {"metadata": metadata, **fields, **NOT_FRAGMENT}, [COMMIT], owner)
+            for fields in service_fields(relation.match, "forward") if "ip_frag" not in fields]
+
+
+def stateful_reply_fields(match: ServiceMatch) -> list[dict[str, Value | tuple[Value, Value]]]:
+    """Replies of a stateful conduit: from the service port, within a connection the initiator
+    opened (ct_state +est+rpl, whatever its client port); TCP with ACK; ICMP errors only when
+    the tracker relates them to such a connection. Later fragments as for any conduit."""
+    proto = IP_PROTO_TCP if match.protocol == "tcp" else IP_PROTO_UDP
+    result: list[dict[str, Value | tuple[Value, Value]]] = []
+    for value, mask in port_blocks(match.low, match.high):
+        fields: dict[str, Value | tuple[Value, Value]] = {
+            "eth_type": ETH_IPV4, "ip_proto": proto, f"{match.protocol}_src": _masked(value, mask),
+            **CT_REPLY_OF_CONNECTION}
+        if match.protocol == "tcp":
+            fields["tcp_flags"] = (TCP_ACK, TCP_ACK)
+        result.append(fields)
+    result.append({"eth_type": ETH_IPV4, **LATER_FRAGMENT, "ip_proto": proto})
+    result.append({"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, **NOT_LATER_FRAGMENT,
+                   "icmpv4_type": ICMP_UNREACHABLE, **CT_RELATED_TO_CONNECTION})
+    return result
 
 
 def service_fields(match: ServiceMatch, direction: str) -> list[dict[str, Value | tuple[Value, Value]]]:

@@ -39,6 +39,10 @@ class Packet:
     icmp_type: int = 0
     multicast: bool = False  # sent to a group address (L2 services only are delivered)
     fragment: Fragment = "no"
+    # Connection state, for stateful conduits: the packet goes the reply way of a connection its
+    # destination opened through one (`established`), or is an ICMP error about one (`related`).
+    established: bool = False
+    related: bool = False
 
     def describe(self) -> str:
         if self.eth_type == ETH_ARP:
@@ -107,8 +111,28 @@ def _conduit_allows(policy: Policy, conduit: Conduit, src: Asset, dst: Asset, pa
     for initiators, responders in roles:
         forward = any(is_member(src, i) for i in initiators) and any(is_member(dst, r) for r in responders)
         backward = any(is_member(src, r) for r in responders) and any(is_member(dst, i) for i in initiators)
-        if _allows(matches, forward, backward, src, dst, packet):
+        if _allows(matches, forward, backward, src, dst, packet, conduit.stateful):
             return True
+    return False
+
+
+def tracks(policy: Policy, src: Asset, dst: Asset, packet: Packet) -> bool:
+    """Does this packet open (or continue) a connection of a stateful conduit? True when a
+    stateful conduit allows it in its forward direction as TCP or UDP, unfragmented."""
+    if packet.eth_type != ETH_IPV4 or packet.fragment != "no" or packet.ip_proto not in (6, 17):
+        return False
+    for conduit in policy.conduits:
+        if not conduit.stateful:
+            continue
+        matches = [m for name in conduit.services for m in policy.service(name).matches
+                   if m.protocol in ("tcp", "udp")]
+        roles = [(conduit.sources, conduit.destinations)]
+        if conduit.bidirectional:
+            roles.append((conduit.destinations, conduit.sources))
+        for initiators, responders in roles:
+            if (any(is_member(src, i) for i in initiators) and any(is_member(dst, r) for r in responders)
+                    and any(_forward_match(m, packet) for m in matches)):
+                return True
     return False
 
 
@@ -123,7 +147,7 @@ def _intra_allows(policy: Policy, zone_name: str, src: Asset, dst: Asset, packet
 
 
 def _allows(matches: list[ServiceMatch], forward: bool, backward: bool, src: Asset, dst: Asset,
-            packet: Packet) -> bool:
+            packet: Packet, stateful: bool = False) -> bool:
     if not (forward or backward):
         return False
     if packet.eth_type == ETH_ARP:
@@ -131,7 +155,10 @@ def _allows(matches: list[ServiceMatch], forward: bool, backward: bool, src: Ass
     for match in matches:
         if forward and _forward_match(match, packet):
             return True
-        if backward and _reply_match(match, packet):
+        if backward and stateful and match.protocol in ("tcp", "udp"):
+            if _stateful_reply_match(match, packet):
+                return True
+        elif backward and _reply_match(match, packet):
             return True
     return False
 
@@ -170,6 +197,26 @@ def _reply_match(match: ServiceMatch, packet: Packet) -> bool:
     if packet.ip_proto == 1 and packet.icmp_type == ICMP_UNREACHABLE:
         return True
     if not (match.low <= packet.src_port <= match.high and match.client_port(packet.dst_port)):
+        return False
+    if match.protocol == "tcp":
+        return packet.ip_proto == 6 and bool(packet.tcp_flags & TCP_ACK)
+    return packet.ip_proto == 17
+
+
+def _stateful_reply_match(match: ServiceMatch, packet: Packet) -> bool:
+    """A reply of a stateful conduit: from the service port within a connection the initiator
+    opened, whatever its client port; TCP with ACK. ICMP destination-unreachable only when it
+    is about such a connection. Fragments are not tracked: a first fragment is dropped, a later
+    one is judged as for any conduit (it cannot be used without its first)."""
+    if packet.eth_type != ETH_IPV4 or packet.multicast:
+        return False
+    if packet.fragment == "later":
+        return _later_fragment_of(match, packet)
+    if packet.fragment == "first":
+        return False
+    if packet.ip_proto == 1 and packet.icmp_type == ICMP_UNREACHABLE:
+        return packet.related
+    if not (packet.established and match.low <= packet.src_port <= match.high):
         return False
     if match.protocol == "tcp":
         return packet.ip_proto == 6 and bool(packet.tcp_flags & TCP_ACK)

@@ -8,7 +8,7 @@ needs both directions, so its expectation is the verdict on the request AND on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 
 from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
@@ -17,7 +17,7 @@ from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.topology import PortRef
 from controller.lab.attacks import containment_attacks
 from controller.lab.craft import frame_bytes
-from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, decide
+from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, decide, tracks
 from controller.lab.network import LabHostInfo
 
 TOKEN = b"OTSEG-PROBE:"
@@ -122,8 +122,7 @@ class Planner:
                 request, reply = Packet(ETH_IPV4, 17, EPHEMERAL, port), Packet(ETH_IPV4, 17, port, EPHEMERAL)
                 kind = "udp"
                 self.plan.listen_udp.add(port)
-            expected = (decide(self.policy, src, dst, request).delivered
-                        and decide(self.policy, dst, src, reply).delivered)
+            expected = _round_trip(self.policy, src, dst, request, reply)
             self.plan.probes.append(Probe(self._id(), src.name, kind, "pair", match.describe(), dst.name,
                                           dst.ip, port, expected=expected))
 
@@ -179,8 +178,7 @@ class Planner:
                 for port in SCAN_PORTS:
                     request = Packet(ETH_IPV4, 6, EPHEMERAL, port, 0x02)
                     reply = Packet(ETH_IPV4, 6, port, EPHEMERAL, 0x12)
-                    expected = (decide(self.policy, scanner, target, request).delivered
-                                and decide(self.policy, target, scanner, reply).delivered)
+                    expected = _round_trip(self.policy, scanner, target, request, reply)
                     self.plan.listen_tcp.add(port)
                     self.plan.probes.append(Probe(self._id(), scanner.name, "tcp", "attack",
                                                   f"port scan {target.name}:{port}", target.name, target.ip or "",
@@ -240,3 +238,11 @@ def _arp_frame(src_mac: str, sender_ip: str, target_ip: str, payload: tuple[byte
                              dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
     return _serialise(pkt, payload)
 
+
+
+def _round_trip(policy: Policy, src: Asset, dst: Asset, request: Packet, reply: Packet) -> bool:
+    """A connection-style probe succeeds when the request is delivered and so is its reply; the
+    reply belongs to the connection the request opened where a stateful conduit tracks it."""
+    if not decide(policy, src, dst, request).delivered:
+        return False
+    return decide(policy, dst, src, replace(reply, established=tracks(policy, src, dst, request))).delivered

@@ -11,6 +11,10 @@
   is back, they must be bound where they were.
 - Silent device polled: an asset's port goes down and up (it is unbound, and says nothing); a
   peer allowed to ping it must reach it, the controller finding it with ARP probes.
+- Stateful conduit: with the lab's connection trackers flushed, the responder of a stateful UDP
+  conduit sends first, from its service port to the initiator's (NTP 123 to 123): nobody may
+  receive it; then the initiator asks, the responder answers (received), and the responder
+  sends from its service port to another port of the initiator (not received).
 Each returns one line for the report; `held` is False when the defence did not hold.
 """
 
@@ -28,7 +32,7 @@ from typing import Any, Callable
 import networkx as nx
 
 from controller.core.frames import Frame
-from controller.core.model import Policy
+from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.verdict import ETH_IPV4, Packet, decide
 from controller.lab.craft import frame_bytes
 from controller.lab.network import Lab
@@ -82,7 +86,7 @@ class Scenarios:
     def run(self) -> list[ScenarioResult]:
         results = []
         for scenario in (self.lldp_relay, self.lldp_flood_in_ring_cut, self.quiet_takeover, self.switch_disconnect,
-                         self.silent_polled):
+                         self.silent_polled, self.stateful_conduit):
             try:
                 result = scenario()
             except Exception as error:  # noqa: BLE001  (a broken scenario is reported, not a crash of the demo)
@@ -227,3 +231,54 @@ class Scenarios:
         return ScenarioResult("silent device polled first", unbound and found,
                               f"{target} unbound and silent; {peer} pings it: {summary} ({elapsed:.1f} s for the "
                               "four), located by the controller's ARP probe")
+
+    def _stateful_pair(self) -> tuple[Asset, Asset, ServiceMatch] | None:
+        for conduit in self.policy.conduits:
+            if not conduit.stateful:
+                continue
+            for match in (m for n in conduit.services for m in self.policy.service(n).matches if m.protocol == "udp"):
+                for initiator in (a for e in conduit.sources for a in self.policy.members(e)):
+                    for responder in (a for e in conduit.destinations for a in self.policy.members(e)):
+                        if (initiator.ip and responder.ip and initiator.name in self.where
+                                and responder.name in self.where and initiator.name != responder.name):
+                            return initiator, responder, match
+        return None
+
+    def stateful_conduit(self) -> ScenarioResult | None:
+        found = self._stateful_pair()
+        if found is None:
+            return None
+        initiator, responder, match = found
+        service, client = match.low, match.clients[0][0]
+        other = 161 if not match.client_port(161) else 9
+
+        def udp(src: Asset, dst: Asset, sport: int, dport: int, label: bytes) -> bytes:
+            frame = Frame(dst.mac, src.mac, (), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=17,
+                          udp_src=sport, udp_dst=dport)
+            return frame_bytes(frame, TOKEN + label + b" " + b"\0" * 16)
+
+        # The lab owns its switches' tracker (one userspace datapath): start with no connection.
+        subprocess.run(["ovs-appctl", "dpctl/flush-conntrack"], check=True, capture_output=True)
+        verifier = Verifier(self.lab, self.policy, self.controller.status, str(self.workdir / "stateful-sniff"))
+        verifier.start_agents(set(), set())
+        try:
+            _send(self.lab, responder.name, [udp(responder, initiator, service, client, b"unsolicited")] * 3)
+            time.sleep(0.3)
+            _send(self.lab, initiator.name, [udp(initiator, responder, client, service, b"request")])
+            time.sleep(0.3)
+            _send(self.lab, responder.name, [udp(responder, initiator, service, client, b"reply"),
+                                             udp(responder, initiator, service, other, b"otherport")])
+            time.sleep(0.5)
+            seen = verifier._sniffed()  # noqa: SLF001
+        finally:
+            verifier.stop_agents()
+        got = {label: sorted(seen.get(label, set())) for label in ("unsolicited", "request", "reply", "otherport")}
+        # The responder's kernel answers the crafted request with an ICMP port-unreachable that quotes
+        # it (no socket listens there): related to the connection, so the initiator may see it too.
+        held = (not got["unsolicited"] and not got["otherport"] and responder.name in got["request"]
+                and set(got["request"]) <= {responder.name, initiator.name} and got["reply"] == [initiator.name])
+        return ScenarioResult(
+            "stateful conduit", held,
+            f"{responder.name} sent first, udp {service} -> {initiator.name}:{client}: reached "
+            f"{got['unsolicited'] or 'nobody'}; {initiator.name} asked, the answer reached {got['reply'] or 'nobody'}; "
+            f"udp {service} -> {initiator.name}:{other} reached {got['otherport'] or 'nobody'}")

@@ -21,7 +21,7 @@ from controller.policy.services import read_service
 TOP_KEYS = ("policy", "mode", "switches", "zones", "assets", "services", "conduits", "description")
 ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
 ASSET_KEYS = ("zone", "mac", "ip", "location", "description")
-CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "description")
+CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "description")
 MODES = ("enforce", "monitor")
 MAX_ZONES = 8191
 MAX_ASSETS = 262143
@@ -248,14 +248,30 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
                          if service_node else [])
         mode = read.choice(body.get("mode"), context, "mode", MODES)
         bidirectional = read.boolean(body.get("bidirectional"), context, "bidirectional") or False
+        stateful = read.boolean(body.get("stateful"), context, "stateful") or False
         reason = read.text(body.get("reason"), context, "reason") or ""
         if sources and destinations and service_names:
             _check_ip_services(collector, context, sources, destinations, service_names, assets, services)
+            if stateful:
+                _check_stateful(collector, body, context, service_names, services)
         if name and sources and destinations and service_names:
             conduits.append(Conduit(name=name, sources=tuple(sources), destinations=tuple(destinations),
                                     services=tuple(service_names), reason=reason,
-                                    mode=mode, bidirectional=bidirectional))  # type: ignore[arg-type]
+                                    mode=mode, bidirectional=bidirectional,
+                                    stateful=stateful))  # type: ignore[arg-type]
     return conduits
+
+
+def _check_stateful(collector: Collector, body: Mapping, context: str, service_names: list[str],
+                    services: dict[str, Service]) -> None:
+    """`stateful` tracks TCP and UDP connections: on a conduit without either it would mean nothing."""
+    protocols = {m.protocol for name in service_names if name in services for m in services[name].matches}
+    if not protocols & {"tcp", "udp"}:
+        node = body.get("stateful")
+        assert node is not None  # stateful is true, so the key is there
+        collector.error(node.mark, context,
+                        "'stateful: true' needs a TCP or UDP service, and this conduit has none",
+                        "remove 'stateful': ICMP echo and L2 services are checked by their headers")
 
 
 def _endpoints(read: Reader, collector: Collector, node: Node | None, context: str, side: str,

@@ -216,3 +216,21 @@ def test_denied_frames_that_look_allowed_raise_no_false_alarm(plant: Scenario) -
     status = plant.controller.status() or {}
     assert status["packet_ins"].get("allowed-traffic", 0) == before == 0
     assert "allowed traffic reached the controller" not in plant.controller.log_text()
+
+
+def test_a_stateful_conduit_admits_replies_only_within_the_initiators_exchanges(plant: Scenario) -> None:
+    """time-sync (ntp, udp 123 to 123) is stateful: the time server (ops switch) cannot send
+    first, to hmi-1 (sup switch) or anyone; a real NTP-like exchange from hmi-1 works."""
+    from controller.lab.scenarios import Scenarios  # noqa: PLC0415
+
+    result = Scenarios(plant.lab, plant.policy, plant.controller, plant.workdir / "stateful").stateful_conduit()
+    assert result is not None and result.held, result
+    server = plant.lab.node("time-server").popen(
+        ["python3", "-c", "import socket;s=socket.socket(2,2);s.bind(('10.0.3.20',123));s.settimeout(8);"
+                          "d,a=s.recvfrom(100);s.sendto(b'time '+d,a)"])
+    time.sleep(0.5)
+    asked = plant.lab.node("hmi-1").cmd(
+        "python3 -c \"import socket;s=socket.socket(2,2);s.bind(('10.0.2.1',123));s.settimeout(3);"
+        "s.sendto(b'now?',('10.0.3.20',123));print(s.recvfrom(100)[0])\" 2>&1")
+    server.wait(timeout=10)
+    assert "time now?" in asked, asked
