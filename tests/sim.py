@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.core.flows import (
-    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Flow, GotoTable, Group, GroupAction, MeterInstruction,
+    CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Flow, PopVlan, PushVlan, GotoTable, Group, GroupAction, MeterInstruction,
     Output, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.frames import Frame
@@ -188,8 +188,7 @@ class Network:
                 table = resume
                 continue
             if next_table is None:
-                ordered = sorted(action_set.values(), key=lambda a: (not isinstance(a, SetField),
-                                                                     isinstance(a, Output)))
+                ordered = sorted(action_set.values(), key=_action_set_rank)
                 for action in ordered:
                     self._act(action, packet, at, outputs, result)
                 return outputs
@@ -217,7 +216,15 @@ class Network:
     def _act(self, action: object, packet: Headers, at: PortRef, outputs: list[tuple[int, Headers]],
              result: WalkResult) -> None:
         if isinstance(action, SetField):
+            if action.name == "vlan_vid" and not packet.get("vlan_vid"):
+                return  # OpenFlow: setting a VID needs a tag (pushed first)
             packet[action.name] = action.value
+        elif isinstance(action, PushVlan):
+            if packet.get("vlan_vid"):
+                raise AssertionError(f"a second tag pushed onto {packet}: otseg never stacks tags")
+            packet["vlan_vid"] = VID_PRESENT  # VID 0, PCP 0 until a set-field
+        elif isinstance(action, PopVlan):
+            packet["vlan_vid"] = 0
         elif isinstance(action, Output):
             frame = {k: v for k, v in packet.items() if k not in ("in_port", "metadata")}
             if action.port == CONTROLLER_PORT:
@@ -277,3 +284,11 @@ def _is_related(packet: Headers, zone: int, known: set[ConnectionKey]) -> bool:
     if packet.get("eth_type") != ETH_IPV4 or packet.get("ip_proto") != 1 or packet.get("icmpv4_type") != 3:
         return False
     return any(k[0] == packet["ipv4_dst"] and k[1] == packet["ipv4_src"] and k[5] == zone for k in known)
+
+
+_ACTION_SET_ORDER = {PopVlan: 0, PushVlan: 1, SetField: 2, GroupAction: 3, Output: 4}
+
+
+def _action_set_rank(action: object) -> int:
+    """OpenFlow 1.3 section 5.10: pop, push, set-field, group, output."""
+    return _ACTION_SET_ORDER[type(action)]  # type: ignore[index]

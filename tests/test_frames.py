@@ -642,3 +642,15 @@ def test_lldp_tlv_chains_parse_without_raising(first: tuple[bytes, bytes, bytes]
     frame = frames._parse(eth(0x88CC, body, dst=LLDP_DST))
     check_invariants(frame)
     assert read_lldp(frame, KEY, NOW, 5000) is None
+
+
+def test_an_arp_probe_for_a_vlan_asset_carries_its_tag() -> None:
+    from controller.core.frames import build_arp  # noqa: PLC0415
+
+    frame = parse_frame(build_arp(1, "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", "0.0.0.0",
+                                  "00:00:00:00:00:00", "10.0.5.2", vlan=5))
+    assert frame.tags == ((0x8100, 5),) and frame.eth_type == 0x0806 and frame.arp_tpa == "10.0.5.2"
+    assert not frame.problem
+    with pytest.raises(ValueError):
+        build_arp(1, "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", "0.0.0.0", "00:00:00:00:00:00",
+                  "10.0.5.2", vlan=4095)

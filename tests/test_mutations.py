@@ -24,13 +24,15 @@ from typing import Callable, Iterable
 import pytest
 
 from controller.core.flows import (
-    ETH_ARP, ETH_IPV4, ApplyActions, ClearActions, Flow, GotoTable, GroupAction, Output, SetField, SwitchTables,
+    ETH_ARP, ETH_IPV4, ApplyActions, ClearActions, Flow, GotoTable, GroupAction, Output, PopVlan, PushVlan, SetField,
+    SwitchTables,
     WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.frames import Frame
 from controller.core.model import Policy
 from controller.core.pipeline import (
     CLIENT_PORT, CLIENT_PORTS, DESTINATION, DST_MASK, FRAG_LATER, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE,
+    VID_PRESENT,
 )
 from controller.core.rules import (
     ETH_QINQ_9100, INFRA_COOKIE, PRIO_ARP_REQUEST, PRIO_CT_LOOKUP, PRIO_TRANSIT_COMMIT, PRIO_BOUND_IP, PRIO_CLIENT_PORT, PRIO_DENY_COUNT,
@@ -396,6 +398,39 @@ def arp_relation_loses_eth_type(flow: Flow) -> Flow:
     return flow
 
 
+def vlan_pop_removed(flow: Flow) -> Flow:
+    """A VLAN asset's tag is not removed on entry: its frames reach everyone still tagged."""
+    if flow.table == PORT_SECURITY and any(isinstance(i, ApplyActions) for i in flow.instructions):
+        kept = [i for i in flow.instructions if not (isinstance(i, ApplyActions)
+                                                     and all(isinstance(a, PopVlan) for a in i.actions))]
+        return _rebuild(flow, instructions=kept)
+    return flow
+
+
+def vlan_push_removed(flow: Flow) -> Flow:
+    """Frames for a VLAN asset leave its port untagged (it drops them, or worse, a trunk-style port
+    behind it takes them into its default VLAN)."""
+    def strip(actions: tuple[object, ...]) -> tuple[object, ...]:
+        return tuple(a for a in actions if not isinstance(a, PushVlan)
+                     and not (isinstance(a, SetField) and a.name == "vlan_vid"))
+    if flow.table != DESTINATION:
+        return flow
+    rebuilt = [WriteActions(strip(i.actions)) if isinstance(i, WriteActions)  # type: ignore[arg-type]
+               else ApplyActions(strip(i.actions)) if isinstance(i, ApplyActions) else i  # type: ignore[arg-type]
+               for i in flow.instructions]
+    return _rebuild(flow, instructions=rebuilt)
+
+
+def vlan_asset_admits_any_vid(flow: Flow) -> Flow:
+    """A VLAN asset's port admits any VID (only the tag's presence is checked)."""
+    found = flow.field("vlan_vid")
+    if flow.table == PORT_SECURITY and found is not None and found.value not in (VID_NONE, VID_PRESENT):
+        match = _match_dict(flow)
+        match["vlan_vid"] = (VID_PRESENT, VID_PRESENT)
+        return _rebuild(flow, match)
+    return flow
+
+
 def stateful_replies_lose_ct_state(flow: Flow) -> Flow:
     """Replies of stateful conduits are accepted by ports alone: the responder may send first."""
     if flow.table == POLICY and flow.field("ct_state") is not None:
@@ -456,6 +491,9 @@ MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "multicast_extra_port": (per_switch(multicast_extra_port), None),
     "transit_entries_admit_edge_frames": (per_flow(transit_entries_admit_edge_frames), EQUIVALENT_TRANSIT),
     "arp_relation_loses_eth_type": (per_flow(arp_relation_loses_eth_type), None),
+    "vlan_pop_removed": (per_flow(vlan_pop_removed), None),
+    "vlan_push_removed": (per_flow(vlan_push_removed), None),
+    "vlan_asset_admits_any_vid": (per_flow(vlan_asset_admits_any_vid), None),
     "stateful_replies_lose_ct_state": (per_flow(stateful_replies_lose_ct_state), None),
     "transit_commits_removed": (per_flow(transit_commits_removed), None),
     "conntrack_lookups_removed": (per_flow(conntrack_lookups_removed), None),

@@ -18,7 +18,8 @@ from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.reference import Sessions, judge
 from controller.core.topology import PortRef, Topology
 from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet
-from controller.lab.attacks import TAG_STACKS  # the tag stacks an attacker sends from a host port
+from controller.lab.attacks import TAG_STACKS, vlan_asset_stacks  # the tag stacks an attacker sends
+from controller.core.pipeline import VID_PRESENT
 from tests.sim import Network, WalkResult, ovs_key
 
 GROUP_MAC = "01:0c:cd:01:00:01"
@@ -92,7 +93,13 @@ def multicast_ethertypes(policy: Policy) -> list[int]:
 
 
 def frame(src: Asset, dst: Asset, packet: Packet) -> Frame:
-    """The frame `src` sends to `dst` for `packet` (ARP: a broadcast request for dst's address)."""
+    """The frame `src` sends to `dst` for `packet` (ARP: a broadcast request for dst's address),
+    tagged with its VID when it declares a VLAN."""
+    sent = _untagged_frame(src, dst, packet)
+    return replace(sent, tags=((0x8100, src.vlan),)) if src.vlan is not None else sent
+
+
+def _untagged_frame(src: Asset, dst: Asset, packet: Packet) -> Frame:
     eth_dst = GROUP_MAC if packet.multicast else dst.mac
     if packet.eth_type == ETH_ARP:
         return Frame(BROADCAST, src.mac, (), ETH_ARP, arp_op=1, arp_sha=src.mac, arp_spa=src.ip,
@@ -138,7 +145,10 @@ class Matrix:
         result = self.walk(where, sent)
         observed = result.delivered_ports()
         want = {self.located[name] for name in expected}
-        tagged = [port for port, headers in result.delivered if headers.get("vlan_vid")]
+        # A frame leaves untagged, or with the declared VID of the VLAN asset it is delivered to.
+        vids = {self.located[n]: VID_PRESENT | a.vlan for n in expected
+                if (a := self.policy.asset(n)).vlan is not None}
+        tagged = [port for port, headers in result.delivered if headers.get("vlan_vid", 0) != vids.get(port, 0)]
         # A unicast (or rewritten ARP) frame must arrive addressed to its receiver's MAC; a frame to a
         # group address arrives as sent.
         group = sent.multicast and not (sent.eth_dst == BROADCAST and sent.eth_type == ETH_ARP)
@@ -153,7 +163,7 @@ class Matrix:
         if strays:
             detail["extra ports"] = strays  # type: ignore[assignment]
         if tagged:
-            detail["left tagged"] = True  # type: ignore[assignment]
+            detail["wrongly tagged"] = sorted(f"{p.dpid}:{p.port}" for p in tagged)  # type: ignore[assignment]
         if misaddressed:
             detail["misaddressed"] = sorted(f"{p.dpid}:{p.port}" for p in misaddressed)  # type: ignore[assignment]
         return Mismatch(source, target, label, sorted(expected), detail if strays or tagged or missing else detail)
@@ -224,7 +234,7 @@ class Matrix:
             home = self.located[src.name]
             for dst, packet in _one_per_kind(allowed[src.name], exclude=""):
                 genuine = frame(src, dst, packet)
-                for what, tags in TAG_STACKS:
+                for what, tags in TAG_STACKS + vlan_asset_stacks(src.vlan):
                     attacks.append((f"{packet.describe()} with {what}", replace(genuine, tags=tags), home, src.name))
                 if packet.eth_type == ETH_IPV4:
                     for other in [ip for ip in ips if ip not in (dst.ip, src.ip)][:2] + [FOREIGN_IP,

@@ -12,7 +12,7 @@ from typing import Any
 from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from controller.core.flows import (
-    CONTROLLER_PORT, ApplyActions, Bucket, ClearActions, Conntrack, Flow, Group, GotoTable, GroupAction, Instruction, Meter,
+    CONTROLLER_PORT, ApplyActions, Bucket, ClearActions, Conntrack, Flow, PopVlan, PushVlan, Group, GotoTable, GroupAction, Instruction, Meter,
     MeterInstruction, Output, SetField, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.pipeline import TABLE_IDS, TABLE_NAMES
@@ -48,6 +48,10 @@ def _action(parser: Any, ofproto: Any, action: object) -> Any:
         return parser.OFPActionSetField(**{action.name: action.value})
     if isinstance(action, GroupAction):
         return parser.OFPActionGroup(action.group_id)
+    if isinstance(action, PushVlan):
+        return parser.OFPActionPushVlan(action.ethertype)
+    if isinstance(action, PopVlan):
+        return parser.OFPActionPopVlan()
     if isinstance(action, Conntrack):
         table = nicira_ext.NX_CT_RECIRC_NONE if action.table is None else TABLE_IDS[action.table]
         return parser.NXActionCT(flags=nicira_ext.NX_CT_F_COMMIT if action.commit else 0, zone_src="",
@@ -156,6 +160,10 @@ def _action_value(action: Any) -> object:
         return SetField(action.key, action.value)
     if name == "OFPActionGroup":
         return GroupAction(action.group_id)
+    if name == "OFPActionPushVlan":
+        return PushVlan(action.ethertype)
+    if name == "OFPActionPopVlan":
+        return PopVlan()
     if name == "NXActionCT" and not action.actions and not action.alg and not action.zone_src:
         table = None if action.recirc_table == nicira_ext.NX_CT_RECIRC_NONE else TABLE_NAMES.get(
             action.recirc_table, str(action.recirc_table))

@@ -112,7 +112,8 @@ class SampleHandler:
         if now - self._probed.get(target.name, float("-inf")) < PROBE_INTERVAL:
             return "locate-throttled"
         self._probed[target.name] = now
-        probe = build_arp(1, PROBE_MAC, "ff:ff:ff:ff:ff:ff", PROBE_MAC, "0.0.0.0", "00:00:00:00:00:00", target.ip)
+        probe = build_arp(1, PROBE_MAC, "ff:ff:ff:ff:ff:ff", PROBE_MAC, "0.0.0.0", "00:00:00:00:00:00", target.ip,
+                          target.vlan)
         candidates = self.enforcer.locate_candidates(target.name)
         for port in candidates:
             self.send(port.dpid, port.port, probe)

@@ -27,7 +27,8 @@ from controller.core.pipeline import (
 from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.rules import (
     arp_request_flow, denied_count_flows, destination_flows, infrastructure_flows, locate_flow, multicast_flow,
-    commit_flows, conntrack_lookup_flow, port_security_flows, relation_flows, unicast_flow, zone_monitor_flow,
+    Out, commit_flows, conntrack_lookup_flow, port_security_flows, relation_flows, to_port, unicast_flow,
+    zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
 
@@ -175,7 +176,7 @@ class _Compilation:
                 continue
             self._add(where.dpid, port_security_flows(
                 where.port, asset.mac, asset.ip, self._asset_src_tag(asset), asset.name in l2_sources,
-                f"asset:{asset.name}"))
+                f"asset:{asset.name}", asset.vlan))
 
     def _policy_rules(self) -> None:
         for relation in self.relations:
@@ -213,7 +214,8 @@ class _Compilation:
             asset = self.policy.asset(name)
             where = self.located.get(name)
             if where is not None and asset.ip is not None:
-                self._add(where.dpid, [conntrack_lookup_flow(where.port, asset.mac, asset.ip, f"asset:{name}")])
+                self._add(where.dpid, [conntrack_lookup_flow(where.port, asset.mac, asset.ip, f"asset:{name}",
+                                                             asset.vlan)])
 
     def _ingress_switches(self) -> dict[str, set[int]]:
         """Per asset: the switches of every asset that may exchange packets with it."""
@@ -266,7 +268,7 @@ class _Compilation:
             for dpid in served:
                 self.destination_zones[dpid].add(asset.zone)
                 if dpid == home.dpid:
-                    out: Action = Output(home.port)
+                    out: Out = to_port(home.port, asset.vlan)
                 elif dpid in on_path and dpid in protected:
                     out = self._failover(dpid, protected[dpid], asset.mac, tag, origin)
                 else:
@@ -347,11 +349,15 @@ class _Compilation:
         root = self.located[source.name]
         parents = self.topology.parents_toward(root.dpid)
         outputs: dict[int, set[int]] = defaultdict(set)
+        tagged: dict[int, dict[int, int]] = defaultdict(dict)  # VLAN receivers: dpid -> port -> VID
         for name in sorted(targets):
             where = self.located[name]
             if where.dpid != root.dpid and where.dpid not in parents:
                 continue  # not connected to the source: nothing to deliver
             outputs[where.dpid].add(where.port)
+            vlan = self.policy.asset(name).vlan
+            if vlan is not None:
+                tagged[where.dpid][where.port] = vlan
             node = where.dpid
             while node != root.dpid:
                 parent = parents[node]
@@ -361,7 +367,8 @@ class _Compilation:
             in_port = root.port if dpid == root.dpid else self.topology.port_toward(dpid, parents[dpid])
             ports.discard(in_port)
             if ports:
-                self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, tuple(sorted(ports)), origin)])
+                self._add(dpid, [multicast_flow(in_port, source.mac, ethertype, tuple(sorted(ports)), origin,
+                                                tuple(sorted(tagged[dpid].items())))])
 
 
 def _carries_l2(relation: Relation) -> bool:

@@ -68,7 +68,19 @@ class Conntrack:
     table: str | None = None
 
 
-Action = Union[Output, SetField, GroupAction, Conntrack]
+@dataclass(frozen=True, order=True)
+class PushVlan:
+    """Push an 802.1Q header (VID 0, PCP 0); a following SetField("vlan_vid", ...) sets the VID."""
+
+    ethertype: int = 0x8100
+
+
+@dataclass(frozen=True, order=True)
+class PopVlan:
+    """Remove the outer VLAN header."""
+
+
+Action = Union[Output, SetField, GroupAction, Conntrack, PushVlan, PopVlan]
 
 
 @dataclass(frozen=True, order=True)

@@ -374,12 +374,17 @@ def read_lldp(frame: Frame, key: bytes, now_ms: int, max_age_ms: int) -> tuple[i
     return dpid, port
 
 
-def build_arp(op: int, eth_src: str, eth_dst: str, sha: str, spa: str, tha: str, tpa: str) -> bytes:
-    """A 42-byte Ethernet/IPv4 ARP frame (no padding: the switch pads); op 1 request, 2 reply."""
+def build_arp(op: int, eth_src: str, eth_dst: str, sha: str, spa: str, tha: str, tpa: str,
+              vlan: int | None = None) -> bytes:
+    """A 42-byte Ethernet/IPv4 ARP frame (no padding: the switch pads); op 1 request, 2 reply;
+    with `vlan`, an 802.1Q header with that VID (PCP 0) first."""
     if op not in (1, 2):
         raise ValueError(f"ARP operation must be 1 (request) or 2 (reply), not {op!r}")
+    if vlan is not None and not 1 <= vlan <= 4094:
+        raise ValueError(f"VLAN id must be 1 to 4094, not {vlan!r}")
+    tag = b"" if vlan is None else struct.pack("!HH", 0x8100, vlan)
     return (
-        _mac_bytes(eth_dst) + _mac_bytes(eth_src) + struct.pack("!H", ETH_TYPE_ARP)
+        _mac_bytes(eth_dst) + _mac_bytes(eth_src) + tag + struct.pack("!H", ETH_TYPE_ARP)
         + struct.pack("!HHBBH", 1, ETH_TYPE_IPV4, 6, 4, op)
         + _mac_bytes(sha) + _ipv4_bytes(spa) + _mac_bytes(tha) + _ipv4_bytes(tpa)
     )

@@ -113,6 +113,10 @@ class Asset:
     ip: str | None = None  # dotted IPv4
     location: Location | None = None
     description: str = ""
+    # 802.1Q VID the device tags its frames with (1-4094), None: it sends and receives untagged.
+    # Its port takes frames with this VID only; the tag is removed on entry and pushed (PCP 0) on
+    # the way out to it, so no other asset ever sees it.
+    vlan: int | None = None
 
 
 @dataclass(frozen=True, order=True)

@@ -6,7 +6,10 @@ spot. The controller judges its sampled frames with the same function, so its "a
 traffic reached the controller" alarm and the switches can never disagree on keys.
 
 A frame is delivered only if every step holds, in this order:
-1. it is well formed, untagged (no asset declares a VLAN), and not link discovery (LLDP);
+1. it is well formed and not link discovery (LLDP); untagged, or, when its source MAC is an
+   asset that declares a `vlan`, with exactly one VLAN header (802.1Q or 802.1ad: Open vSwitch
+   does not tell them apart) carrying that VID, any priority. Whatever it carried, it reaches
+   an untagged receiver untagged and a VLAN receiver with that receiver's VID and priority 0;
 2. its source is the asset bound at the ingress port: the source MAC, and for IPv4 the source
    address, for ARP the sender addresses, are that asset's own;
 3. its destination is one asset: unicast to an asset's MAC, whose own address must be the
@@ -31,6 +34,7 @@ from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet, Verdict, decide, 
 
 ETH_LLDP = 0x88CC
 TAG_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+VLAN_HEADERS = frozenset({0x8100, 0x88A8})  # what a switch parses as a VLAN header
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
@@ -104,8 +108,10 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
     nobody = frozenset[str]()
     if frame.problem:
         return Judgement(nobody, f"malformed: {frame.problem}")
-    if frame.tags or frame.eth_type in TAG_TPIDS:
-        return Judgement(nobody, "tagged frame from a host port (no asset declares a VLAN)")
+    claimed = policy.asset_by_mac(frame.eth_src) if frame.eth_src else None
+    tag_problem = _tag_problem(frame, claimed.vlan if claimed is not None else None)
+    if tag_problem:
+        return Judgement(nobody, tag_problem)
     if frame.eth_type == ETH_LLDP:
         return Judgement(nobody, "link discovery: consumed by the controller, never forwarded")
     source = _source(policy, located, ingress, frame)
@@ -126,6 +132,19 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
     verdict = decide(policy, source, destination, packet)
     receivers = frozenset({destination.name}) if verdict.delivered else nobody
     return Judgement(receivers, verdict.reason, source, destination, verdict)
+
+
+def _tag_problem(frame: Frame, vlan: int | None) -> str:
+    """Why a frame's tags are refused ("" when they are right for its claimed source)."""
+    if vlan is None:
+        if frame.tags or frame.eth_type in TAG_TPIDS:
+            return "tagged frame from a host port (its source declares no VLAN)"
+        return ""
+    if len(frame.tags) != 1 or frame.tags[0][0] not in VLAN_HEADERS or frame.eth_type in TAG_TPIDS:
+        return f"its source declares VLAN {vlan}: exactly one VLAN header with VID {vlan} is admitted"
+    if frame.tags[0][1] & 0x0FFF != vlan:
+        return f"VID {frame.tags[0][1] & 0x0FFF} is not its source's VLAN {vlan}"
+    return ""
 
 
 def _group(frame: Frame) -> bool:

@@ -11,7 +11,7 @@ from typing import Callable
 
 from controller.core.flows import (
     CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
-    SetField, SwitchTables, WriteActions, WriteMetadata,
+    PopVlan, PushVlan, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import TABLE_IDS, TABLES
 
@@ -47,6 +47,10 @@ def format_action(action: object) -> str:
         return f"group:{action.group_id}"
     if isinstance(action, Conntrack):
         return _ct(action, action.table)
+    if isinstance(action, PushVlan):
+        return f"push_vlan:0x{action.ethertype:04x}"
+    if isinstance(action, PopVlan):
+        return "pop_vlan"
     raise TypeError(action)
 
 

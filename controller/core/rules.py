@@ -10,13 +10,13 @@ from functools import lru_cache
 from controller.core.flows import (
     BROADCAST_MAC, CONTROLLER_PORT, COOKIE_PREFIX, ETH_ARP, ETH_IPV4, ETH_LLDP, IP_PROTO_ICMP,
     IP_PROTO_TCP, IP_PROTO_UDP, MULTICAST_BIT, TCP_ACK, Action, ApplyActions, ClearActions, Conntrack, Flow, GotoTable,
-    MeterInstruction, Output, SetField, Value, WriteActions, WriteMetadata, make_flow,
+    Instruction, MeterInstruction, Output, PopVlan, PushVlan, SetField, Value, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.ids import stable_hash32
 from controller.core.model import EPHEMERAL_CLIENTS, ServiceMatch
 from controller.core.pipeline import (
     CLIENT_PORT, CLIENT_PORTS, CT_ESTABLISHED, CT_INVALID, CT_RELATED, CT_REPLY, CT_TRACKED, CT_ZONE, DESTINATION,
-    DST_MASK, FRAG_ANY, FRAG_LATER, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE,
+    DST_MASK, FRAG_ANY, FRAG_LATER, VID_PRESENT, METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE,
     METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE, port_meter,
 )
 from controller.core.relations import Relation
@@ -54,7 +54,25 @@ SAMPLE_BYTES = 128  # what a metered miss sample carries to the controller
 # A second tag protocol identifier that Open vSwitch does not parse as a VLAN (so a frame
 # tagged with it shows its TPID as the ethertype): dropped with the spoofed IPv4 and ARP.
 ETH_QINQ_9100 = 0x9100
+ETH_VLAN_TPIDS = (0x8100, 0x88A8)  # an inner tag behind a VLAN asset's own shows as this ethertype
 UNTAGGED = {"vlan_vid": VID_NONE}
+Out = Action | tuple[Action, ...]  # what a destination entry writes to reach the next hop
+
+
+def ingress_tag(vlan: int | None) -> dict[str, Value]:
+    """The tag an asset's port admits: none, or exactly its declared VID (any PCP)."""
+    return UNTAGGED if vlan is None else {"vlan_vid": VID_PRESENT | vlan}
+
+
+def to_port(port: int, vlan: int | None) -> tuple[Action, ...]:
+    """Out of an asset's own port: with its declared VID pushed (PCP 0), or untagged."""
+    if vlan is None:
+        return (Output(port),)
+    return (PushVlan(), SetField("vlan_vid", VID_PRESENT | vlan), Output(port))
+
+
+def _actions(out: Out) -> tuple[Action, ...]:
+    return out if isinstance(out, tuple) else (out,)
 NOT_LATER_FRAGMENT = {"ip_frag": (0, FRAG_LATER)}
 LATER_FRAGMENT = {"ip_frag": (FRAG_LATER, FRAG_LATER)}
 ICMP_ECHO_REQUEST = 8
@@ -127,26 +145,33 @@ def _masked(value: int, mask: int) -> Value | tuple[Value, Value]:
 
 
 def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends_l2: bool,
-                        origin: str) -> list[Flow]:
+                        origin: str, vlan: int | None = None) -> list[Flow]:
     """Bind an asset to its port: only its own MAC, IP and ARP sender pass, untagged, tagged with its ids.
 
     Every admitting rule requires an untagged frame (vlan_vid=none): a VLAN or priority tag
-    (802.1Q or 802.1ad, any VID, 0 included) hides the real ethertype from the spoof checks."""
-    tag = [WriteMetadata(src_tag, SRC_MASK), GotoTable(DESTINATION)]
+    (802.1Q or 802.1ad, any VID, 0 included) hides the real ethertype from the spoof checks.
+    An asset that declares its `vlan` is admitted with that VID only, and the tag is popped at
+    once: inside otseg every frame is untagged, whatever its sender's port."""
+    tag: list[Instruction] = [WriteMetadata(src_tag, SRC_MASK), GotoTable(DESTINATION)]
+    vid = ingress_tag(vlan)
+    if vlan is not None:
+        tag.append(ApplyActions((PopVlan(),)))
     flows: list[Flow] = []
     owner = cookie(origin)
     if ip is not None:
         flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_IP,
-                               {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_IPV4, "ipv4_src": ip},
+                               {"in_port": port, "eth_src": mac, **vid, "eth_type": ETH_IPV4, "ipv4_src": ip},
                                tag, owner))
         flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_IP,
-                               {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_ARP, "arp_spa": ip,
+                               {"in_port": port, "eth_src": mac, **vid, "eth_type": ETH_ARP, "arp_spa": ip,
                                 "arp_sha": mac}, tag, owner))
     if sends_l2:
-        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_L2, {"in_port": port, "eth_src": mac, **UNTAGGED}, tag,
+        flows.append(make_flow(PORT_SECURITY, PRIO_BOUND_L2, {"in_port": port, "eth_src": mac, **vid}, tag,
                                owner))
-        # Spoofed IP/ARP must not fall through to the L2 rule, nor a tag Open vSwitch does not parse.
-        for eth_type in (ETH_IPV4, ETH_ARP, ETH_QINQ_9100):
+        # Spoofed IP/ARP must not fall through to the L2 rule, nor a tag Open vSwitch does not parse,
+        # nor (behind a VLAN asset's own tag) a second tag that would stay on after the pop.
+        inner_tags = ETH_VLAN_TPIDS if vlan is not None else ()
+        for eth_type in (ETH_IPV4, ETH_ARP, ETH_QINQ_9100, *inner_tags):
             flows.append(make_flow(PORT_SECURITY, PRIO_SPOOF_DROP,
                                    {"in_port": port, "eth_src": mac, "eth_type": eth_type}, [], owner))
     elif ip is None:
@@ -156,18 +181,18 @@ def port_security_flows(port: int, mac: str, ip: str | None, src_tag: int, sends
     return flows
 
 
-def conntrack_lookup_flow(port: int, mac: str, ip: str, origin: str) -> Flow:
+def conntrack_lookup_flow(port: int, mac: str, ip: str, origin: str, vlan: int | None = None) -> Flow:
     """A responder of a stateful conduit: its unfragmented IPv4 goes through the connection tracker
     once (ct_state=-trk), then resumes in this table with its ct_state known. Here, in the first
     table, the action set is still empty (see `pipeline.check_flow`). Fragments are not tracked:
     without reassembly they carry no ports, so a fragmented reply of a stateful conduit is dropped."""
     return make_flow(PORT_SECURITY, PRIO_CT_LOOKUP,
-                     {"in_port": port, "eth_src": mac, **UNTAGGED, "eth_type": ETH_IPV4, "ipv4_src": ip, **NOT_FRAGMENT,
-                      **CT_UNTRACKED},
+                     {"in_port": port, "eth_src": mac, **ingress_tag(vlan), "eth_type": ETH_IPV4, "ipv4_src": ip,
+                      **NOT_FRAGMENT, **CT_UNTRACKED},
                      [ApplyActions((Conntrack(CT_ZONE, table=PORT_SECURITY),))], cookie(origin))
 
 
-def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Action, origin: str, checked: bool,
+def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Out, origin: str, checked: bool,
                       l2: bool) -> list[Flow]:
     """Toward an asset. `checked` (a switch where frames for it enter from edge ports): IPv4 and ARP
     pass only with its own address as destination or target, so a frame sent to its MAC cannot
@@ -191,13 +216,14 @@ def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Action, origi
 
 
 @lru_cache(maxsize=65536)
-def _checked_flow_cached(mac: str, fields: tuple[tuple[str, Value], ...], dst_tag: int, out: Action,
+def _checked_flow_cached(mac: str, fields: tuple[tuple[str, Value], ...], dst_tag: int, out: Out,
                          origin: str) -> Flow:
     return make_flow(DESTINATION, PRIO_CHECKED_UNICAST, {"eth_dst": mac, **dict(fields)},
-                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(CLIENT_PORTS)], cookie(origin))
+                     [WriteMetadata(dst_tag, DST_MASK), WriteActions(_actions(out)), GotoTable(CLIENT_PORTS)],
+                     cookie(origin))
 
 
-def _checked_flow(mac: str, fields: dict[str, Value], dst_tag: int, out: Action, origin: str) -> Flow:
+def _checked_flow(mac: str, fields: dict[str, Value], dst_tag: int, out: Out, origin: str) -> Flow:
     return _checked_flow_cached(mac, tuple(fields.items()), dst_tag, out, origin)
 
 
@@ -209,7 +235,7 @@ def locate_flow(ip: str) -> Flow:
 
 
 @lru_cache(maxsize=65536)  # the same entry recurs on every switch that uses the same port toward the asset
-def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int | None = None,
+def unicast_flow(mac: str, dst_tag: int, out: Out, origin: str, in_port: int | None = None,
                  transit_only: bool = False) -> Flow:
     """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority);
     `transit_only`: for frames that entered from a trunk only (already checked at their ingress)."""
@@ -219,24 +245,37 @@ def unicast_flow(mac: str, dst_tag: int, out: Action, origin: str, in_port: int 
     if transit_only:
         match["metadata"] = (TRANSIT.mask, TRANSIT.mask)
     return make_flow(DESTINATION, PRIO_UNICAST if in_port is None else PRIO_BACKUP_PATH, match,
-                     [WriteMetadata(dst_tag, DST_MASK), WriteActions((out,)), GotoTable(CLIENT_PORTS)], cookie(origin))
-
-
-@lru_cache(maxsize=65536)
-def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Action, origin: str) -> Flow:
-    """A broadcast ARP request for `ip` goes, as unicast to its owner only: no ARP flooding."""
-    return make_flow(DESTINATION, PRIO_ARP_REQUEST, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
-                     [WriteMetadata(dst_tag, DST_MASK),
-                      WriteActions((SetField("eth_dst", mac), out)), GotoTable(CLIENT_PORTS)],
+                     [WriteMetadata(dst_tag, DST_MASK), WriteActions(_actions(out)), GotoTable(CLIENT_PORTS)],
                      cookie(origin))
 
 
 @lru_cache(maxsize=65536)
-def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[int, ...], origin: str) -> Flow:
+def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Out, origin: str) -> Flow:
+    """A broadcast ARP request for `ip` goes, as unicast to its owner only: no ARP flooding."""
+    return make_flow(DESTINATION, PRIO_ARP_REQUEST, {"eth_dst": BROADCAST_MAC, "eth_type": ETH_ARP, "arp_tpa": ip},
+                     [WriteMetadata(dst_tag, DST_MASK),
+                      WriteActions((SetField("eth_dst", mac), *_actions(out))), GotoTable(CLIENT_PORTS)],
+                     cookie(origin))
+
+
+@lru_cache(maxsize=65536)
+def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[int, ...], origin: str,
+                   tagged: tuple[tuple[int, int], ...] = ()) -> Flow:
+    """Copies of an L2 multicast frame out of `out_ports`: untagged first, then, for the ports of
+    VLAN assets (`tagged`: port, VID), one pushed tag set to each VID in turn."""
+    vids = dict(tagged)
+    actions: list[Action] = [Output(p) for p in sorted(set(out_ports)) if p not in vids]
+    pushed = False
+    for vid in sorted(set(vids.values())):
+        if not pushed:
+            actions.append(PushVlan())
+            pushed = True
+        actions.append(SetField("vlan_vid", VID_PRESENT | vid))
+        actions += [Output(p) for p in sorted(set(out_ports)) if vids.get(p) == vid]
     return make_flow(DESTINATION, PRIO_MULTICAST,
                      {"in_port": in_port, "eth_src": src_mac, "eth_type": ethertype,
                       "eth_dst": (MULTICAST_BIT, MULTICAST_BIT)},
-                     [ApplyActions(tuple(Output(p) for p in sorted(set(out_ports))))], cookie(origin))
+                     [ApplyActions(tuple(actions))], cookie(origin))
 
 
 def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[int, int]) -> list[Flow]:

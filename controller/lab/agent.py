@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -48,18 +49,42 @@ def _udp_responder(bind: str, port: int) -> None:
         server.sendto(data, peer)
 
 
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 0x10
+AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+
+
+def received_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The outer VLAN TCI a frame arrived with, or None if untagged. A veth strips the tag into
+    metadata (offload), so it is read from PACKET_AUXDATA, else from the frame itself."""
+    for level, kind, data in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= AUXDATA.size:
+            status, _, _, _, _, tci, _ = AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID:
+                return int(tci)
+    if len(frame) >= 16 and frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+        return int.from_bytes(frame[14:16], "big")
+    return None
+
+
 def _sniffer(intf: str, log_path: str) -> None:
+    """Log each probe token received (one per line); `<log>.tags` also gets the tag it came with."""
     raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     raw.bind((intf, 0))
-    with open(log_path, "a", buffering=1) as log:
+    with open(log_path, "a", buffering=1) as log, open(log_path + ".tags", "a", buffering=1) as tags:
         while True:
-            frame, address = raw.recvfrom(65535)
+            frame, ancillary, _, address = raw.recvmsg(65535, socket.CMSG_SPACE(AUXDATA.size))
             if address[2] == socket.PACKET_OUTGOING:
                 continue
             start = frame.find(TOKEN)
             if start >= 0:
                 token = frame[start + len(TOKEN):start + len(TOKEN) + 24].split(b"\0")[0].split(b" ")[0]
-                log.write(token.decode("ascii", "replace") + "\n")
+                text = token.decode("ascii", "replace")
+                log.write(text + "\n")
+                tci = received_tag(frame, ancillary)
+                tags.write(f"{text} {'untagged' if tci is None else f'vid={tci & 0xFFF},pcp={tci >> 13}'}\n")
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -26,6 +26,16 @@ TAG_STACKS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
     ("0x9100 tag", ((0x9100, 0x0000),)),
 )
 FOREIGN_IP = "192.0.2.77"
+
+
+def vlan_asset_stacks(vlan: int | None) -> tuple[tuple[str, tuple[tuple[int, int], ...]], ...]:
+    """What an asset that declares a VLAN may try besides the generic stacks: no tag, its VID at
+    top priority, its VID in an 802.1ad header, its VID with a second tag behind it."""
+    if vlan is None:
+        return ()
+    return (("no tag (it declares VLAN)", ()), (f"its VID {vlan} at PCP 7", ((0x8100, 0xE000 | vlan),)),
+            (f"its VID {vlan} as 802.1ad", ((0x88A8, vlan),)),
+            (f"its VID {vlan} and an inner tag", ((0x8100, vlan), (0x8100, 0x0064))))
 EPHEMERAL = 40000
 
 
@@ -37,13 +47,18 @@ class Attack:
     expected: frozenset[str]
 
 
+def own_tags(asset: Asset) -> tuple[tuple[int, int], ...]:
+    """The tag an asset's NIC puts on its frames: its declared VLAN, or none."""
+    return ((0x8100, asset.vlan),) if asset.vlan is not None else ()
+
+
 def _tcp(src: Asset, dst: Asset, sport: int, dport: int, flags: int) -> Frame:
-    return Frame(dst.mac, src.mac, (), 0x0800, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=6, tcp_src=sport,
+    return Frame(dst.mac, src.mac, own_tags(src), 0x0800, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=6, tcp_src=sport,
                  tcp_dst=dport, tcp_flags=flags)
 
 
 def _udp(src: Asset, dst: Asset, sport: int, dport: int) -> Frame:
-    return Frame(dst.mac, src.mac, (), 0x0800, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=17, udp_src=sport,
+    return Frame(dst.mac, src.mac, own_tags(src), 0x0800, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=17, udp_src=sport,
                  udp_dst=dport)
 
 
@@ -79,7 +94,8 @@ def containment_attacks(policy: Policy, located: dict[str, PortRef]) -> Iterator
                         yield attack(f"responder-initiated: {responder.name} to {initiator.name} {detail}", responder,
                                      frame)
                     yield from _variants(attack, policy, initiator, responder, request, addresses)
-                    later = replace(request, eth_dst=initiator.mac, eth_src=responder.mac, ipv4_src=responder.ip,
+                    later = replace(request, eth_dst=initiator.mac, eth_src=responder.mac, tags=own_tags(responder),
+                                    ipv4_src=responder.ip,
                                     ipv4_dst=initiator.ip, ip_proto=1, ip_frag="later", tcp_src=None, tcp_dst=None,
                                     tcp_flags=None, udp_src=None, udp_dst=None)
                     yield attack(f"later fragment: icmp from {responder.name} to {initiator.name}", responder, later)
@@ -88,7 +104,7 @@ def containment_attacks(policy: Policy, located: dict[str, PortRef]) -> Iterator
 def _variants(attack: object, policy: Policy, initiator: Asset, responder: Asset, request: Frame,
               addresses: list[str]) -> Iterator[Attack]:
     make = attack  # type: ignore[assignment]
-    for what, tags in TAG_STACKS:
+    for what, tags in TAG_STACKS + vlan_asset_stacks(initiator.vlan):
         yield make(f"VLAN tag: {initiator.name} to {responder.name} with {what}", initiator,  # type: ignore[operator]
                    replace(request, tags=tags))
     others = [ip for ip in addresses if ip not in (initiator.ip, responder.ip)][:1]
@@ -97,6 +113,7 @@ def _variants(attack: object, policy: Policy, initiator: Asset, responder: Asset
         yield make(f"foreign destination IP: {initiator.name} to {responder.name}'s MAC, IPv4 {other}",  # type: ignore[operator]
                    initiator, replace(request, ipv4_dst=other))
     for other in others:
-        arp = Frame(responder.mac, initiator.mac, (), 0x0806, arp_op=1, arp_sha=initiator.mac, arp_spa=initiator.ip,
+        arp = Frame(responder.mac, initiator.mac, own_tags(initiator), 0x0806, arp_op=1, arp_sha=initiator.mac,
+                    arp_spa=initiator.ip,
                     arp_tha="00:00:00:00:00:00", arp_tpa=other)
         yield make(f"misaddressed ARP: {initiator.name} to {responder.name}'s MAC for {other}", initiator, arp)  # type: ignore[operator]

@@ -25,7 +25,8 @@ class LabHostInfo:
     mac: str
     ip: str | None
     asset: bool  # False for unknown devices (not in the policy)
-    intf: str
+    intf: str  # the host's NIC (raw frames are sent and sniffed here)
+    vlan: int | None = None  # the asset's declared VID: its address lives on a VLAN interface of intf
 
 
 def host_table(lab: LabNetwork, policy: Policy) -> list[LabHostInfo]:
@@ -35,7 +36,8 @@ def host_table(lab: LabNetwork, policy: Policy) -> list[LabHostInfo]:
         mac = asset.mac if asset else host.mac
         ip = asset.ip if asset else host.ip
         assert mac is not None
-        infos.append(LabHostInfo(host.name, mac, ip, asset is not None, f"{_short(host.name)}-eth0"))
+        infos.append(LabHostInfo(host.name, mac, ip, asset is not None, f"{_short(host.name)}-eth0",
+                                 asset.vlan if asset else None))
     return infos
 
 
@@ -92,6 +94,16 @@ class Lab:
             node.cmd(f"ethtool -K {info.intf} tx off >/dev/null 2>&1")  # TCP over the userspace datapath
             if info.ip is None:
                 node.cmd(f"ip addr flush dev {info.intf}")
+            elif info.vlan is not None:  # a device that tags its frames: its address on the VLAN interface
+                vif = f"{info.intf}.{info.vlan}"
+                made = node.cmd(f"ip link add link {info.intf} name {vif} type vlan id {info.vlan} && echo made")
+                if "made" in made:
+                    node.cmd(f"ip addr flush dev {info.intf}; sysctl -qw net.ipv6.conf.{vif.replace('.', '/')}"
+                             f".disable_ipv6=1; ip addr add {info.ip}/{LAB_PREFIX} dev {vif}; ip link set {vif} up; "
+                             f"ethtool -K {vif} tx off >/dev/null 2>&1")
+                else:  # e.g. no 8021q kernel module: crafted frames still carry the tag, sockets do not
+                    print(f"lab: {host.name} declares VLAN {info.vlan} but its VLAN interface could not be made "
+                          f"({made.strip()}); its socket probes will fail", flush=True)
 
     @staticmethod
     def switch_node(name: str) -> str:
@@ -125,10 +137,14 @@ class Lab:
         host.cmd(f"ip link set {info.intf} down; ip addr flush dev {info.intf}")
         new = self._cable(host_name, switch_name, port)
         host.cmd(f"ip link set {new} address {info.mac}")
-        if info.ip:
-            host.cmd(f"ip addr add {info.ip}/{LAB_PREFIX} dev {new}")
         host.cmd(f"ip link set {new} up")
-        self.hosts[host_name] = LabHostInfo(info.name, info.mac, info.ip, info.asset, new)
+        if info.ip and info.vlan is not None:
+            host.cmd(f"ip link del {info.intf}.{info.vlan}; ip link add link {new} name {new}.{info.vlan} type vlan "
+                     f"id {info.vlan}; ip addr add {info.ip}/{LAB_PREFIX} dev {new}.{info.vlan}; "
+                     f"ip link set {new}.{info.vlan} up")
+        elif info.ip:
+            host.cmd(f"ip addr add {info.ip}/{LAB_PREFIX} dev {new}")
+        self.hosts[host_name] = LabHostInfo(info.name, info.mac, info.ip, info.asset, new, info.vlan)
         return new
 
     def add_nic(self, host_name: str, switch_name: str, port: int) -> str:

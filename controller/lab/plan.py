@@ -8,6 +8,7 @@ needs both directions, so its expectation is the verdict on the request AND on t
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, replace
 from itertools import count
 
@@ -81,7 +82,7 @@ class Planner:
         for attack in containment_attacks(self.policy, self.located):
             payload = self._token_payload()
             self._add_raw(attack.source, "attack", attack.label, (frame_bytes(attack.frame, payload[0]), payload[1]),
-                          set(attack.expected))
+                          set(attack.expected), own_tag=False)
         return self.plan
 
     def _id(self) -> str:
@@ -200,8 +201,13 @@ class Planner:
         return None, None, 0
 
     def _add_raw(self, source: str, category: str, label: str, frame: tuple[bytes, str] | bytes,
-                 receivers: set[str], target: str = "") -> None:
+                 receivers: set[str], target: str = "", own_tag: bool = True) -> None:
+        """A crafted frame the source sends; `own_tag`: as its NIC would, with its declared VLAN
+        (the containment attacks choose their tags themselves)."""
         data, token = frame if isinstance(frame, tuple) else (frame, "")
+        vlan = self.policy.asset(source).vlan if own_tag and source in self.located else None
+        if vlan is not None:
+            data = data[:12] + struct.pack("!HH", 0x8100, vlan) + data[12:]
         self.plan.probes.append(Probe(token, source, "raw", category, label, target, frame=data,
                                       expected=frozenset(receivers)))
 

@@ -34,6 +34,7 @@ import networkx as nx
 from controller.core.frames import Frame
 from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.verdict import ETH_IPV4, Packet, decide
+from controller.lab.attacks import own_tags
 from controller.lab.craft import frame_bytes
 from controller.lab.network import Lab
 from controller.lab.plan import TOKEN
@@ -253,7 +254,7 @@ class Scenarios:
         other = 161 if not match.client_port(161) else 9
 
         def udp(src: Asset, dst: Asset, sport: int, dport: int, label: bytes) -> bytes:
-            frame = Frame(dst.mac, src.mac, (), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=17,
+            frame = Frame(dst.mac, src.mac, own_tags(src), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=dst.ip, ip_proto=17,
                           udp_src=sport, udp_dst=dport)
             return frame_bytes(frame, TOKEN + label + b" " + b"\0" * 16)
 

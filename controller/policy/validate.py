@@ -20,7 +20,7 @@ from controller.policy.services import read_service
 
 TOP_KEYS = ("policy", "mode", "switches", "zones", "assets", "services", "conduits", "description")
 ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
-ASSET_KEYS = ("zone", "mac", "ip", "location", "description")
+ASSET_KEYS = ("zone", "mac", "ip", "location", "vlan", "description")
 CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "description")
 MODES = ("enforce", "monitor")
 MAX_ZONES = 8191
@@ -183,6 +183,7 @@ def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[s
             collector.error(body.get("ip").mark, context,  # type: ignore[union-attr]
                             f"IP address {ip} is already used by asset {ip_owner[ip]!r}")
         location = _location(read, collector, body.get("location"), context, switch_names)
+        vlan = read.integer(body.get("vlan"), context, "vlan", 1, 4094)
         if mac is not None:
             mac_owner.setdefault(mac, key.text)
         if ip is not None:
@@ -191,7 +192,9 @@ def _assets(read: Reader, collector: Collector, node: Node | None, zones: dict[s
             continue
         if body.get("ip") is not None and ip is None:
             continue  # an invalid ip was reported; keep the asset out rather than IP-less
-        assets[name] = Asset(name=name, zone=zone, mac=mac, ip=ip, location=location,
+        if body.get("vlan") is not None and vlan is None:
+            continue  # an invalid vlan was reported; keep the asset out rather than untagged
+        assets[name] = Asset(name=name, zone=zone, mac=mac, ip=ip, location=location, vlan=vlan,
                              description=read.text(body.get("description"), context, "description") or "")
     return assets
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -234,3 +235,68 @@ def test_a_stateful_conduit_admits_replies_only_within_the_initiators_exchanges(
         "s.sendto(b'now?',('10.0.3.20',123));print(s.recvfrom(100)[0])\" 2>&1")
     server.wait(timeout=10)
     assert "time now?" in asked, asked
+
+
+def _tags(plant: Scenario, name: str, token: str) -> dict[str, str]:
+    """host -> how `token` arrived there ("untagged" or "vid=N,pcp=P"), read at its NIC."""
+    found: dict[str, str] = {}
+    for path in (plant.workdir / name).glob("*.sniff.tags"):
+        for line in path.read_text().splitlines():
+            label, how = line.split()
+            if label == token:
+                found[path.name.removesuffix(".sniff.tags")] = how
+    return found
+
+
+def test_a_vlan_asset_is_admitted_with_its_vid_only_and_no_tag_leaks(plant: Scenario) -> None:
+    """A push declares ied-2 on VLAN 5 (this machine has no 8021q module, so the lab host's own
+    stack cannot tag: crafted frames play the device). ied-2's GOOSE, tagged VID 5 at priority 7,
+    reaches ied-1 untagged; untagged, another VID, or a second tag reach nobody; ied-1's trip
+    reaches ied-2 with VID 5 at priority 0 and ied-3 untagged. Unicast IP too: hmi-1's MMS SYN
+    reaches ied-2 tagged VID 5, ied-2's tagged SYN-ACK reaches hmi-1 untagged, an untagged one
+    nobody."""
+    original = (ROOT / "policies" / "plant.yaml").read_text()
+    declared = original.replace('ip: 10.0.5.2, location: {switch: ring-3, port: 2}}',
+                                'ip: 10.0.5.2, location: {switch: ring-3, port: 2}, vlan: 5}')
+    assert declared != original
+    _push(plant, declared)
+    try:
+        hmi, ied1, ied2 = (plant.policy.asset(n) for n in ("hmi-1", "ied-1", "ied-2"))
+        group = "01:0c:cd:01:00:01"
+
+        def mms(src: object, dst: object, tags: tuple[tuple[int, int], ...], sport: int, dport: int,
+                flags: int) -> Frame:
+            return Frame(dst.mac, src.mac, tags, 0x0800, ipv4_src=src.ip, ipv4_dst=dst.ip,  # type: ignore[attr-defined]
+                         ip_proto=6, tcp_src=sport, tcp_dst=dport, tcp_flags=flags)
+
+        sends = {
+            "vlan-own": (ied2, Frame(group, ied2.mac, ((0x8100, 0xE005),), 0x88B8)),
+            "vlan-none": (ied2, Frame(group, ied2.mac, (), 0x88B8)),
+            "vlan-other": (ied2, Frame(group, ied2.mac, ((0x8100, 6),), 0x88B8)),
+            "vlan-inner": (ied2, Frame(group, ied2.mac, ((0x8100, 5), (0x8100, 100)), 0x88B8)),
+            "vlan-trip": (ied1, Frame(group, ied1.mac, (), 0x88B8)),
+            "vlan-syn": (hmi, mms(hmi, ied2, (), 40000, 102, 0x02)),
+            "vlan-synack": (ied2, mms(ied2, hmi, ((0x8100, 5),), 102, 40000, 0x12)),
+            "vlan-synack-untagged": (ied2, mms(ied2, hmi, (), 102, 40000, 0x12)),
+        }
+        with Sniffers(plant, "vlan") as sniff:
+            for token, (sender, frame) in sends.items():
+                _send(plant, sender.name, [frame_bytes(frame, TOKEN + token.encode() + b" " + b"\0" * 40)] * 2)
+            time.sleep(0.5)
+            got = {token: sniff.receivers(token) for token in sends}
+        tags = {token: _tags(plant, "vlan", token) for token in sends}
+    finally:
+        _push(plant, original)
+    assert got == {"vlan-own": {"ied-1"}, "vlan-none": set(), "vlan-other": set(), "vlan-inner": set(),
+                   "vlan-trip": {"ied-2", "ied-3"}, "vlan-syn": {"ied-2"}, "vlan-synack": {"hmi-1"},
+                   "vlan-synack-untagged": set()}, got
+    assert tags["vlan-own"] == {"ied-1": "untagged"}, tags
+    assert tags["vlan-trip"] == {"ied-2": "vid=5,pcp=0", "ied-3": "untagged"}, tags
+    assert tags["vlan-syn"] == {"ied-2": "vid=5,pcp=0"}, tags
+    assert tags["vlan-synack"] == {"hmi-1": "untagged"}, tags
+
+
+def _push(plant: Scenario, text: str) -> None:
+    request = urllib.request.Request(plant.controller.api_url + "/v1/policy", data=text.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 200
