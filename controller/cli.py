@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="check the switches' Open vSwitch settings (in-band control, fail mode, protocols) in this "
                           "OVSDB (e.g. unix:/var/run/openvswitch/db.sock, tcp:IP:6640); auto: the local one if "
                           "present (default); none: do not check")
+    run.add_argument("--audit-seconds", type=_positive_seconds, default=30.0, metavar="S",
+                     help="re-read every switch this often and repair any difference from otseg's tables "
+                          "(default 30; also on every reconnect)")
+    run.add_argument("--foreign-flows", choices=("remove", "keep"), default="remove",
+                     help="flows in otseg's tables (0-3) that otseg did not install: remove them (default) or keep "
+                          "them, for a switch shared with another application")
     run.set_defaults(handler=_run)
 
     from controller.client import add_parsers as add_client_parsers  # noqa: PLC0415
@@ -154,13 +160,24 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{value:g} s is out of range: give 1 to 86400 seconds")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     from controller.app.runner import RunOptions, StartError, run  # noqa: PLC0415  (os-ken loads only here)
 
     try:
         return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
-                              args.watch, args.events, args.topology, args.ovsdb))
+                              args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
+                              args.foreign_flows == "remove"))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -8,13 +8,28 @@ import pytest
 
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.core.compiler import compile_tables
-from controller.core.diff import Plan, SwitchPlan, apply_plan
+from controller.core.diff import Plan, SwitchPlan, apply_plan, is_foreign, is_ours
 from controller.core.flows import Flow, Group, Meter, make_flow
 from controller.core.learning import Sighting
 from controller.core.topology import Link, PortRef
 from tests.conftest import load_example
 
 FOREIGN = make_flow("port_security", 5, {"in_port": 7}, [], cookie=0x1234)  # somebody else's flow
+
+
+def ovs_apply(flows: frozenset[Flow], plan: Plan) -> frozenset[Flow]:
+    """What Open vSwitch does with the flow-mods OsKenChannel sends for `plan`: adds (and
+    replacements, sent as adds) overwrite the whole flow; an OpenFlow 1.3 modify changes the
+    instructions and keeps the installed cookie; strict deletes remove by key, any cookie."""
+    table = {f.key: f for f in flows}
+    for flow in plan.add + plan.replace:
+        table[flow.key] = flow
+    for flow in plan.modify:
+        old = table.get(flow.key)
+        table[flow.key] = flow if old is None else replace(flow, cookie=old.cookie)
+    for flow in plan.delete:
+        table.pop(flow.key, None)
+    return frozenset(table.values())
 
 
 @dataclass
@@ -31,7 +46,7 @@ class FakeSwitch:
         return list(self.port_numbers)
 
     def read_flows(self) -> list[Flow]:
-        return [f for f in self.flows if f.cookie >> 48 == 0x0E5E]
+        return [f for f in self.flows if is_ours(f) or is_foreign(f)]  # as OsKenChannel reads them
 
     def read_meters(self) -> list[Meter]:
         return list(self.meters)
@@ -43,16 +58,17 @@ class FakeSwitch:
         if self.refuse:
             raise ApplyError("OpenFlow error type 5 code 6")
         self.sent.append(plan.flows)
-        self.flows = apply_plan(self.flows, plan.flows)
+        self.flows = ovs_apply(self.flows, plan.flows)
         self.meters = sorted({m.meter_id: m for m in self.meters + list(plan.meters_add + plan.meters_modify)}.values())
         self.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
         for group in plan.groups_delete:
             del self.groups[group.group_id]
 
 
-def _linear() -> tuple[Enforcer, dict[int, FakeSwitch]]:
+def _linear(remove_foreign: bool = True) -> tuple[Enforcer, dict[int, FakeSwitch]]:
     policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links)
+    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links,
+                        remove_foreign=remove_foreign)
     switches = {dpid: FakeSwitch(dpid, frozenset({FOREIGN}),
                                  port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
                 for dpid in topology.switches}
@@ -77,13 +93,14 @@ def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
     return restarted
 
 
-def test_switches_get_exactly_the_compiled_tables_and_foreign_flows_stay() -> None:
-    enforcer, switches = _linear()
+@pytest.mark.parametrize("remove_foreign", [True, False], ids=["foreign-removed", "foreign-kept"])
+def test_switches_get_exactly_the_compiled_tables_and_foreign_flows_go_unless_kept(remove_foreign: bool) -> None:
+    enforcer, switches = _linear(remove_foreign)
     enforcer.reconcile()
     policy, topology = load_example("linear.yaml", "linear.yaml")
     expected = compile_tables(policy, topology)
     for dpid, switch in switches.items():
-        assert switch.flows == expected[dpid].flows | {FOREIGN}
+        assert switch.flows == expected[dpid].flows | (set() if remove_foreign else {FOREIGN})
         assert set(switch.meters) == set(expected[dpid].meters)
         assert set(switch.groups.values()) == set(expected[dpid].groups)
 
@@ -316,3 +333,46 @@ def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denie
     relayed = Frame(scada.mac, plc.mac, (), 0x0800, ipv4_src=plc.ip, ipv4_dst="192.0.2.77", ip_proto=17,
                     udp_src=40000, udp_dst=162)
     assert Network(installed, topology).send(where["plc-a"], ovs_key(relayed)).delivered_ports() == set()
+
+
+def test_an_audit_finds_and_repairs_every_kind_of_drift_within_one_period() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    switch = switches[2]
+    ours = sorted(f for f in switch.flows if f.table == "policy")
+    deleted, changed = ours[0], ours[1]
+    rogue = make_flow("port_security", 65000, {"in_port": 3}, [], cookie=0x42)  # another cookie, top priority
+    switch.flows = (switch.flows - {deleted, changed}) | {replace(changed, instructions=()), rogue}
+    found = enforcer.audit()
+    assert set(found) == {2}
+    assert sorted(r.kind for r in found[2]) == ["changed", "foreign", "missing"], found
+    assert enforcer.repairs == {(2, "changed"): 1, (2, "foreign"): 1, (2, "missing"): 1}
+    report = enforcer.reconcile()
+    assert set(report.plans) >= {2} and report.flow_mods == 3
+    assert switch.flows == enforcer.desired()[2].flows
+    assert enforcer.audit() == {}  # repaired: nothing left to find
+    assert enforcer.reconcile().flow_mods == 0
+
+
+def test_a_kept_foreign_flow_is_reported_once_and_left_alone() -> None:
+    enforcer, switches = _linear(remove_foreign=False)
+    enforcer.reconcile()
+    first, second = enforcer.audit(), enforcer.audit()
+    assert first == {} and second == {}  # kept foreign flows are no drift to repair
+    assert {dpid for dpid, _ in enforcer.kept_foreign} == set(switches)
+    enforcer.reconcile()
+    assert all(FOREIGN in s.flows for s in switches.values())
+
+
+def test_a_renamed_conduit_reaches_the_switch_with_its_new_cookie() -> None:
+    """Open vSwitch keeps the old cookie on an OpenFlow 1.3 modify (the fake models it): the
+    cookie change must be sent as a replacement, and the next diff must be empty."""
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    policy = enforcer.policy
+    renamed = replace(policy, conduits=tuple(replace(c, name=c.name + "-renamed") for c in policy.conduits),
+                      _index={})
+    enforcer.apply_policy(renamed)
+    for dpid, switch in switches.items():
+        assert switch.flows == enforcer.desired()[dpid].flows
+    assert enforcer.reconcile().flow_mods == 0

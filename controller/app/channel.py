@@ -15,8 +15,8 @@ from controller.app.enforcer import ApplyError
 from controller.app.ofp_edge import (
     flow_from_stats, flow_mod, group_from_stats, group_mod, meter_from_stats, meter_mod,
 )
-from controller.core.diff import SwitchPlan, is_our_group, is_ours
-from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK, Flow, Group, Meter
+from controller.core.diff import SwitchPlan, is_foreign, is_our_group, is_ours
+from controller.core.flows import Flow, Group, Meter
 
 
 class OsKenChannel:
@@ -38,10 +38,11 @@ class OsKenChannel:
 
     def read_flows(self) -> list[Flow]:
         ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        """Ours, and any other flow in the tables otseg owns (foreign: to be removed or kept)."""
         request = parser.OFPFlowStatsRequest(self.datapath, 0, ofproto.OFPTT_ALL, ofproto.OFPP_ANY, ofproto.OFPG_ANY,
-                                             COOKIE_PREFIX, COOKIE_PREFIX_MASK, parser.OFPMatch())
+                                             0, 0, parser.OFPMatch())
         flows = [flow_from_stats(stats) for stats in self._request(request)]
-        return [flow for flow in flows if is_ours(flow)]
+        return [flow for flow in flows if is_ours(flow) or is_foreign(flow)]
 
     def read_meters(self) -> list[Meter]:
         ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
@@ -63,8 +64,11 @@ class OsKenChannel:
                   + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
                   + [group_mod(dp, g, "add") for g in plan.groups_add]
                   + [group_mod(dp, g, "modify") for g in plan.groups_modify])
+        # A cookie change goes as an add, which overwrites the flow with its new cookie (an
+        # OpenFlow 1.3 modify keeps the old one); inside the bundle it is atomic like the rest.
         flows = ([flow_mod(dp, f, "add") for f in plan.flows.add]
                  + [flow_mod(dp, f, "modify") for f in plan.flows.modify]
+                 + [flow_mod(dp, f, "add") for f in plan.flows.replace]
                  + [flow_mod(dp, f, "delete") for f in plan.flows.delete])
         after = [group_mod(dp, g, "delete") for g in plan.groups_delete]
         if before:

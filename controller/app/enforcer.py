@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol
 
 from controller.core.compiler import CompileCache, locate_assets
-from controller.core.diff import SwitchPlan, apply_plan, diff_switch
+from controller.core.diff import SwitchPlan, apply_plan, diff_switch, is_ours
+from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
 from controller.core.flows import Flow, Group, Meter, SwitchTables, WriteMetadata
 from controller.core.learning import Decision, Sighting, classify
 from controller.core.model import Policy
@@ -93,8 +94,13 @@ class Enforcer:
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
                  settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS,
                  fast_failover: bool = True, declared_links: frozenset[Link] = frozenset(),
-                 known_switches: frozenset[int] | None = None) -> None:
+                 known_switches: frozenset[int] | None = None, remove_foreign: bool = True) -> None:
         self.policy = policy
+        # Flows in otseg's tables that otseg did not install: removed (the default), or kept for a
+        # switch shared with another application (`otseg run --foreign-flows keep`).
+        self.remove_foreign = remove_foreign
+        self.repairs: dict[tuple[int, str], int] = {}  # (dpid, kind) -> repairs made
+        self.kept_foreign: set[tuple[int, tuple[object, ...]]] = set()  # reported once each
         self.declared_links = declared_links
         # Switches the topology document names; a binding on a switch outside it may move
         # once that switch is gone. None (no document): a switch is never taken as gone.
@@ -306,7 +312,7 @@ class Enforcer:
         where each unpinned asset was bound, so the new process keeps those bindings instead
         of deleting the flows of every asset that has not spoken since.
         """
-        state.installed = frozenset(state.channel.read_flows())
+        state.installed = frozenset(state.channel.read_flows())  # ours, and foreign flows in our tables
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
         state.groups = {g.group_id: g for g in state.channel.read_groups()}
         state.expected_trunks = frozenset(
@@ -316,7 +322,7 @@ class Enforcer:
         trunk_ports = self.topology().trunk_ports
         for flow in state.installed:
             in_port, eth_src = flow.field("in_port"), flow.field("eth_src")
-            if flow.table != PORT_SECURITY or in_port is None or eth_src is None:
+            if flow.table != PORT_SECURITY or in_port is None or eth_src is None or not is_ours(flow):
                 continue
             asset = self.policy.asset_by_mac(str(eth_src.value))
             where = PortRef(state.channel.dpid, int(in_port.value))
@@ -329,7 +335,7 @@ class Enforcer:
         if state.installed is None:
             self._read(state)
         assert state.installed is not None
-        plan = diff_switch(tables, state.installed, state.meters, state.groups)
+        plan = diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign)
         if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
             # Forwarding state (which depends on the topology) waits; admission rules (port
             # security, the allow-list) that are no longer desired go at once: a stale binding or
@@ -378,6 +384,39 @@ class Enforcer:
                     _dpid(d) for d in restored.errors) + ": it will be retried)"
             raise ApplyError(detail)
         return report
+
+    def audit(self) -> dict[int, list[Repair]]:
+        """Re-read every programmed switch and compare with what we believe it holds; the caller
+        then reconciles, which repairs each difference. Returns the repairs per switch (foreign
+        flows kept by `remove_foreign=False` are reported once, and not repaired)."""
+        found: dict[int, list[Repair]] = {}
+        for dpid, state in sorted(self.switches.items()):
+            if not state.programmed or state.installed is None:
+                continue
+            believed, groups, meters = state.installed, dict(state.groups), dict(state.meters)
+            try:
+                self._read(state)
+            except ApplyError as error:
+                state.installed = None
+                log.warning("audit of switch %s could not read it: %s", _dpid(dpid), error)
+                continue
+            assert state.installed is not None
+            repairs = flow_drift(believed, state.installed) + group_drift(groups, state.groups) + meter_drift(
+                meters, state.meters)
+            if not self.remove_foreign:
+                kept = [r for r in repairs if r.kind == "foreign"]
+                new = [r for r in kept if (dpid, (r.what,)) not in self.kept_foreign]
+                self.kept_foreign.update((dpid, (r.what,)) for r in kept)
+                for repair in new:
+                    log.warning("switch %s holds a foreign flow (kept, --foreign-flows keep): %s", _dpid(dpid),
+                                repair.what)
+                repairs = [r for r in repairs if r.kind != "foreign"]
+            for repair in repairs:
+                self.repairs[(dpid, repair.kind)] = self.repairs.get((dpid, repair.kind), 0) + 1
+                log.warning("switch %s drifted, repairing: %s", _dpid(dpid), repair.describe())
+            if repairs:
+                found[dpid] = repairs
+        return found
 
     def resync(self, dpid: int) -> None:
         """Forget what we believe a switch holds: the next reconcile re-reads it."""

@@ -70,6 +70,9 @@ class Metrics:
                                       "rate-limited)", ["handler"], registry=registry)
         self.lldp_rejected = Counter("otseg_lldp_rejected", "LLDP frames without a valid otseg proof (foreign, forged "
                                      "or replayed)", registry=registry)
+        self.repairs = Counter("otseg_repairs", "Differences between a switch and otseg's tables found by the "
+                               "periodic audit and repaired, by kind and switch", ["kind", "switch"], registry=registry)
+        self.audits = Counter("otseg_audits", "Audit passes (every switch re-read and compared)", registry=registry)
         self.counters = FlowCounters()
 
     def install_links(self, summary: Callable[[], dict[str, list[dict[str, object]]]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from os_ken.ofproto import nicira_ext, ofproto_v1_3
 
 from controller.core.flows import (
-    CONTROLLER_PORT, ApplyActions, Bucket, ClearActions, Conntrack, Flow, PopVlan, PushVlan, Group, GotoTable, GroupAction, Instruction, Meter,
+    CONTROLLER_PORT, ApplyActions, Bucket, ClearActions, Conntrack, Flow, OtherAction, PopVlan, PushVlan, Group, GotoTable, GroupAction, Instruction, Meter,
     MeterInstruction, Output, SetField, WriteActions, WriteMetadata, make_flow,
 )
 from controller.core.pipeline import TABLE_IDS, TABLE_NAMES
@@ -168,7 +168,8 @@ def _action_value(action: Any) -> object:
         table = None if action.recirc_table == nicira_ext.NX_CT_RECIRC_NONE else TABLE_NAMES.get(
             action.recirc_table, str(action.recirc_table))
         return Conntrack(action.zone_ofs_nbits, bool(action.flags & nicira_ext.NX_CT_F_COMMIT), table)
-    raise ValueError(f"unexpected action {action}")
+    # Anything else is not ours (a foreign flow, to be removed or kept): represented, never sent.
+    return OtherAction(str(action))
 
 
 def flow_from_stats(stats: Any) -> Flow:
@@ -194,5 +195,7 @@ def flow_from_stats(stats: Any) -> Flow:
                 instructions.append(WriteActions(actions))
             elif instruction.type == ofproto_v1_3.OFPIT_CLEAR_ACTIONS:
                 instructions.append(ClearActions())
+        else:  # an instruction otseg never installs: the flow can then never equal one of ours
+            instructions.append(ApplyActions((OtherAction(kind),)))
     table = TABLE_NAMES.get(stats.table_id, f"table-{stats.table_id}")
     return make_flow(table, stats.priority, match, instructions, stats.cookie)  # type: ignore[arg-type]

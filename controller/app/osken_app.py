@@ -51,6 +51,8 @@ DEBOUNCE = 0.02
 STATUS_PERIOD = 2.0
 DESTINATION_POLL_EVERY = 6  # rounds: the destination table's counters every 30 s
 COUNTER_POLL_PERIOD = 5.0  # flow counters behind the per-conduit and denied metrics
+# Drift events list the most suspicious differences first (someone else's flow before a lost one).
+DRIFT_ORDER = {"foreign": 0, "unexpected": 1, "changed": 2, "group-changed": 3, "meter-changed": 4, "missing": 5}
 RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at least this often
 SAFETY_PERIOD = 10.0  # OVSDB settings re-checked this often (one ovs-vsctl transaction)
 MAX_PORT = 0xFFFFFF00
@@ -73,6 +75,8 @@ class Settings:
     known_switches: frozenset[int] | None = None  # the topology document's switches
     switch_names: tuple[tuple[str, int], ...] = ()
     safety_check: Callable[[], dict[int, list[Any]]] | None = None  # OVSDB findings per dpid
+    audit_seconds: float = 30.0  # re-read every switch and repair drift this often
+    remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -93,7 +97,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  self.lock)
         self.book.declare(self.links.declared())
         self.enforcer = Enforcer(settings.policy, fast_failover=settings.fast_failover,
-                                 declared_links=self.links.declared(), known_switches=settings.known_switches)
+                                 declared_links=self.links.declared(), known_switches=settings.known_switches,
+                                 remove_foreign=settings.remove_foreign)
         self.enforcer.pause = lambda: hub.sleep(0)
         # A compile is seconds of pure Python at 1,000+ assets: run it on a native thread so
         # the hub keeps answering LLDP, barriers and echo requests meanwhile.
@@ -120,7 +125,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._dirty = hub.Event()
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self._poll_counters),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
-                          hub.spawn(self._check_safety)]
+                          hub.spawn(self._check_safety),
+                          hub.spawn(self._guarded_loop, "audit", self._audit_loop)]
         self.threads.extend(self._services)
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
@@ -281,6 +287,28 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 log.error("reload refused: %s", diagnostic)
         except Exception as error:  # a refused apply is logged by the control plane
             log.error("reload of %s failed: %s", path, error)
+
+    # -- drift repair ---------------------------------------------------------------------
+    def _audit_loop(self) -> None:
+        """Every `audit_seconds`: re-read each switch; report each difference (metric, event,
+        log), then the reconcile puts it right."""
+        assert self.settings is not None
+        while True:
+            hub.sleep(self.settings.audit_seconds)
+            with self.lock:
+                found = self.enforcer.audit()
+            self.metrics.audits.inc()
+            for dpid, repairs in found.items():
+                kinds: dict[str, int] = {}
+                for repair in repairs:
+                    self.metrics.repairs.labels(repair.kind, f"{dpid:#x}").inc()
+                    kinds[repair.kind] = kinds.get(repair.kind, 0) + 1
+                # One event per switch and audit: a deleted table is dozens of repairs, one incident.
+                worst_first = sorted(repairs, key=lambda r: DRIFT_ORDER.get(r.kind, len(DRIFT_ORDER)))
+                self._event(f"drift:{dpid:#x}", {"verdict": "repaired", "reason": "drift", "switch": f"{dpid:#x}",
+                                                 "repairs": kinds, "detail": [r.describe() for r in worst_first[:10]]})
+            if found:
+                self._wake()
 
     # -- the reconcile worker -------------------------------------------------------------
     def _wake(self) -> None:

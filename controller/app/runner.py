@@ -9,6 +9,7 @@ Only our app (and os-ken's OpenFlow handler) is loaded: link discovery is ours
 from __future__ import annotations
 
 import logging
+import socket
 import os
 import shutil
 import signal
@@ -42,6 +43,8 @@ class RunOptions:
     events: str | None = None
     topology: str | None = None  # the topology document: its links are the declared trunks
     ovsdb: str | None = "auto"  # check the switches' OVSDB settings: "auto" (local OVS if present), a db, or None
+    audit_seconds: float = 30.0  # re-read every switch and repair drift this often
+    remove_foreign: bool = True  # remove flows in otseg's tables that it did not install
 
 
 class StartError(Exception):
@@ -73,11 +76,30 @@ def starting_policy(options: RunOptions, store: PolicyStore) -> tuple[Policy, st
     return policy, version, file_data
 
 
+def ensure_free(host: str, port: int, what: str) -> None:
+    """Refuse to start beside another process on our ports. The hub listens with SO_REUSEPORT, so
+    a second controller would otherwise share the port silently and switches would connect to
+    either one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT from our own last run is fine
+        probe.bind((host, port))
+    except OSError as error:
+        raise StartError(f"{what} {port} on {host} is in use ({error.strerror}): is another otseg (or other "
+                         f"controller) running? Stop it or choose another port") from None
+    finally:
+        probe.close()
+
+
 def run(options: RunOptions) -> int:
     token = read_token(options.api_token_file)
     if options.api_host not in ("127.0.0.1", "localhost", "::1") and token is None:
         raise StartError(f"--api-host {options.api_host} is not loopback: give --api-token-file (NAME:SECRET) or "
                          "set OTSEG_API_TOKEN, so that only holders of the token can change the policy")
+    for host, port, what in ((options.ofp_host, options.ofp_port, "--ofp-port"),
+                             (options.api_host, options.api_port, "--api-port")):
+        ensure_free(host, port, what)
     store = PolicyStore(options.state_dir)
     policy, version, data = starting_policy(options, store)
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
@@ -100,7 +122,8 @@ def run(options: RunOptions) -> int:
         token, options.policy, options.events,
         documented_links=frozenset(lab.links) if lab else frozenset(),
         known_switches=frozenset(dpid for _, dpid in lab.switches) if lab else None,
-        switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log))
+        switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
+        audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")

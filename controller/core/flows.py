@@ -80,7 +80,15 @@ class PopVlan:
     """Remove the outer VLAN header."""
 
 
-Action = Union[Output, SetField, GroupAction, Conntrack, PushVlan, PopVlan]
+@dataclass(frozen=True, order=True)
+class OtherAction:
+    """An action read from a switch that otseg never installs (in a foreign flow): kept as text
+    so that the flow compares unequal to any of ours; never sent."""
+
+    text: str
+
+
+Action = Union[Output, SetField, GroupAction, Conntrack, PushVlan, PopVlan, OtherAction]
 
 
 @dataclass(frozen=True, order=True)

@@ -11,7 +11,7 @@ from typing import Callable
 
 from controller.core.flows import (
     CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
-    PopVlan, PushVlan, SetField, SwitchTables, WriteActions, WriteMetadata,
+    OtherAction, PopVlan, PushVlan, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import TABLE_IDS, TABLES
 
@@ -51,6 +51,8 @@ def format_action(action: object) -> str:
         return f"push_vlan:0x{action.ethertype:04x}"
     if isinstance(action, PopVlan):
         return "pop_vlan"
+    if isinstance(action, OtherAction):
+        return f"<{action.text}>"
     raise TypeError(action)
 
 

@@ -59,12 +59,13 @@ def _system_ready() -> None:
 class Scenario:
     """One controller process and one lab, shared by the checks of a test module."""
 
-    def __init__(self, topology: str, policy: str, workdir: Path) -> None:
+    def __init__(self, topology: str, policy: str, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.policy_path = str(ROOT / "policies" / policy) if "/" not in policy else policy
         self.policy = load_policy(self.policy_path)
         self.topology_path = str(ROOT / "topologies" / topology)
         self.description = load_lab(self.topology_path, self.policy)
-        self.controller = ControllerProcess(self.policy_path, workdir, topology=self.topology_path)
+        self.controller = ControllerProcess(self.policy_path, workdir, topology=self.topology_path,
+                                            extra_args=extra_args)
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 
@@ -153,9 +154,10 @@ def reference_dump(tables: SwitchTables, scratch: str = "otsegref") -> list[str]
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", scratch], check=True)
 
 
-def running(topology: str, policy: str, workdir: Path, announce: bool = False) -> Iterator[Scenario]:
+def running(topology: str, policy: str, workdir: Path, announce: bool = False,
+            extra_args: tuple[str, ...] = ()) -> Iterator[Scenario]:
     """A started scenario for a module-scoped fixture; stopped whatever happens."""
-    scenario = Scenario(topology, policy, workdir)
+    scenario = Scenario(topology, policy, workdir, extra_args)
     scenario.start()
     try:
         if announce:
