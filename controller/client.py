@@ -125,8 +125,12 @@ def _change_lines(change: dict[str, Any]) -> list[str]:
 
 
 def _show_apply(answer: dict[str, Any]) -> None:
+    pending = answer.get("pending") or {}
+    where = f" on {len(answer.get('applied_on', []))} switch(es)" if "applied_on" in answer else ""
     print(f"applied policy {answer['policy']!r} version {answer['version'][:12]} (was {answer['previous'][:12]}) "
-          f"in {answer['seconds'] * 1000:.0f} ms, {answer['flow_mods']} flow changes")
+          f"in {answer['seconds'] * 1000:.0f} ms, {answer['flow_mods']} flow changes{where}")
+    for dpid, why in sorted(pending.items()):
+        print(f"  NOT YET on switch {dpid}: {why}")
     print("\n".join(_change_lines(answer["change"])))
 
 

@@ -376,3 +376,23 @@ def test_a_renamed_conduit_reaches_the_switch_with_its_new_cookie() -> None:
     for dpid, switch in switches.items():
         assert switch.flows == enforcer.desired()[dpid].flows
     assert enforcer.reconcile().flow_mods == 0
+
+
+def test_a_push_names_the_switches_that_do_not_hold_it_yet() -> None:
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    assert enforcer.pending_switches() == {}
+    # A restarted controller whose switches' trunk links are not verified yet: their own flows say
+    # which ports were trunks, so they are left alone for a while, holding the earlier tables.
+    restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=0, declared_links=enforcer.declared_links)
+    restarted.bound = dict(enforcer.bound)
+    for fake in switches.values():
+        restarted.switch_connected(fake, fake.ports())
+    report = restarted.apply_policy(enforcer.policy)
+    pending = restarted.pending_switches()
+    assert set(pending) == set(report.waiting) == set(switches), (pending, report.waiting)
+    assert all("waiting for its trunk links" in why and "already held" in why for why in pending.values())
+    for link in enforcer.links:
+        restarted.link_up(link)
+    restarted.reconcile()
+    assert restarted.pending_switches() == {}

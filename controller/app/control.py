@@ -76,9 +76,13 @@ class ControlPlane:
             version = self.store.save(data)
             self.store.set_current(version, self.store.current().get("file_version"))
             self.version, self.text = version, data
+            pending = {f"{dpid:#x}": why for dpid, why in self.enforcer.pending_switches().items()}
             record = self.store.audit(who=who, source=source, action="apply", from_version=previous,
                                       to_version=version, policy=candidate.name, seconds=round(seconds, 6),
-                                      flow_mods=report.flow_mods, change=change)
+                                      flow_mods=report.flow_mods, change=change, pending_switches=pending)
+            if pending:
+                log.warning("policy %s applied on every switch but %s: %s", short(version), ", ".join(pending),
+                            "; ".join(f"{d}: {w}" for d, w in pending.items()))
             self.last_apply = record
             self.on_change(version)
         modes = policy_modes(candidate)
@@ -86,8 +90,10 @@ class ControlPlane:
                  "zones in monitor: %s, conduits in monitor: %s", candidate.name, short(version), short(previous), who,
                  source, report.flow_mods, seconds, candidate.mode, ", ".join(modes["zones_in_monitor"]) or "none",  # type: ignore[arg-type]
                  ", ".join(modes["conduits_in_monitor"]) or "none")  # type: ignore[arg-type]
+        # "applied" names the switches that hold it; "pending" the ones that will, and what they enforce meanwhile.
+        applied = sorted(f"{d:#x}" for d in self.enforcer.switches if f"{d:#x}" not in pending)
         return {"policy": candidate.name, "version": version, "previous": previous, "seconds": seconds,
-                "flow_mods": report.flow_mods, "change": change}
+                "flow_mods": report.flow_mods, "change": change, "applied_on": applied, "pending": pending}
 
     def rollback(self, version: str | None, who: str) -> dict[str, Any]:
         if version is None:  # the version that was in force before the one in force now

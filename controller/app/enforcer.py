@@ -55,6 +55,7 @@ class SwitchState:
     expected_trunks: frozenset[int] = frozenset()  # trunk ports its own flows show, read at connect
     last_plan: str = ""
     failures: int = 0
+    enforces: int = -1  # the policy serial this switch was last brought to (-1: not yet)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Enforcer:
         # switch shared with another application (`otseg run --foreign-flows keep`).
         self.remove_foreign = remove_foreign
         self.repairs: dict[tuple[int, str], int] = {}  # (dpid, kind) -> repairs made
+        self.policy_serial = 0  # +1 on every applied policy: which switches hold the one in force
         self.kept_foreign: set[tuple[int, tuple[object, ...]]] = set()  # reported once each
         self.declared_links = declared_links
         # Switches the topology document names; a binding on a switch outside it may move
@@ -346,6 +348,7 @@ class Enforcer:
                                                                         if f.table in (POLICY, PORT_SECURITY))),
                            groups_delete=())
         state.last_plan = plan.summary()
+        state.enforces = self.policy_serial
         if plan.empty:
             state.programmed = True
             return 0
@@ -371,10 +374,12 @@ class Enforcer:
         reconciled to it) and ApplyError says which switch refused what."""
         previous, previous_bound = self.policy, dict(self.bound)
         self.policy = policy
+        self.policy_serial += 1
         self.bound = {name: b for name, b in self.bound.items() if _same_mac(policy, name, b.mac)}
         report = self.reconcile(defer_deletes=False)
         if report.errors:
             self.policy, self.bound = previous, previous_bound
+            self.policy_serial += 1  # the previous policy, put back: a new serial, so nobody counts as current
             for state in self.switches.values():
                 state.installed = None
             restored = self.reconcile()
@@ -417,6 +422,23 @@ class Enforcer:
             if repairs:
                 found[dpid] = repairs
         return found
+
+    def pending_switches(self) -> dict[int, str]:
+        """Connected switches that do not hold the policy in force yet, and why."""
+        pending: dict[int, str] = {}
+        for dpid, state in sorted(self.switches.items()):
+            if state.enforces == self.policy_serial:
+                continue
+            if self._awaiting_trunks(state):
+                why = "waiting for its trunk links to be verified"
+            elif not state.programmed:
+                why = "connected, not programmed yet (the topology is settling)"
+            else:
+                why = "its last update failed; retried"
+            held = ("the tables of an earlier policy" if state.enforces >= 0 else
+                    "the tables it already held when it connected" if state.installed else "no otseg tables yet")
+            pending[dpid] = f"{why}; it enforces {held} until then"
+        return pending
 
     def resync(self, dpid: int) -> None:
         """Forget what we believe a switch holds: the next reconcile re-reads it."""

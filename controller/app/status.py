@@ -38,6 +38,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
         "policy": {"name": policy.name, "version": policy_version, "mode": policy_modes(policy)},
         "switches": {
             f"{dpid:#x}": {"dpid": dpid, "programmed": state.programmed, "flows": len(state.installed or ()),
+                           "policy_in_force": state.enforces == enforcer.policy_serial,
                            "last_plan": state.last_plan, "failures": state.failures}
             for dpid, state in sorted(enforcer.switches.items())
         },
