@@ -105,10 +105,8 @@ class GeneratedBench(LabRun):
         raise TimeoutError(f"tables still changing after {timeout:.0f} s")
 
     def push(self, data: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(self.controller.api_url + "/v1/policy", data=data, method="POST")
         start = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer: dict[str, Any] = json.loads(response.read())
+        answer: dict[str, Any] = self.controller.post("/v1/policy", data)
         answer["round_trip"] = time.perf_counter() - start
         return answer
 

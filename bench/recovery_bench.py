@@ -98,9 +98,7 @@ def policy_updates(bench: PlantBench, source: str, target: str, pushes: int = 20
     time.sleep(1)
     seconds, flow_mods = [], []
     for text in texts:
-        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=text, method="POST")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
+        answer = bench.controller.post("/v1/policy", text, timeout=60)
         seconds.append(answer["seconds"])
         flow_mods.append(answer["flow_mods"])
         time.sleep(0.5)
@@ -151,10 +149,8 @@ def unknown_host_flood(bench: PlantBench, rate: float = 10000, seconds: float = 
                          lambda k: conduit_yaml(k + 50, "historian", "time-server"))
     trips, applied = [], []
     for text in texts:
-        request = urllib.request.Request(bench.controller.api_url + "/v1/policy", data=text, method="POST")
         start = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=60) as response:
-            applied.append(json.loads(response.read())["seconds"])
+        applied.append(bench.controller.post("/v1/policy", text, timeout=60)["seconds"])
         trips.append(time.perf_counter() - start)
         time.sleep(0.5)
     result = stream.result()

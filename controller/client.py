@@ -27,7 +27,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--controller", default=os.environ.get("OTSEG_CONTROLLER", DEFAULT_URL),
                             help=f"control API URL (default {DEFAULT_URL}, or OTSEG_CONTROLLER)")
-        parser.add_argument("--token-file", help="bearer token file (NAME:SECRET or SECRET); or OTSEG_API_TOKEN")
+        parser.add_argument("--token-file", help="bearer token file (NAME:SECRET or SECRET); or OTSEG_API_TOKEN; "
+                                                 "default: the token a local `otseg run` made in --state-dir")
+        parser.add_argument("--state-dir", default=os.environ.get("OTSEG_STATE_DIR", "/var/lib/otseg"),
+                            help="where the local controller keeps its api-token (default /var/lib/otseg)")
         parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
     push = commands.add_parser("push", help="apply a policy file on the running controller")
@@ -73,9 +76,24 @@ def _read(path: str) -> bytes:
         raise ClientError(f"cannot read {path}: {error.strerror}", EXIT_INVALID) from None
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    text = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("OTSEG_API_TOKEN", "")
+def token_secret(token_file: str | None, state_dir: str | None) -> str | None:
+    """The API token to send: --token-file, else OTSEG_API_TOKEN, else the local controller's
+    generated one (STATE_DIR/api-token), else none."""
+    text = ""
+    if token_file:
+        text = Path(token_file).read_text().strip()
+    elif os.environ.get("OTSEG_API_TOKEN"):
+        text = os.environ["OTSEG_API_TOKEN"].strip()
+    elif state_dir:
+        try:
+            text = (Path(state_dir) / "api-token").read_text().strip()
+        except OSError:
+            text = ""
     return text.partition(":")[2] if ":" in text else (text or None)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return token_secret(args.token_file, getattr(args, "state_dir", None))
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None, filename: str | None,
@@ -187,8 +205,7 @@ def _show_history(answer: list[dict[str, Any]]) -> None:
 def fetch_policy(url: str, token_file: str | None = None) -> bytes:
     """The policy in force on a running controller, as YAML text."""
     request = urllib.request.Request(url.rstrip("/") + "/v1/policy")
-    text = Path(token_file).read_text().strip() if token_file else os.environ.get("OTSEG_API_TOKEN", "")
-    secret = text.partition(":")[2] if ":" in text else text
+    secret = token_secret(token_file, os.environ.get("OTSEG_STATE_DIR", "/var/lib/otseg"))
     if secret:
         request.add_header("Authorization", f"Bearer {secret}")
     try:

@@ -89,3 +89,58 @@ def test_api_requires_the_token_and_maps_errors(tmp_path: Path) -> None:
     assert applied.status_code == 200 and control.history()[-1]["who"] == "ops"
     assert client.post("/v1/rollback", json={"version": "0000"}, headers=auth).status_code == 404
     assert "/v1/policy" in client.get("/v1/openapi.json").json["paths"]
+
+
+def _local_api(tmp_path: Path) -> tuple[ControlPlane, object]:
+    """As `otseg run` serves it with no token configured: a generated one, reads open locally."""
+    control, _ = _control(tmp_path)
+    return control, create_api(control, lambda: {"ok": True}, ("local", "gen3rated"), reads_need_token=False)
+
+
+def test_a_web_page_cannot_change_the_policy(tmp_path: Path) -> None:
+    """CSRF: a cross-origin text/plain POST (what a page may send without a preflight) and a
+    DNS-rebound Host are refused; nothing changes. The local CLI, with the token, can."""
+    control, app = _local_api(tmp_path)
+    client = app.test_client()  # type: ignore[attr-defined]
+    before = control.version
+    forged = client.post("/v1/policy", data=B, headers={"Content-Type": "text/plain",
+                                                          "Origin": "http://evil.example"})
+    assert forged.status_code == 403 and "cross-origin" in forged.json["error"]
+    no_token = client.post("/v1/policy", data=B, headers={"Content-Type": "text/plain"})
+    assert no_token.status_code == 401 and "token" in no_token.json["error"]
+    rebound = client.get("/v1/status", headers={"Host": "evil.example:8181"})
+    assert rebound.status_code == 403 and "DNS rebinding" in rebound.json["error"]
+    assert control.version == before and len(control.history()) == 0
+    assert client.get("/v1/status").json == {"ok": True}  # local reads stay open
+    applied = client.post("/v1/policy", data=B, headers={"Authorization": "Bearer gen3rated"})
+    assert applied.status_code == 200 and control.version != before
+
+
+def test_rollback_takes_version_ids_only_and_bad_bodies_are_clear_4xx(tmp_path: Path) -> None:
+    control, app = _local_api(tmp_path)
+    outside = tmp_path.parent / "secret.yaml"
+    outside.write_text("policy: not-yours\n")
+    client = app.test_client()  # type: ignore[attr-defined]
+    auth = {"Authorization": "Bearer gen3rated"}
+    for body in ({"version": "../../secret"}, {"version": "../" + outside.stem}, {"version": 7}, [1, 2], "text"):
+        answer = client.post("/v1/rollback", json=body, headers=auth)
+        assert answer.status_code == 422, (body, answer.json)
+        assert "not-yours" not in answer.get_data(as_text=True)
+    huge = client.post("/v1/policy", data=b"x" * (8 * 1024 * 1024 + 1), headers=auth)
+    assert huge.status_code == 413 and huge.is_json
+    with pytest.raises(KeyError):
+        control.store.load("../x")
+    garbage = client.post("/v1/policy", data=b"\x00\xff" * 10, headers=auth)
+    assert garbage.status_code == 422 and garbage.is_json
+
+
+def test_an_unexpected_error_is_a_json_4xx_and_changes_nothing(tmp_path: Path) -> None:
+    control, _ = _control(tmp_path)
+
+    def broken() -> dict:  # type: ignore[type-arg]
+        raise RuntimeError("boom")
+
+    client = create_api(control, broken, ("local", "t"), reads_need_token=False).test_client()
+    answer = client.get("/v1/status")
+    assert answer.status_code == 400 and answer.is_json and "boom" in answer.json["error"]
+    assert "Traceback" not in answer.get_data(as_text=True)

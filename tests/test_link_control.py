@@ -39,7 +39,8 @@ def test_a_pending_link_can_be_approved_and_revoked_and_both_are_audited(tmp_pat
 def test_the_api_refuses_what_cannot_be_done_and_says_why(tmp_path: Path) -> None:
     control, _ = _control(tmp_path / "policy")
     links, _ = _links(tmp_path / "links")
-    client = create_api(control, lambda: {}, None, None, links).test_client()
+    client = create_api(control, lambda: {}, ("local", "t0ken"), None, links, reads_need_token=False).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer t0ken"
     listing = client.get("/v1/links").get_json()
     assert listing["pending"][0]["a"] == "0x1:5" and listing["declared"][0]["source"] == "topology"
     for body, fragment in (({"a": "s1:6", "b": "s2:6"}, "is not pending"),

@@ -1,20 +1,36 @@
 """The control API served by `otseg run` (Flask on eventlet's WSGI server).
 
-Bound to 127.0.0.1 by default. A bearer token (from a file or OTSEG_API_TOKEN) is
-required when one is configured, and `otseg run` refuses to listen on another address
-without one. The OpenAPI description is served at /v1/openapi.json.
+Bound to 127.0.0.1 by default. What holds against a web page in the operator's browser:
+- every call that changes state (POST) needs the bearer token, always. With none configured,
+  `otseg run` makes one at start in STATE_DIR/api-token (mode 0600), which the CLI reads: a
+  page can send a cross-origin POST, but cannot know the token (CSRF);
+- the Host header must name the API's own address (or localhost): a DNS-rebound name is
+  refused, so a page cannot read the status through its own origin either;
+- a request with an Origin header from anywhere else is refused.
+Reads (GET) need the token only when the operator configured one. Bodies are limited to
+8 MiB (the policy file limit); every failure is a JSON error with a 4xx code, never a
+traceback, and leaves the state in force unchanged. The OpenAPI description is at
+/v1/openapi.json.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from controller.app.control import ControlPlane, Refused
 from controller.app.link_control import LinkControl, LinkRequestError
+from controller.io.yamlload import MAX_BYTES
 from controller.policy.diagnostics import DocumentError
+
+log = logging.getLogger("otseg.api")
+VERSION_ID = re.compile(r"^[0-9a-f]{4,64}$")  # a stored version, or a unique prefix of one
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -67,23 +83,56 @@ OPENAPI: dict[str, Any] = {
 
 
 def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], token: tuple[str, str] | None,
-               metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None) -> Flask:
-    """token: (name, secret) or None (then every caller is "local")."""
+               metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None,
+               reads_need_token: bool = True, host: str = "127.0.0.1") -> Flask:
+    """token: (name, secret); None refuses every change (only a test builds that). `reads_need_token`:
+    False when the token was generated (not configured), so that local reads stay open."""
     app = Flask("otseg")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BYTES
+    allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
 
     def caller() -> str | None:
         if token is None:
-            return "local"
+            return None
         header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token[1]):
+        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token[1].encode()):
             return token[0]
         return None
+
+    def _hostname(value: str) -> str:
+        value = value.strip().lower()
+        if value.startswith("["):  # [::1]:8181
+            return value.split("]")[0] + "]"
+        return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+    @app.before_request
+    def same_origin_only() -> Any:
+        if _hostname(request.host or "") not in allowed_hosts:
+            return jsonify(error=f"Host {request.host!r} is not this API's address: refused (DNS rebinding "
+                                 "protection; call it by its address, e.g. http://127.0.0.1:8181)"), 403
+        origin = request.headers.get("Origin")
+        if origin is not None and _hostname(origin.split("://", 1)[-1]) not in allowed_hosts:
+            return jsonify(error=f"cross-origin request from {origin!r} refused"), 403
+        return None
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        return jsonify(error=f"{error.name}: {error.description}"), error.code or 400
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        log.exception("API request %s %s failed", request.method, request.path)
+        return jsonify(error=f"the request could not be processed ({type(error).__name__}: {error}); nothing was "
+                             "changed"), 400
 
     def guarded(handler: Callable[[str], Any]) -> Callable[[], Any]:
         def wrapper() -> Any:
             who = caller()
-            if who is None:
-                return jsonify(error="missing or wrong bearer token"), 401
+            if who is None and (request.method != "GET" or reads_need_token):
+                what = "a change" if request.method != "GET" else "this call"
+                return jsonify(error=f"missing or wrong bearer token: {what} needs the API token (the CLI reads it "
+                                     "from the state directory, or give --token-file)"), 401
+            who = who or "local"
             try:
                 return handler(who)
             except DocumentError as error:
@@ -128,7 +177,12 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     @app.post("/v1/rollback")
     @guarded
     def rollback(who: str) -> Any:
-        version = (request.get_json(silent=True) or {}).get("version")
+        body = request.get_json(silent=True) if request.get_data() else {}
+        if not isinstance(body, dict) or not isinstance(body.get("version", ""), (str, type(None))):
+            return jsonify(error='give the version as JSON: {"version": "HEX"} (or {} for the previous one)'), 422
+        version = body.get("version")
+        if version is not None and not VERSION_ID.match(version):
+            return jsonify(error="a version is 4 to 64 lower-case hex digits (see `otseg history`)"), 422
         return jsonify(control.rollback(version, who))
 
     if links is not None:

@@ -77,6 +77,7 @@ class Settings:
     safety_check: Callable[[], dict[int, list[Any]]] | None = None  # OVSDB findings per dpid
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
     remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
+    api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -266,10 +267,12 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         assert settings is not None
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
                                                          self.control, self._extra_status()), settings.api_token,
-                         self.metrics.exposition, self.links)
+                         self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
+                         host=settings.api_host)
         listener = hub.listen((settings.api_host, settings.api_port))
         log.info("control API on http://%s:%d (token %s)", settings.api_host, settings.api_port,
-                 "required" if settings.api_token else "not configured: local callers only")
+                 "generated in the state directory: changes need it, local reads do not"
+                 if settings.api_token_generated else "configured: required for every call")
         eventlet.wsgi.server(listener, app, log_output=False)
 
     def reload_file(self) -> None:

@@ -9,6 +9,7 @@ Only our app (and os-ken's OpenFlow handler) is loaded: link discovery is ours
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import os
 import shutil
@@ -76,6 +77,23 @@ def starting_policy(options: RunOptions, store: PolicyStore) -> tuple[Policy, st
     return policy, version, file_data
 
 
+TOKEN_FILE = "api-token"
+
+
+def local_token(state_dir: Path) -> str:
+    """A fresh API token for this run, in STATE_DIR/api-token (mode 0600): the CLI on this host
+    reads it there; a web page the operator visits cannot."""
+    secret = secrets.token_urlsafe(32)
+    path = state_dir / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(f"local:{secret}\n")
+    os.replace(temporary, path)
+    return secret
+
+
 def ensure_free(host: str, port: int, what: str) -> None:
     """Refuse to start beside another process on our ports. The hub listens with SO_REUSEPORT, so
     a second controller would otherwise share the port silently and switches would connect to
@@ -101,6 +119,9 @@ def run(options: RunOptions) -> int:
                              (options.api_host, options.api_port, "--api-port")):
         ensure_free(host, port, what)
     store = PolicyStore(options.state_dir)
+    generated = token is None
+    if token is None:  # changes always need a token: make one the local CLI can read, nobody else
+        token = ("local", local_token(Path(options.state_dir)))
     policy, version, data = starting_policy(options, store)
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
     log_level = options.log_level
@@ -123,7 +144,7 @@ def run(options: RunOptions) -> int:
         documented_links=frozenset(lab.links) if lab else frozenset(),
         known_switches=frozenset(dpid for _, dpid in lab.switches) if lab else None,
         switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
-        audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign)
+        audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")

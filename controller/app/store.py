@@ -42,7 +42,9 @@ class PolicyStore:
 
     def load(self, version: str) -> tuple[str, bytes]:
         """The full version and content for a version or a unique prefix of one."""
-        matches = sorted((self.root / "versions").glob(f"{version}*.yaml")) if version else []
+        if not version or len(version) > 64 or any(c not in "0123456789abcdef" for c in version):
+            raise KeyError(f"{version!r} is not a policy version (4 to 64 hex digits)")
+        matches = sorted((self.root / "versions").glob(f"{version}*.yaml"))
         if len(matches) != 1:
             raise KeyError(f"no stored policy version matches {version!r}" if not matches
                            else f"version prefix {version!r} is ambiguous")

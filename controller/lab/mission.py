@@ -96,10 +96,7 @@ def run_mission(lab: Lab, policy: Policy, controller: ControllerProcess, workdir
     ring = _ring_link(lab, allowed[0], allowed[1])
 
     def push() -> None:
-        request = urllib.request.Request(controller.api_url + "/v1/policy", data=_pushed_policy(controller.policy),
-                                         method="POST", headers={"Content-Type": "application/yaml"})
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            json.loads(answer.read())
+        controller.post("/v1/policy", _pushed_policy(controller.policy), timeout=60)
 
     def restart() -> None:
         controller.start()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,29 @@ class ControllerProcess:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    def token(self) -> str:
+        """The API token this controller made at start (changes need it)."""
+        return (self.state_dir / "api-token").read_text().strip().partition(":")[2]
+
+    def post(self, path: str, body: bytes, content_type: str = "application/yaml", timeout: float = 120) -> Any:
+        """POST to the control API with the controller's token; the JSON answer (HTTPError on 4xx)."""
+        request = urllib.request.Request(self.api_url + path, data=body, method="POST",
+                                         headers={"Content-Type": content_type,
+                                                  "Authorization": f"Bearer {self.token()}"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+
     def start(self) -> None:
         self.started_at = time.monotonic()
         self.status_file.unlink(missing_ok=True)
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "run", "--policy", self.policy, "--ofp-port", str(self.port),
-             "--status-file", str(self.status_file), "--state-dir", str(self.workdir / "state"),
+             "--status-file", str(self.status_file), "--state-dir", str(self.state_dir),
              "--api-port", str(self.api_port), "--events", str(self.workdir / "events.jsonl"),
              *(("--topology", self.topology) if self.topology else ()), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))

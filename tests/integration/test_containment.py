@@ -297,6 +297,4 @@ def test_a_vlan_asset_is_admitted_with_its_vid_only_and_no_tag_leaks(plant: Scen
 
 
 def _push(plant: Scenario, text: str) -> None:
-    request = urllib.request.Request(plant.controller.api_url + "/v1/policy", data=text.encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=120) as response:
-        assert response.status == 200
+    plant.controller.post("/v1/policy", text.encode())

@@ -37,9 +37,7 @@ def _metric(scenario: Scenario, name: str, labels: str) -> float:
 
 
 def _push(scenario: Scenario, text: str) -> None:
-    request = urllib.request.Request(scenario.controller.api_url + "/v1/policy", data=text.encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=120) as response:
-        assert response.status == 200
+    scenario.controller.post("/v1/policy", text.encode())
 
 
 def test_a_deleted_table_and_a_rogue_flow_are_repaired_within_one_audit_period(linear: Scenario) -> None:

@@ -33,7 +33,8 @@ def plant(workdir: Path) -> Iterator[Scenario]:
 
 
 def _api(plant: Scenario, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(plant.controller.api_url + path, data=body, method=method)
+    request = urllib.request.Request(plant.controller.api_url + path, data=body, method=method,
+                                     headers={"Authorization": f"Bearer {plant.controller.token()}"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -42,8 +43,8 @@ def _api(plant: Scenario, method: str, path: str, body: bytes | None = None) -> 
 
 
 def _otseg(plant: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args, "--controller", plant.controller.api_url],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args, "--controller", plant.controller.api_url,
+                           "--state-dir", str(plant.controller.state_dir)], capture_output=True, text=True, cwd=ROOT)
 
 
 def _everything(plant: Scenario) -> dict[str, list[str]]:
