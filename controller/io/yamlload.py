@@ -71,29 +71,62 @@ def load_bytes(data: bytes, name: str) -> Document:
     if root is None:
         collector.error(Mark(1, 1), "", "the file is empty", "a policy needs at least 'policy:' and 'zones:'")
         collector.raise_if_any()
-    if _expanded_size(root, {}) > MAX_NODES:
+    size, depth = _expanded_shape(root)
+    if size < 0:
+        collector.error(_mark(root.start_mark), "", "an alias refers to a node that contains it (recursive YAML)",
+                        "a policy is a tree: remove the self-referencing anchor")
+    elif size > MAX_NODES:
         collector.error(
             _mark(root.start_mark), "",
             f"the document expands to more than {MAX_NODES:,} nodes through aliases (alias bomb?)",
             "avoid deeply nested anchors and aliases",
         )
-        collector.raise_if_any()
+    elif depth > MAX_DEPTH:
+        collector.error(_mark(root.start_mark), "", f"aliases nest the document deeper than {MAX_DEPTH} levels",
+                        "avoid chains of anchors that refer to each other")
+    collector.raise_if_any()
     tree = _Converter(collector).convert(root)
     return Document(tree, tuple(collector.items))
 
 
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """Node count with every alias expanded, computed on the shared graph (linear time)."""
-    known = memo.get(id(node))
-    if known is not None:
-        return known
-    size = 1
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
-        size += sum(_expanded_size(item, memo) for item in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    memo[id(node)] = min(size, MAX_NODES + 1)
-    return memo[id(node)]
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _expanded_shape(root: yaml.Node) -> tuple[int, int]:
+    """(node count, nesting depth) with every alias expanded, computed on the shared graph in
+    linear time and without recursion (a chain of a thousand aliases must not exhaust the
+    stack). The count is capped at MAX_NODES + 1; (-1, 0) for a recursive graph."""
+    shape: dict[int, tuple[int, int]] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            size = min(1 + sum(shape[id(c)][0] for c in children), MAX_NODES + 1)
+            depth = 1 + max((shape[id(c)][1] for c in children), default=0) if children or not isinstance(
+                node, yaml.ScalarNode) else 0
+            shape[key] = (size, depth)
+            on_path.discard(key)
+            continue
+        if key in shape:
+            continue
+        if key in on_path:
+            return -1, 0
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                return -1, 0
+            if id(child) not in shape:
+                stack.append((child, False))
+    return shape[id(root)]
 
 
 def _decode(data: bytes, collector: Collector) -> str:
@@ -193,6 +226,10 @@ class _Converter:
         try:
             value = self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
+            value = node.value
+        except ValueError:  # e.g. an integer of more than 4,300 digits (Python refuses to convert it)
+            self.collector.error(_mark(node.start_mark), "", f"a number of {len(node.value):,} characters",
+                                 "no value in a policy needs more than a few digits")
             value = node.value
         return Scalar(node.value, value, _mark(node.start_mark), quoted=node.style in ("'", '"'))
 

@@ -65,4 +65,5 @@ def kind_of(node: Node) -> str:
         return f"the boolean {node.text}"
     if isinstance(node.value, (int, float)):
         return f"the number {node.text}"
-    return f"the text {node.text!r}"
+    text = node.text if len(node.text) <= 60 else node.text[:40] + f"... ({len(node.text):,} characters)"
+    return f"the text {text!r}"
