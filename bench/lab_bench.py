@@ -13,11 +13,9 @@ tables without any host having to speak: the networks have switches and links on
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark scenarios in one go and rewrite docs/benchmarks.md.
 
-    python -m bench.run [--quick] [--only compile|recovery|generated|faucet|containment|render]
+    python -m bench.run [--quick] [--only compile|recovery|generated|faucet|containment|soak|render]
 
 Benchmarks are not tests: nothing here asserts a time. Every row of the report names the
 command that reproduces it. Results also go to bench/results.json.
@@ -311,8 +311,38 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             f"of its own). Time to be bound, {bind['runs']} runs: median {_s(bind['bind_median_s'])}, max "
             f"{_s(bind['bind_max_s'])}.",
         ]
+    lines += _soak_lines(results.get("soak"))
     lines += ["", "## Targets", ""] + [f"- {line}" for line in results.get("verdicts", [])]
     return "\n".join(lines) + "\n"
+
+
+def _soak_lines(soak: dict | None) -> list[str]:  # type: ignore[type-arg]
+    if not soak:
+        return []
+    macs, run = soak["random_mac_flood"], soak["soak"]
+    rss = ", ".join(f"{s['t']:.0f}s {s['rss_mb']:.0f}" for s in macs["samples"][::3])
+    soak_rss = ", ".join(f"{t:.0f}s {mb:.0f}" for t, mb in run["rss_mb"][::max(1, len(run["rss_mb"]) // 12)])
+    events = ", ".join(f"{name} {count}" for name, count in sorted(run["events"].items()))
+    return [
+        "",
+        "## Random source MACs, and a soak",
+        "",
+        "`python -m bench.run --only soak` (bench/soak_bench.py, plant lab).",
+        "",
+        f"Random-MAC flood: the unknown device sent {macs['frames_sent']:,} frames at {macs['flood_rate']:,.0f}/s, "
+        f"each from a source MAC never used before, for {macs['seconds']:.0f} s, while an allowed 1,000/s stream "
+        f"ran: {macs['stream_lost']} of {macs['stream_sent']:,} datagrams lost. Controller RSS after 30 s of warm-up "
+        f"{macs['rss_after_warmup_mb']:.0f} MB, at most {macs['rss_max_mb']:.0f} MB (growth "
+        f"{macs['rss_growth_after_warmup_mb']:.1f} MB); CPU median {macs['cpu_median'] * 100:.1f} % of a core "
+        f"(the switch meters the port's samples to 10/s); {macs['tracebacks']} tracebacks. RSS over time (MB): {rss}.",
+        "",
+        f"Soak, {run['minutes']:.0f} minutes of random events ({events}), allowed and denied 200/s streams throughout: "
+        f"allowed lost {run['allowed_lost']} of {run['allowed_sent']:,} (largest gap {run['allowed_largest_gap']}), "
+        f"denied received {run['denied_received']}; final tables equal a fresh compile of the final policy on "
+        f"every switch: {'yes' if run['final_tables_equal_fresh_compile'] else 'NO: ' + ', '.join(run['differing_switches'])}. "
+        f"Controller RSS {run['rss_min_mb']:.0f} to {run['rss_max_mb']:.0f} MB over the run ({soak_rss}). "
+        + (f"Event failures: {'; '.join(run['event_failures'])}." if run["event_failures"] else "No event failed."),
+    ]
 
 
 def _met(ok: bool) -> str:
@@ -405,13 +435,22 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
         out.append(f"an unpinned asset binds within 1 s while another port floods: "
                    f"{_met(bind['bind_max_s'] is not None and bind['bind_max_s'] < 1)} (max {_s(bind['bind_max_s'])} "
                    f"over {bind['runs']} runs).")
+    soak = results.get("soak")
+    if soak:
+        macs, run = soak["random_mac_flood"], soak["soak"]
+        out.append(f"1,000,000 random-MAC frames: RSS flat after warm-up (under 50 MB growth) and 0 datagrams lost: "
+                   f"{_met(macs['rss_growth_after_warmup_mb'] < 50 and macs['stream_lost'] == 0)} "
+                   f"({macs['rss_growth_after_warmup_mb']:.1f} MB, {macs['stream_lost']} lost, "
+                   f"{macs['frames_sent']:,} frames).")
+        out.append(f"soak: denied datagrams received 0 and final tables equal a fresh compile: "
+                   f"{_met(run['denied_received'] == 0 and run['final_tables_equal_fresh_compile'])}.")
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small cases only, one run of each lab scenario")
-    parser.add_argument("--only", choices=("compile", "recovery", "generated", "faucet", "containment", "render"),
+    parser.add_argument("--only", choices=("compile", "recovery", "generated", "faucet", "containment", "soak", "render"),
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
@@ -422,7 +461,8 @@ def main() -> int:
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results["versions"] = versions()
-        sections = ("compile", "recovery", "generated", "faucet", "containment") if args.only is None else (args.only,)
+        sections = (("compile", "recovery", "generated", "faucet", "containment", "soak") if args.only is None
+                    else (args.only,))
         results.setdefault("section_dates", {}).update({section: now for section in sections})
         if args.only is None:
             results["date"] = now
@@ -447,6 +487,11 @@ def main() -> int:
         from bench.containment_bench import run_containment  # noqa: PLC0415
 
         results["containment"] = run_containment(workdir / "containment", 5 if args.quick else 30)
+        previous.write_text(json.dumps(results, indent=1))
+    if args.only in (None, "soak"):
+        from bench.soak_bench import run_soak  # noqa: PLC0415
+
+        results["soak"] = run_soak(workdir / "soak", args.quick)
         previous.write_text(json.dumps(results, indent=1))
     if args.only in (None, "faucet"):
         from bench.faucet_bench import generated_faucet, run_faucet  # noqa: PLC0415

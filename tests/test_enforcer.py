@@ -8,7 +8,7 @@ import pytest
 
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.core.compiler import compile_tables
-from controller.core.diff import Plan, SwitchPlan, apply_plan, is_foreign, is_ours
+from controller.core.diff import Plan, SwitchPlan, is_foreign, is_ours
 from controller.core.flows import Flow, Group, Meter, make_flow
 from controller.core.learning import Sighting
 from controller.core.topology import Link, PortRef
@@ -396,3 +396,25 @@ def test_a_push_names_the_switches_that_do_not_hold_it_yet() -> None:
         restarted.link_up(link)
     restarted.reconcile()
     assert restarted.pending_switches() == {}
+
+
+def test_random_source_macs_do_not_grow_the_controllers_memory() -> None:
+    enforcer, _ = _linear()
+    enforcer.reconcile()
+    port = PortRef(1, 9)  # a free edge port
+    for index in range(20_000):
+        mac = f"02:{index >> 24 & 0xff:02x}:{index >> 16 & 0xff:02x}:{index >> 8 & 0xff:02x}:{index & 0xff:02x}:01"
+        assert enforcer.frame_sampled(Sighting(port, mac, None)).kind == "unknown-device"
+    assert len(enforcer.reported) == 64 and enforcer.reported.overflowed() == 20_000 - 64
+    assert enforcer.events["unknown-device"] == 20_000  # still counted, in one integer
+
+
+def test_events_from_many_sources_are_bounded_overall() -> None:
+    from controller.app.events import BURST_TOTAL, EventLog  # noqa: PLC0415
+
+    now = [0.0]
+    events = EventLog(None, clock=lambda: now[0])
+    written = sum(events.emit(f"port:{i}", {"verdict": "denied"}) for i in range(10_000))
+    assert written == BURST_TOTAL
+    now[0] += 1.0
+    assert sum(events.emit(f"new:{i}", {"verdict": "denied"}) for i in range(1000)) == 100

@@ -28,7 +28,8 @@ class Refused(Exception):
 
 class ControlPlane:
     def __init__(self, enforcer: Enforcer, store: PolicyStore, lock: Any, version: str, text: bytes,
-                 on_change: Callable[[str], None] = lambda version: None) -> None:
+                 on_change: Callable[[str], None] = lambda version: None,
+                 executor: Callable[..., Any] = lambda function, *args: function(*args)) -> None:
         self.enforcer = enforcer
         self.store = store
         self.lock = lock
@@ -37,7 +38,7 @@ class ControlPlane:
         self.on_change = on_change
         self.last_apply: dict[str, Any] | None = None
         # Parsing and validating a large policy is pure CPU: the shell may run it off its event loop.
-        self.executor: Callable[..., Any] = lambda function, *args: function(*args)
+        self.executor = executor
 
     def in_force(self) -> dict[str, Any]:
         return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode()}

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol
 
+from controller.app.sightings import SightingLog
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import SwitchPlan, apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
@@ -95,7 +96,10 @@ class Enforcer:
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic,
                  settle_seconds: float = SETTLE_SECONDS, startup_grace: float = STARTUP_GRACE_SECONDS,
                  fast_failover: bool = True, declared_links: frozenset[Link] = frozenset(),
-                 known_switches: frozenset[int] | None = None, remove_foreign: bool = True) -> None:
+                 known_switches: frozenset[int] | None = None, remove_foreign: bool = True,
+                 pause: Callable[[], None] = lambda: None,
+                 on_flow_mods: Callable[[int], object] = lambda count: None,
+                 executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args)) -> None:
         self.policy = policy
         # Flows in otseg's tables that otseg did not install: removed (the default), or kept for a
         # switch shared with another application (`otseg run --foreign-flows keep`).
@@ -119,16 +123,21 @@ class Enforcer:
         self.bound: dict[str, Binding] = {}
         self.down_ports: set[PortRef] = set()
         self.events: dict[str, int] = {}
-        self.reported: set[tuple[str, str, PortRef]] = set()
+        self.reported = SightingLog(clock)  # bounded per port: an outsider chooses its MACs
         self.last_report: ReconcileReport | None = None
+        self._pins_of: Policy | None = None
+        self._pins_cache: dict[str, PortRef] = {}
+        self._trunks_of: frozenset[Link] | None = None
+        self._trunks_cache: frozenset[PortRef] = frozenset()
         self._deferred = 0
         self._defer = True
-        self.compiled = CompileCache()
+        # Runs each compile: the shell passes a native thread, so its hub keeps answering meanwhile.
+        self.compiled = CompileCache(executor=executor)
         # Called between switches in a reconcile: the shell passes the hub's yield, so that
         # LLDP, barriers and the API are served while thousands of flow-mods are encoded.
-        self.pause: Callable[[], None] = lambda: None
+        self.pause = pause
         # Told how many messages a reconcile sent (the shell holds LLDP link expiry meanwhile).
-        self.on_flow_mods: Callable[[int], object] = lambda count: None
+        self.on_flow_mods = on_flow_mods
 
     # -- inputs ---------------------------------------------------------------------------
     @property
@@ -196,12 +205,23 @@ class Enforcer:
 
     def held_bindings(self) -> dict[str, PortRef]:
         """Pins and learned bindings, connected or not: what a sighting is judged against."""
-        held = {a.name: PortRef(a.location.dpid, a.location.port) for a in self.policy.assets if a.location}
+        held = dict(self._pins())
         held.update(self.learned)
         return held
 
+    def _pins(self) -> dict[str, PortRef]:
+        # On the packet-in path: computed once per policy, not once per frame.
+        if self._pins_of is not self.policy:
+            self._pins_cache = {a.name: PortRef(a.location.dpid, a.location.port)
+                                for a in self.policy.assets if a.location}
+            self._pins_of = self.policy
+        return self._pins_cache
+
     def trunk_ports(self) -> frozenset[PortRef]:
-        return frozenset(end for link in self.declared_links for end in (link.a, link.b))
+        if self._trunks_of is not self.declared_links:
+            self._trunks_cache = frozenset(end for link in self.declared_links for end in (link.a, link.b))
+            self._trunks_of = self.declared_links
+        return self._trunks_cache
 
     def _switch_gone(self, dpid: int) -> bool:
         return self.known_switches is not None and dpid not in self.known_switches and dpid not in self.switches
@@ -225,9 +245,7 @@ class Enforcer:
             self.bound[decision.asset] = Binding(sighting.where, sighting.mac.lower())
             log.info(decision.describe())
         elif decision.kind != "ignore":
-            key = (decision.kind, sighting.mac, sighting.where)
-            if key not in self.reported:  # each device and place is logged once
-                self.reported.add(key)
+            if self.reported.first_time(decision.kind, sighting.mac, sighting.where):  # once per device and place
                 log.warning(decision.describe())
         return decision
 

@@ -18,6 +18,10 @@ from typing import Any, Callable, TextIO
 RATE_PER_SOURCE = 2.0  # events per second, per source
 BURST_PER_SOURCE = 10
 MAX_SOURCES = 10_000  # buckets kept; the oldest are forgotten beyond this
+# All sources together: sources an outsider can multiply (ports are bounded, but a forgotten
+# bucket comes back full) must not multiply the events either.
+RATE_TOTAL = 100.0
+BURST_TOTAL = 200
 
 
 class EventLog:
@@ -26,6 +30,7 @@ class EventLog:
         self.clock = clock
         self.on_drop = on_drop
         self.buckets: dict[str, tuple[float, float]] = {}
+        self.total: tuple[float, float] = (float(BURST_TOTAL), clock())
         self.written = 0
         self.dropped = 0
         self._stream: TextIO | None = None
@@ -43,8 +48,11 @@ class EventLog:
         now = self.clock()
         tokens, last = self.buckets.pop(source, (float(BURST_PER_SOURCE), now))
         tokens = min(float(BURST_PER_SOURCE), tokens + (now - last) * RATE_PER_SOURCE)
-        allowed = tokens >= 1.0
+        total, total_last = self.total
+        total = min(float(BURST_TOTAL), total + (now - total_last) * RATE_TOTAL)
+        allowed = tokens >= 1.0 and total >= 1.0
         self.buckets[source] = (tokens - 1.0 if allowed else tokens, now)
+        self.total = (total - 1.0 if allowed else total, now)
         if len(self.buckets) > MAX_SOURCES:
             self.buckets.pop(next(iter(self.buckets)))
         return allowed

@@ -25,7 +25,9 @@ from os_ken.ofproto import ofproto_v1_3
 
 from eventlet import tpool
 
+from controller.app.audit import DriftAuditor
 from controller.app.channel import OsKenChannel
+from controller.app.counters import CounterPoller
 from controller.app.discovery import DiscoveryEvents, LinkDiscovery
 from controller.app.enforcer import Enforcer
 from controller.app.events import EventLog
@@ -33,6 +35,7 @@ from controller.app.link_control import LinkControl
 from controller.app.linkbook import LinkBook, PendingLink
 from controller.app.metrics import Metrics
 from controller.app.api import create_api
+from controller.app.api_server import serve_api
 from controller.app.control import ControlPlane
 from controller.app.ofp_edge import packet_out, switch_config
 from controller.app.requests import SwitchRequests
@@ -40,19 +43,12 @@ from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.policy.diagnostics import DocumentError
-from controller.core.flows import COOKIE_PREFIX, COOKIE_PREFIX_MASK
-from controller.core.pipeline import DESTINATION, POLICY, PORT_SECURITY, TABLE_IDS
 from controller.core.model import Policy
-from controller.core.rules import cookie
 from controller.core.topology import Link, PortRef
 
 log = logging.getLogger("otseg.app")
 DEBOUNCE = 0.02
 STATUS_PERIOD = 2.0
-DESTINATION_POLL_EVERY = 6  # rounds: the destination table's counters every 30 s
-COUNTER_POLL_PERIOD = 5.0  # flow counters behind the per-conduit and denied metrics
-# Drift events list the most suspicious differences first (someone else's flow before a lost one).
-DRIFT_ORDER = {"foreign": 0, "unexpected": 1, "changed": 2, "group-changed": 3, "meter-changed": 4, "missing": 5}
 RESYNC_PERIOD = 60.0  # and the tables re-diffed (against what we installed) at least this often
 SAFETY_PERIOD = 10.0  # OVSDB settings re-checked this often (one ovs-vsctl transaction)
 MAX_PORT = 0xFFFFFF00
@@ -99,35 +95,35 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.book.declare(self.links.declared())
         self.enforcer = Enforcer(settings.policy, fast_failover=settings.fast_failover,
                                  declared_links=self.links.declared(), known_switches=settings.known_switches,
-                                 remove_foreign=settings.remove_foreign)
-        self.enforcer.pause = lambda: hub.sleep(0)
-        # A compile is seconds of pure Python at 1,000+ assets: run it on a native thread so
-        # the hub keeps answering LLDP, barriers and echo requests meanwhile.
-        self.enforcer.compiled.executor = tpool.execute
+                                 remove_foreign=settings.remove_foreign, pause=lambda: hub.sleep(0),
+                                 on_flow_mods=lambda count: self.discovery.hold_for_flow_mods(count),
+                                 # A compile is seconds of pure Python at 1,000+ assets: run it on a
+                                 # native thread so the hub keeps answering LLDP, barriers and echoes.
+                                 executor=tpool.execute)
         self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},
                                        DiscoveryEvents(self._link_up, self._link_down, self._link_pending,
                                                        lambda reason: self.metrics.lldp_rejected.inc()))
-        self.enforcer.on_flow_mods = self.discovery.hold_for_flow_mods
         self.samples = SampleHandler(self.enforcer, self.discovery.lldp_in, self._packet_out)
         self.status = StatusWriter(settings.status_file, settings.policy_version)
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
-                                    settings.policy_text, self._policy_changed)
-        self.control.executor = tpool.execute
+                                    settings.policy_text, self._policy_changed, executor=tpool.execute)
         self.safety: dict[int, list[Any]] = {}
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
-                                   lambda: sum(1 for r in self.enforcer.reported if r[0] == "unknown-device"))
+                                   lambda: self.enforcer.reported.count("unknown-device"))
         self.metrics.install_links(self.links.listing)
         self.metrics.install_safety(lambda: self.safety)
         self.event_log = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)  # not `events`: OSKenApp owns that name
-        self._monitor_seen: dict[str, int] = {}
+        self.counters = CounterPoller(self.enforcer, self.requests, self.metrics, self._event, hub.sleep)
+        self.auditor = DriftAuditor(self.enforcer, self.lock, self.metrics, self._event, self._wake, hub.sleep,
+                                    settings.audit_seconds)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
-        self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self._poll_counters),
+        self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
                           hub.spawn(self._check_safety),
-                          hub.spawn(self._guarded_loop, "audit", self._audit_loop)]
+                          hub.spawn(self._guarded_loop, "audit", self.auditor.run)]
         self.threads.extend(self._services)
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
@@ -201,59 +197,6 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             hub.kill(thread)
         super().stop()
 
-    def _poll_counters(self) -> None:
-        """Read our flows' packet and byte counters from every programmed switch (for metrics).
-
-        The port-security and policy tables (conduits, assets, monitor, most denied counters)
-        every COUNTER_POLL_PERIOD; the destination table, which holds an entry per reachable
-        destination but only one counter of interest per local zone, every
-        DESTINATION_POLL_EVERY rounds: parsing every entry of every switch each 5 s cost a
-        1,000-asset network more CPU than everything else the controller does."""
-        rounds = 0
-        while True:
-            hub.sleep(COUNTER_POLL_PERIOD)
-            tables = [PORT_SECURITY, POLICY] + ([DESTINATION] if rounds % DESTINATION_POLL_EVERY == 0 else [])
-            rounds += 1
-            for dpid, state in list(self.enforcer.switches.items()):
-                if not state.programmed:
-                    continue
-                for table in tables:
-                    counters = self._read_counters(state.channel.datapath, table)  # type: ignore[attr-defined]
-                    if counters is None:
-                        break
-                    self.metrics.counters.update(dpid, counters, table)
-            self._report_monitor()
-
-    def _read_counters(self, datapath: Any, table: str) -> dict[int, tuple[int, int]] | None:
-        ofproto, parser = datapath.ofproto, datapath.ofproto_parser
-        bodies = self.requests.request(datapath, parser.OFPFlowStatsRequest(
-            datapath, 0, TABLE_IDS[table], ofproto.OFPP_ANY, ofproto.OFPG_ANY, COOKIE_PREFIX,
-            COOKIE_PREFIX_MASK, parser.OFPMatch()))
-        if bodies is None:
-            return None
-        counters: dict[int, list[int]] = {}
-        for stats in bodies:
-            entry = counters.setdefault(stats.cookie, [0, 0])
-            entry[0] += stats.packet_count
-            entry[1] += stats.byte_count
-        return {k: (v[0], v[1]) for k, v in counters.items()}
-
-    def _report_monitor(self) -> None:
-        """Monitor-mode traffic is forwarded by the switches; report it from their counters."""
-        policy = self.enforcer.policy
-        totals = self.metrics.counters.totals()
-        origins = [(f"monitor:{z.name}", "would-deny", {"source_zone": z.name}) for z in policy.zones
-                   if policy.zone_mode(z.name) == "monitor"]
-        origins += [(c.name, "allowed-by-monitor", {"conduit": c.name, "reason": c.reason}) for c in policy.conduits
-                    if c.mode == "monitor"]
-        for origin, verdict, detail in origins:
-            packets = totals.get(cookie(origin), (0, 0))[0]
-            delta = packets - self._monitor_seen.get(origin, packets)
-            self._monitor_seen[origin] = packets
-            if delta > 0:
-                self._event(origin, {"verdict": verdict, "mode": "monitor", "packets": delta,
-                                     "period_seconds": COUNTER_POLL_PERIOD, **detail})
-
     def _policy_changed(self, version: str) -> None:
         self.status.policy_version = version
         if self.control.last_apply:
@@ -261,19 +204,13 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
 
     def _serve_api(self) -> None:
-        import eventlet.wsgi  # noqa: PLC0415  (the eventlet hub is in force: see hub_compat)
-
         settings = self.settings
         assert settings is not None
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
                                                          self.control, self._extra_status()), settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
                          host=settings.api_host)
-        listener = hub.listen((settings.api_host, settings.api_port))
-        log.info("control API on http://%s:%d (token %s)", settings.api_host, settings.api_port,
-                 "generated in the state directory: changes need it, local reads do not"
-                 if settings.api_token_generated else "configured: required for every call")
-        eventlet.wsgi.server(listener, app, log_output=False)
+        serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
 
     def reload_file(self) -> None:
         """SIGHUP or --watch: apply the --policy file again (an invalid file is reported, not applied)."""
@@ -290,28 +227,6 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 log.error("reload refused: %s", diagnostic)
         except Exception as error:  # a refused apply is logged by the control plane
             log.error("reload of %s failed: %s", path, error)
-
-    # -- drift repair ---------------------------------------------------------------------
-    def _audit_loop(self) -> None:
-        """Every `audit_seconds`: re-read each switch; report each difference (metric, event,
-        log), then the reconcile puts it right."""
-        assert self.settings is not None
-        while True:
-            hub.sleep(self.settings.audit_seconds)
-            with self.lock:
-                found = self.enforcer.audit()
-            self.metrics.audits.inc()
-            for dpid, repairs in found.items():
-                kinds: dict[str, int] = {}
-                for repair in repairs:
-                    self.metrics.repairs.labels(repair.kind, f"{dpid:#x}").inc()
-                    kinds[repair.kind] = kinds.get(repair.kind, 0) + 1
-                # One event per switch and audit: a deleted table is dozens of repairs, one incident.
-                worst_first = sorted(repairs, key=lambda r: DRIFT_ORDER.get(r.kind, len(DRIFT_ORDER)))
-                self._event(f"drift:{dpid:#x}", {"verdict": "repaired", "reason": "drift", "switch": f"{dpid:#x}",
-                                                 "repairs": kinds, "detail": [r.describe() for r in worst_first[:10]]})
-            if found:
-                self._wake()
 
     # -- the reconcile worker -------------------------------------------------------------
     def _wake(self) -> None:

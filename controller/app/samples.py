@@ -97,7 +97,11 @@ class SampleHandler:
                                                       frame).delivered:
             log.error("allowed traffic reached the controller at %#x:%d: %s", where.dpid, where.port, frame)
             return SampleOutcome("allowed-traffic")
-        return SampleOutcome(decision.kind, self._verdict_event(where, frame, decision), frame.eth_src)
+        # Rate-limit events per asset, or per port for devices otseg does not know: their MACs are
+        # the sender's choice, a port is not.
+        source = (f"port:{where.dpid:#x}:{where.port}" if decision.kind == "unknown-device" or decision.asset is None
+                  else f"asset:{decision.asset}")
+        return SampleOutcome(decision.kind, self._verdict_event(where, frame, decision), source)
 
     def _locate(self, where: PortRef, frame: Frame) -> str:
         """An ARP request for an unlocated asset: probe for it where it could be."""

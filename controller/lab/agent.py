@@ -314,7 +314,8 @@ def _lldp_frames(count: int, seed: int) -> list[bytes]:
     return frames
 
 
-FLOOD_KINDS = {"varied": _flood_frames, "malformed": _malformed_frames, "lldp": _lldp_frames}
+FLOOD_KINDS = {"varied": _flood_frames, "malformed": _malformed_frames, "lldp": _lldp_frames,
+               "macs": _flood_frames}  # "macs": the varied frames, each from a new source MAC
 
 
 def relay(args: argparse.Namespace) -> None:
@@ -344,7 +345,8 @@ def flood(args: argparse.Namespace) -> None:
     """Send frames of `--kind` at `--rate` per second for `--seconds`, in small paced batches."""
     sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sender.bind((args.intf, 0))
-    frames = FLOOD_KINDS[args.kind](4096 if args.kind == "varied" else max(args.count, 1), args.seed)
+    frames = FLOOD_KINDS[args.kind](4096 if args.kind in ("varied", "macs") else max(args.count, 1), args.seed)
+    fresh_mac = args.kind == "macs"  # every frame from a source MAC never used before
     batch = max(1, int(args.rate / 200))  # 200 batches a second
     start = time.perf_counter()
     sent = 0
@@ -356,8 +358,11 @@ def flood(args: argparse.Namespace) -> None:
         if now < due:
             time.sleep(due - now)
         for _ in range(batch):
+            frame = frames[sent % len(frames)]
+            if fresh_mac:  # locally administered, counter-numbered: distinct for 2^32 frames
+                frame = frame[:6] + b"\x06\x5e" + sent.to_bytes(4, "big") + frame[12:]
             try:
-                sender.send(frames[sent % len(frames)])
+                sender.send(frame)
             except OSError:
                 pass
             sent += 1

@@ -11,9 +11,7 @@ switches connected), so any lab with a ring shows it.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

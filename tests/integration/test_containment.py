@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
