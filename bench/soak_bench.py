@@ -94,6 +94,7 @@ class Soak:
         self.counts: dict[str, int] = {}
         self.rss: list[tuple[float, float]] = []
         self.failures: list[str] = []
+        self.timeline: list[tuple[float, str]] = []  # (seconds from the start, event), to read beside the logs
 
     def _post(self, path: str, body: bytes, content_type: str = "application/yaml") -> int:
         try:
@@ -148,6 +149,7 @@ class Soak:
         while time.monotonic() - start < minutes * 60:
             event = self.rng.choice(events)
             self.counts[event.__name__] = self.counts.get(event.__name__, 0) + 1
+            self.timeline.append((round(time.monotonic() - start, 1), event.__name__))
             try:
                 event()
             except Exception as error:  # noqa: BLE001  (reported in the results, the soak goes on)
@@ -190,7 +192,7 @@ def soak(bench: PlantBench, minutes: float = 10, seed: int = 62443) -> dict[str,
     return {"minutes": minutes, "events": run.counts, "event_failures": run.failures[:20],
             "allowed_sent": moving.sent, "allowed_lost": moving.lost, "allowed_largest_gap": moving.largest_gap,
             "denied_received": blocked.received, "final_tables_equal_fresh_compile": match,
-            "differing_switches": differing, "rss_mb": run.rss, "rss_min_mb": min(rss) if rss else None,
+            "differing_switches": differing, "timeline": run.timeline, "rss_mb": run.rss, "rss_min_mb": min(rss) if rss else None,
             "rss_max_mb": max(rss) if rss else None}
 
 
