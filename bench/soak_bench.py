@@ -112,11 +112,9 @@ class Soak:
 
     def switch_reconnect(self) -> None:
         name, _ = self.rng.choice(self.bench.description.switches)
-        bridge = self.bench.lab.switch_node(name)
-        subprocess.run(["ovs-vsctl", "del-controller", bridge], check=True)
+        self.bench.lab.cut_control(name)
         time.sleep(self.rng.uniform(1, 4))
-        subprocess.run(["ovs-vsctl", "set-controller", bridge, f"tcp:127.0.0.1:{self.bench.controller.port}"],
-                       check=True)
+        self.bench.lab.restore_control(name)
 
     def push(self) -> None:
         code = self._post("/v1/policy", self.rng.choice(self.texts))

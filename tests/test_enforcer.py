@@ -418,3 +418,31 @@ def test_events_from_many_sources_are_bounded_overall() -> None:
     assert written == BURST_TOTAL
     now[0] += 1.0
     assert sum(events.emit(f"new:{i}", {"verdict": "denied"}) for i in range(1000)) == 100
+
+
+def test_a_switch_that_loses_its_control_channel_changes_nothing_elsewhere() -> None:
+    """It keeps forwarding with its tables: the others keep their paths and policy rules toward
+    its assets (they were deleted, cutting traffic to them until it reconnected)."""
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    before = {dpid: s.flows for dpid, s in switches.items()}
+    enforcer.switch_disconnected(3)
+    report = enforcer.reconcile()
+    assert report.flow_mods == 0 and enforcer.headless == {3}
+    assert {d: s.flows for d, s in switches.items()} == before
+    enforcer.switch_connected(switches[3], switches[3].ports())
+    assert enforcer.reconcile().flow_mods == 0 and enforcer.headless == set()
+
+
+def test_a_neighbours_port_going_down_still_takes_a_headless_switchs_link_down() -> None:
+    from controller.app.linkbook import LinkBook  # noqa: PLC0415
+
+    _, topology = load_example("linear.yaml", "linear.yaml")
+    link = sorted(topology.links)[0]
+    book = LinkBook(topology.links)
+    for sent, arrived in ((link.a, link.b), (link.b, link.a)):
+        book.lldp(sent, arrived, 0.0)
+    assert link in book.up
+    assert book.switch_gone(link.b.dpid) == []
+    assert book.expire(100.0) == []  # no LLDP can cross it: held
+    assert book.port_down(link.a) == [link]  # the neighbour's end went down: gone

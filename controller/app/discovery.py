@@ -86,6 +86,7 @@ class LinkDiscovery:
 
     def switch_connected(self, dpid: int) -> None:
         """LLDP at once out of the new switch's ports and its declared peers' ends."""
+        self.book.switch_back(dpid, self.clock())
         ports = self.ports()
         for port in sorted(ports.get(dpid, ())):
             self.send_one(dpid, port)

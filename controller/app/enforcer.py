@@ -118,6 +118,7 @@ class Enforcer:
         self.deletions_from = clock() + startup_grace
         self.flow_mods_total = 0
         self.switches: dict[int, SwitchState] = {}
+        self.headless: set[int] = set()  # known switches that lost their control channel (still forwarding)
         self.links: set[Link] = set()  # live links: declared, and verified by LLDP both ways
         self.ports: dict[int, set[int]] = {}
         self.bound: dict[str, Binding] = {}
@@ -146,6 +147,7 @@ class Enforcer:
 
     def switch_connected(self, channel: SwitchChannel, ports: Iterable[int] = ()) -> None:
         self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
+        self.headless.discard(channel.dpid)
         self.ports[channel.dpid] = set(ports)
         self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
@@ -157,12 +159,21 @@ class Enforcer:
             self.down_ports = {p for p in self.down_ports if p.dpid != dpid} | {PortRef(dpid, n) for n in down}
 
     def switch_disconnected(self, dpid: int) -> None:
-        """The switch keeps its tables (fail-mode secure) and its assets stay bound to it: a
-        device does not move because a switch lost its control channel."""
-        if self.switches.pop(dpid, None) is not None:
-            log.warning("switch %s disconnected (it keeps enforcing its tables: fail-mode secure)", _dpid(dpid))
-        self.links = {link for link in self.links if dpid not in (link.a.dpid, link.b.dpid)}
-        self.ports.pop(dpid, None)
+        """The switch keeps its tables (fail-mode secure) and goes on forwarding with them: it
+        stays in the topology *headless*, with its ports, its links (until a neighbour's end of
+        one goes down) and its assets, so that nothing elsewhere changes because it lost its
+        control channel (traffic to its assets from other switches keeps flowing). Only a
+        switch the topology document does not name is dropped."""
+        if self.switches.pop(dpid, None) is None:
+            return
+        if self.known_switches is not None and dpid not in self.known_switches:
+            log.warning("switch %s disconnected; it is not in the topology document: dropped", _dpid(dpid))
+            self.links = {link for link in self.links if dpid not in (link.a.dpid, link.b.dpid)}
+            self.ports.pop(dpid, None)
+            return
+        self.headless.add(dpid)
+        log.warning("switch %s disconnected (it keeps enforcing its tables: fail-mode secure; its links and assets "
+                    "are kept as they were)", _dpid(dpid))
 
     def declare_links(self, links: frozenset[Link]) -> None:
         self.declared_links = links
@@ -262,7 +273,7 @@ class Enforcer:
 
     # -- derived --------------------------------------------------------------------------
     def topology(self) -> Topology:
-        connected = frozenset(self.switches)
+        connected = frozenset(self.switches) | frozenset(self.headless)  # a headless switch still forwards
         links = frozenset(l for l in self.links if l.a.dpid in connected and l.b.dpid in connected)
         ports = frozenset(PortRef(dpid, port) for dpid, numbers in self.ports.items() if dpid in connected
                           for port in numbers)

@@ -8,7 +8,9 @@ LLDP stops for `timeout` seconds. LLDP seen anywhere else (a free port, a device
 LLDP between two of its NICs, a miswired cable) makes a *pending* link: reported, never used.
 
 Invariants: `live()` is a subset of `declared`; a link is live only if both directions were
-heard within `timeout` and neither end is down; pending links never overlap declared ones.
+heard within `timeout` and neither end is down, or it was live when a switch at one end lost
+its control channel (no LLDP can cross it then) and neither end has gone down since; pending
+links never overlap declared ones.
 Pure state with the clock passed in: the shell feeds it LLDP arrivals and port events.
 """
 
@@ -41,6 +43,7 @@ class LinkBook:
     up: set[Link] = field(default_factory=set)
     pending: dict[Link, PendingLink] = field(default_factory=dict)
     down_ports: set[PortRef] = field(default_factory=set)
+    headless: set[int] = field(default_factory=set)  # switches without their control channel: links held
     wall: Callable[[], float] = time.time  # when a pending link was seen, for reports
 
     @property
@@ -89,7 +92,8 @@ class LinkBook:
 
     def expire(self, now: float) -> list[Link]:
         """Links whose LLDP stopped in either direction: down."""
-        gone = sorted(link for link in self.up if not self._fresh(link, now))
+        gone = sorted(link for link in self.up if not self._fresh(link, now)
+                      and link.a.dpid not in self.headless and link.b.dpid not in self.headless)
         for link in gone:
             self.up.discard(link)
         return gone
@@ -119,11 +123,20 @@ class LinkBook:
         self.down_ports.discard(port)
 
     def switch_gone(self, dpid: int) -> list[Link]:
-        gone = sorted(link for link in self.up if dpid in (link.a.dpid, link.b.dpid))
-        for link in gone:
-            self.up.discard(link)
-        self.heard = {k: v for k, v in self.heard.items() if dpid not in (k[0].dpid, k[1].dpid)}
-        return gone
+        """The switch lost its control channel: it keeps forwarding, but no LLDP can cross its
+        links now. They are held as they were (a neighbour's port going down still takes one
+        down) until the switch is back; returns the links that go down now (none)."""
+        self.headless.add(dpid)
+        return []
+
+    def switch_back(self, dpid: int, now: float) -> None:
+        """The switch reconnected: its held links get one timeout to be verified by LLDP again."""
+        if dpid in self.headless:
+            self.headless.discard(dpid)
+            for link in self.up:
+                if dpid in (link.a.dpid, link.b.dpid):
+                    self.heard[(link.a, link.b)] = max(self.heard.get((link.a, link.b), now), now)
+                    self.heard[(link.b, link.a)] = max(self.heard.get((link.b, link.a), now), now)
 
     def approve(self, link: Link) -> None:
         self.declared = self.declared | {link}

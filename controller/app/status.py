@@ -42,6 +42,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
                            "last_plan": state.last_plan, "failures": state.failures}
             for dpid, state in sorted(enforcer.switches.items())
         },
+        "headless_switches": [f"{dpid:#x}" for dpid in sorted(enforcer.headless)],  # no control channel, still forwarding
         "links": [[f"{l.a.dpid:#x}:{l.a.port}", f"{l.b.dpid:#x}:{l.b.port}"] for l in sorted(enforcer.links)],
         "assets": {
             "located": {name: [where.dpid, where.port] for name, where in sorted(located.items())},

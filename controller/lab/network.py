@@ -17,6 +17,7 @@ from controller.core.model import Policy
 from controller.policy.topology_doc import LabNetwork
 
 LAB_PREFIX = 8  # every lab address is on-link (one L2 segment, enforced by otseg)
+UNREACHABLE_CONTROLLER = "tcp:127.0.0.1:9"  # the discard port: nothing listens there
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,17 @@ class Lab:
     def switch_node(name: str) -> str:
         """The OVS bridge name of a lab switch (interface names must stay within 15 characters)."""
         return name[:10]
+
+    def cut_control(self, switch_name: str) -> None:
+        """The switch loses its control channel (as when the management network fails): it is
+        pointed at an address nobody answers, and keeps its tables (fail-mode secure). Not
+        `ovs-vsctl del-controller`: with no controller configured Open vSwitch flushes the tables."""
+        subprocess.run(["ovs-vsctl", "set-controller", self.switch_node(switch_name), UNREACHABLE_CONTROLLER],
+                       check=True)
+
+    def restore_control(self, switch_name: str) -> None:
+        subprocess.run(["ovs-vsctl", "set-controller", self.switch_node(switch_name),
+                        f"tcp:127.0.0.1:{self.controller_port}"], check=True)
 
     def node(self, host_name: str) -> Any:
         return self.net.get(_short(host_name))

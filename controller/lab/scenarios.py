@@ -189,16 +189,15 @@ class Scenarios:
         if not unpinned:
             return None
         dpid = self.where[unpinned[0]].dpid
-        bridge = self.lab.switch_node(self.names[dpid])
         on_switch = [n for n in unpinned if self.where[n].dpid == dpid]
         before = self.status()["assets"]["located"]
-        subprocess.run(["ovs-vsctl", "del-controller", bridge], check=True)
+        self.lab.cut_control(self.names[dpid])
         gone = _wait(self.controller, lambda s: f"{dpid:#x}" not in s["switches"], 20)
         others = [h.ip for h in self.lab.hosts.values() if h.ip and h.asset and self.where[h.name].dpid != dpid]
         for name in on_switch:  # they keep talking: their frames reach the neighbours' trunks
             for ip in others[:3]:
                 self.lab.node(name).cmd(f"ping -c 1 -W 0.3 {ip} >/dev/null 2>&1")
-        subprocess.run(["ovs-vsctl", "set-controller", bridge, f"tcp:127.0.0.1:{self.controller.port}"], check=True)
+        self.lab.restore_control(self.names[dpid])
         back = _wait(self.controller, lambda s: f"{dpid:#x}" in s["switches"]
                      and s["switches"][f"{dpid:#x}"]["programmed"], 30)
         after = self.status()["assets"]["located"]
