@@ -446,3 +446,27 @@ def test_a_neighbours_port_going_down_still_takes_a_headless_switchs_link_down()
     assert book.switch_gone(link.b.dpid) == []
     assert book.expire(100.0) == []  # no LLDP can cross it: held
     assert book.port_down(link.a) == [link]  # the neighbour's end went down: gone
+
+
+@pytest.mark.parametrize("resumed", [True, False], ids=["same-policy", "new-policy"])
+def test_a_restart_keeps_allow_rules_toward_a_switch_that_has_not_reconnected_yet(resumed: bool) -> None:
+    """Restarted with the policy the switches hold, the allow-list toward assets of a switch still
+    backing off its reconnect stays (their traffic keeps flowing); with another policy, rules no
+    longer desired go at once, as for a push."""
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    restarted = Enforcer(enforcer.policy, settle_seconds=0, startup_grace=60, declared_links=enforcer.declared_links,
+                         resumed=resumed)
+    restarted.bound = dict(enforcer.bound)
+    for dpid in (1, 2):  # s3 reconnects later
+        restarted.switch_connected(switches[dpid], switches[dpid].ports())
+    for link in enforcer.links:
+        if 3 not in (link.a.dpid, link.b.dpid):
+            restarted.link_up(link)
+    policy_before = {f for f in switches[1].flows if f.table == "policy"}
+    restarted.reconcile()
+    policy_after = {f for f in switches[1].flows if f.table == "policy"}
+    if resumed:
+        assert policy_after >= policy_before
+    else:
+        assert policy_after < policy_before

@@ -99,8 +99,12 @@ class Enforcer:
                  known_switches: frozenset[int] | None = None, remove_foreign: bool = True,
                  pause: Callable[[], None] = lambda: None,
                  on_flow_mods: Callable[[int], object] = lambda count: None,
-                 executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args)) -> None:
+                 executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args),
+                 resumed: bool = False) -> None:
         self.policy = policy
+        # The switches were programmed with this very policy (a restart): during the start-up grace,
+        # allow-list rules toward assets whose switch has not reconnected yet are kept too.
+        self.resumed = resumed
         # Flows in otseg's tables that otseg did not install: removed (the default), or kept for a
         # switch shared with another application (`otseg run --foreign-flows keep`).
         self.remove_foreign = remove_foreign
@@ -371,10 +375,13 @@ class Enforcer:
             # Forwarding state (which depends on the topology) waits; admission rules (port
             # security, the allow-list) that are no longer desired go at once: a stale binding or
             # a revoked conduit must not linger, and nothing that forwards depends on them.
-            keep = tuple(f for f in plan.flows.delete if f.table not in (POLICY, PORT_SECURITY))
+            # After a restart with the same policy, an allow-list rule that is not desired only means
+            # that its destination's switch has not reconnected yet: it waits too.
+            admission = (PORT_SECURITY,) if self.resumed else (POLICY, PORT_SECURITY)
+            keep = tuple(f for f in plan.flows.delete if f.table not in admission)
             self._deferred += len(keep) + len(plan.groups_delete)
             plan = replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete
-                                                                        if f.table in (POLICY, PORT_SECURITY))),
+                                                                        if f.table in admission)),
                            groups_delete=())
         state.last_plan = plan.summary()
         state.enforces = self.policy_serial

@@ -74,6 +74,7 @@ class Settings:
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
     remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
     api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
+    resumed: bool = False  # the switches hold this policy from before (a restart)
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -99,7 +100,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  on_flow_mods=lambda count: self.discovery.hold_for_flow_mods(count),
                                  # A compile is seconds of pure Python at 1,000+ assets: run it on a
                                  # native thread so the hub keeps answering LLDP, barriers and echoes.
-                                 executor=tpool.execute)
+                                 executor=tpool.execute, resumed=settings.resumed)
         self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},

@@ -122,6 +122,7 @@ def run(options: RunOptions) -> int:
     generated = token is None
     if token is None:  # changes always need a token: make one the local CLI can read, nobody else
         token = ("local", local_token(Path(options.state_dir)))
+    in_force_before = store.current().get("version")
     policy, version, data = starting_policy(options, store)
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
     log_level = options.log_level
@@ -144,7 +145,8 @@ def run(options: RunOptions) -> int:
         documented_links=frozenset(lab.links) if lab else frozenset(),
         known_switches=frozenset(dpid for _, dpid in lab.switches) if lab else None,
         switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
-        audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated)
+        audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated,
+        resumed=in_force_before == version)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")
