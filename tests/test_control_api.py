@@ -144,3 +144,16 @@ def test_an_unexpected_error_is_a_json_4xx_and_changes_nothing(tmp_path: Path) -
     answer = client.get("/v1/status")
     assert answer.status_code == 400 and answer.is_json and "boom" in answer.json["error"]
     assert "Traceback" not in answer.get_data(as_text=True)
+
+
+def test_an_empty_or_short_token_secret_is_refused(tmp_path: Path) -> None:
+    from controller.app.runner import StartError, read_token  # noqa: PLC0415
+
+    for text in ("ops:", ":", "short"):
+        path = tmp_path / "token"
+        path.write_text(text)
+        with pytest.raises(StartError):
+            read_token(str(path))
+    control, _ = _control(tmp_path / "p")
+    client = create_api(control, lambda: {}, ("ops", "")).test_client()
+    assert client.post("/v1/policy", data=B, headers={"Authorization": "Bearer "}).status_code == 401

@@ -92,7 +92,7 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
 
     def caller() -> str | None:
-        if token is None:
+        if token is None or not token[1]:
             return None
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token[1].encode()):

@@ -58,6 +58,9 @@ def read_token(path: str | None) -> tuple[str, str] | None:
     if not text:
         return None
     name, _, secret = text.partition(":") if ":" in text else ("token", "", text)
+    if len(secret) < 16:  # an empty secret would match an empty "Bearer " header
+        raise StartError(f"the API token's secret is {len(secret)} characters long: give at least 16 "
+                         "(NAME:SECRET, e.g. ops:$(openssl rand -hex 16))")
     return name, secret
 
 
