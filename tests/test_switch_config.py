@@ -162,7 +162,7 @@ def test_read_bridges_runs_one_read_only_transaction_through_the_runner() -> Non
         "ovs-vsctl", "--timeout=5", "--db=tcp:127.0.0.1:6640", "--format=json",
         "--", "--columns=_uuid,name,datapath_id,fail_mode,protocols,other_config,controller", "list", "Bridge",
         "--", "--columns=_uuid,target,connection_mode,is_connected,role", "list", "Controller",
-        "--", "--columns=manager_options", "list", "Open_vSwitch",
+        "--", "--columns=manager_options,other_config", "list", "Open_vSwitch",
         "--", "--columns=_uuid,target,connection_mode", "list", "Manager"]]
     assert "--db" not in " ".join(ovs_vsctl_argv())
 
@@ -433,3 +433,13 @@ def test_doctor_json() -> None:
     assert safe["disable_in_band"] is True and safe["controllers"][1]["target"] == "tcp:127.0.0.1:16653"
     assert [f["code"] for f in unsafe["findings"]] == ["in-band-control", "fail-mode", "protocols"]
     assert unsafe["findings"][0]["fix"] == "ovs-vsctl set bridge otsegdoc2 other-config:disable-in-band=true"
+
+
+def test_more_than_one_parsed_vlan_header_is_an_error() -> None:
+    from controller.app.switch_config import BridgeConfig, check_bridge  # noqa: PLC0415
+
+    safe = BridgeConfig("s1", 1, "secure", ("OpenFlow13",), (("disable-in-band", "true"),), ())
+    assert not [f for f in check_bridge(safe) if f.code == "vlan-limit"]
+    loose = BridgeConfig("s1", 1, "secure", ("OpenFlow13",), (("disable-in-band", "true"),), (), vlan_limit="0")
+    found = [f for f in check_bridge(loose) if f.code == "vlan-limit"]
+    assert found and found[0].severity == "error" and "vlan-limit" in found[0].fix

@@ -91,7 +91,7 @@ def parse_bridges(output: str, source: str = "ovs-vsctl output") -> list[BridgeC
     try:
         bridges, controllers, switch, managers = (
             _table(json.loads(line), columns) for line, columns in
-            zip(lines, (BRIDGE_COLUMNS, CONTROLLER_COLUMNS, OPEN_VSWITCH_COLUMNS, MANAGER_COLUMNS)))
+            zip(lines, (BRIDGE_COLUMNS, CONTROLLER_COLUMNS, OPEN_VSWITCH_COLUMNS[:1], MANAGER_COLUMNS)))
         controller_by_uuid = {_uuid(row["_uuid"]): ControllerConfig(
             target=_string(row["target"]), connection_mode=_optional_string(row["connection_mode"]),
             is_connected=_bool(row["is_connected"]), role=_optional_string(row["role"])) for row in controllers}
@@ -99,6 +99,8 @@ def parse_bridges(output: str, source: str = "ovs-vsctl output") -> list[BridgeC
             target=_string(row["target"]), connection_mode=_optional_string(row["connection_mode"]))
             for row in managers}
         manager_refs = [_uuid(u) for row in switch for u in _set(row["manager_options"])]
+        vlan_limit = next((_string(v) for row in switch for k, v in _map(row.get("other_config", ["map", []])).items()
+                           if _string(k) == "vlan-limit"), None)
         in_use = tuple(sorted((_join(manager_by_uuid, u, "Manager") for u in manager_refs),
                               key=lambda m: m.target))
         result = [BridgeConfig(
@@ -108,7 +110,7 @@ def parse_bridges(output: str, source: str = "ovs-vsctl output") -> list[BridgeC
             other_config=tuple(sorted((_string(k), _string(v)) for k, v in _map(row["other_config"]).items())),
             controllers=tuple(sorted((_join(controller_by_uuid, _uuid(u), "Controller")
                                       for u in _set(row["controller"])), key=lambda c: c.target)),
-            managers=in_use) for row in bridges]
+            managers=in_use, vlan_limit=vlan_limit) for row in bridges]
     except (ValueError, KeyError, TypeError) as error:
         raise SwitchConfigError(f"{source} printed JSON otseg cannot read ({error}); fix: check that "
                                 f"ovs-vsctl and ovsdb-server are Open vSwitch 2.x or later") from None

@@ -52,7 +52,7 @@ FAIL_OPEN_PRIORITY = 15790320
 
 BRIDGE_COLUMNS = ("_uuid", "name", "datapath_id", "fail_mode", "protocols", "other_config", "controller")
 CONTROLLER_COLUMNS = ("_uuid", "target", "connection_mode", "is_connected", "role")
-OPEN_VSWITCH_COLUMNS = ("manager_options",)
+OPEN_VSWITCH_COLUMNS = ("manager_options", "other_config")
 MANAGER_COLUMNS = ("_uuid", "target", "connection_mode")
 
 
@@ -114,6 +114,7 @@ class BridgeConfig:
     other_config: tuple[tuple[str, str], ...]
     controllers: tuple[ControllerConfig, ...]
     managers: tuple[ManagerConfig, ...] = ()
+    vlan_limit: str | None = None  # the Open_vSwitch table's other_config:vlan-limit (global; unset = 1)
 
     def other(self, key: str) -> str | None:
         return dict(self.other_config).get(key)
@@ -181,7 +182,8 @@ def fix_for_db(fix: str, db: str | None) -> str:
 
 def check_bridge(bridge: BridgeConfig) -> list[Finding]:
     """Every finding for one bridge, errors first; empty when it is safe for otseg."""
-    findings = [*_in_band(bridge), *_fail_mode(bridge), *_protocols(bridge), *_controllers(bridge)]
+    findings = [*_in_band(bridge), *_fail_mode(bridge), *_protocols(bridge), *_controllers(bridge),
+                *_vlan_limit(bridge)]
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
@@ -193,6 +195,17 @@ def check_switches(bridges: Iterable[BridgeConfig]) -> dict[int, list[Finding]]:
         if bridge.dpid is not None:
             by_dpid.setdefault(bridge.dpid, []).extend(check_bridge(bridge))
     return by_dpid
+
+
+def _vlan_limit(bridge: BridgeConfig) -> list[Finding]:
+    """otseg's tag checks assume one parsed VLAN header (the default): with more, a frame behind an
+    asset's own tag matches its IPv4 rules by the inner ethertype and keeps its inner tag."""
+    if bridge.vlan_limit in (None, "1"):
+        return []
+    return [_finding(bridge, "error", "vlan-limit",
+                     f"other_config:vlan-limit is {bridge.vlan_limit!r}: Open vSwitch parses more than one VLAN "
+                     "header, so a double-tagged frame from a VLAN asset could keep its inner tag",
+                     "ovs-vsctl remove open_vswitch . other_config vlan-limit")]
 
 
 def _finding(bridge: BridgeConfig, severity: Severity, code: str, detail: str, fix: str) -> Finding:
