@@ -470,3 +470,29 @@ def test_a_restart_keeps_allow_rules_toward_a_switch_that_has_not_reconnected_ye
         assert policy_after >= policy_before
     else:
         assert policy_after < policy_before
+
+
+def test_a_switch_whose_flows_cannot_be_read_is_rewritten_whole() -> None:
+    """A foreign flow os-ken cannot parse makes the flow-stats reply unreadable: the switch is
+    then replaced whole in one atomic bundle (the fake models it), and audited as `unreadable`."""
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    fake = switches[2]
+    garbage = make_flow("policy", 65000, {"in_port": 1}, [], cookie=0x99)
+    fake.flows = fake.flows | {garbage}
+    rewrites: list[int] = []
+
+    def unreadable() -> list[Flow]:
+        raise ApplyError("no reply to OFPFlowStatsRequest")
+
+    def rewrite(plan: SwitchPlan) -> None:
+        rewrites.append(len(plan.flows.add))
+        fake.flows = frozenset(plan.flows.add)
+
+    fake.read_flows = unreadable  # type: ignore[method-assign]
+    fake.rewrite = rewrite  # type: ignore[attr-defined]
+    found = enforcer.audit()
+    assert [r.kind for r in found[2]] == ["unreadable"]
+    enforcer.reconcile()
+    assert rewrites == [len(enforcer.desired()[2].flows)] and garbage not in fake.flows
+    assert fake.flows == enforcer.desired()[2].flows

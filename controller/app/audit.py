@@ -11,7 +11,7 @@ from controller.app.enforcer import Enforcer
 from controller.app.metrics import Metrics
 
 # Events list the most suspicious differences first (someone else's flow before a lost one).
-DRIFT_ORDER = {"foreign": 0, "unexpected": 1, "changed": 2, "group-changed": 3, "meter-changed": 4, "missing": 5}
+DRIFT_ORDER = {"unreadable": -1, "foreign": 0, "unexpected": 1, "changed": 2, "group-changed": 3, "meter-changed": 4, "missing": 5}
 DETAILS_PER_EVENT = 10
 
 

@@ -15,7 +15,8 @@ from controller.app.enforcer import ApplyError
 from controller.app.ofp_edge import (
     flow_from_stats, flow_mod, group_from_stats, group_mod, meter_from_stats, meter_mod,
 )
-from controller.core.diff import SwitchPlan, is_foreign, is_our_group, is_ours
+from controller.core.diff import OWNED_TABLES, SwitchPlan, is_foreign, is_our_group, is_ours
+from controller.core.pipeline import TABLE_IDS
 from controller.core.flows import Flow, Group, Meter
 
 
@@ -80,6 +81,26 @@ class OsKenChannel:
                 self._send_confirmed(flows)
         if after:
             self._send_confirmed(after)
+
+    def rewrite(self, plan: SwitchPlan) -> None:
+        """For a switch whose flows cannot be read (a foreign flow os-ken cannot parse makes the
+        whole flow-stats reply unreadable): meters and groups first, then one atomic bundle that
+        empties tables 0-3 and adds every flow of `plan` (all desired flows). Hitless: the
+        switch swaps the tables at commit. Without bundles it cannot be done safely: refused."""
+        dp = self.datapath
+        ofproto, parser = dp.ofproto, dp.ofproto_parser
+        before = ([meter_mod(dp, m, "add") for m in plan.meters_add]
+                  + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
+                  + [group_mod(dp, g, "add") for g in plan.groups_add]
+                  + [group_mod(dp, g, "modify") for g in plan.groups_modify])
+        if before:
+            self._send_confirmed(before)
+        if not (self.bundles and self._open_bundle()):
+            raise ApplyError("its flows cannot be read, and without bundles they cannot be replaced atomically")
+        wipe = [parser.OFPFlowMod(dp, cookie=0, cookie_mask=0, table_id=TABLE_IDS[name], command=ofproto.OFPFC_DELETE,
+                                  out_port=ofproto.OFPP_ANY, out_group=ofproto.OFPG_ANY, match=parser.OFPMatch())
+                for name in OWNED_TABLES]
+        self._send_bundle(wipe + [flow_mod(dp, f, "add") for f in plan.flows.add])
 
     def _send_confirmed(self, messages: list[Any]) -> None:
         xids: set[int] = set()

@@ -57,6 +57,7 @@ class SwitchState:
     last_plan: str = ""
     failures: int = 0
     enforces: int = -1  # the policy serial this switch was last brought to (-1: not yet)
+    unreadable: bool = False  # its flows could not be read: the next reconcile rewrites it whole
 
 
 @dataclass(frozen=True)
@@ -347,7 +348,16 @@ class Enforcer:
         where each unpinned asset was bound, so the new process keeps those bindings instead
         of deleting the flows of every asset that has not spoken since.
         """
-        state.installed = frozenset(state.channel.read_flows())  # ours, and foreign flows in our tables
+        try:
+            state.installed = frozenset(state.channel.read_flows())  # ours, and foreign flows in our tables
+            state.unreadable = False
+        except ApplyError as error:
+            if not hasattr(state.channel, "rewrite"):
+                raise
+            # Nothing it holds can be trusted or diffed: it gets the desired tables whole, atomically.
+            log.error("switch %s: its flows cannot be read (%s): they will be replaced whole, in one bundle",
+                      _dpid(state.channel.dpid), error)
+            state.installed, state.unreadable = frozenset(), True
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
         state.groups = {g.group_id: g for g in state.channel.read_groups()}
         state.expected_trunks = frozenset(
@@ -371,6 +381,15 @@ class Enforcer:
             self._read(state)
         assert state.installed is not None
         plan = diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign)
+        if state.unreadable:
+            state.channel.rewrite(plan)  # type: ignore[attr-defined]
+            state.installed, state.unreadable, state.programmed = tables.flows, False, True
+            state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
+            state.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
+            state.enforces = self.policy_serial
+            self.repairs[(state.channel.dpid, "unreadable")] = self.repairs.get((state.channel.dpid, "unreadable"), 0) + 1
+            log.warning("switch %s rewritten whole: %d flows", _dpid(state.channel.dpid), len(tables.flows))
+            return len(tables.flows)
         if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
             # Forwarding state (which depends on the topology) waits; admission rules (port
             # security, the allow-list) that are no longer desired go at once: a stale binding or
@@ -442,8 +461,12 @@ class Enforcer:
                 log.warning("audit of switch %s could not read it: %s", _dpid(dpid), error)
                 continue
             assert state.installed is not None
-            repairs = flow_drift(believed, state.installed) + group_drift(groups, state.groups) + meter_drift(
-                meters, state.meters)
+            if state.unreadable:
+                repairs = [Repair("unreadable", "its flow table cannot be read (a flow os-ken cannot parse?): "
+                                                "rewritten whole, atomically")]
+            else:
+                repairs = flow_drift(believed, state.installed) + group_drift(groups, state.groups) + meter_drift(
+                    meters, state.meters)
             if not self.remove_foreign:
                 kept = [r for r in repairs if r.kind == "foreign"]
                 new = [r for r in kept if (dpid, (r.what,)) not in self.kept_foreign]

@@ -5,7 +5,8 @@ between its belief (the flows, groups and meters it installed and confirmed) and
 read is one Repair, reported as a metric and an event before the reconcile puts it right.
 Kinds: `missing` (ours, gone from the switch), `changed` (ours, same key, other instructions
 or cookie), `unexpected` (our cookie, but never installed by this process), `foreign` (another
-cookie, in a table otseg owns), and `group-*` / `meter-*` alike.
+cookie, in a table otseg owns), `group-*` / `meter-*` alike, and `unreadable` (the switch's flows
+could not be read at all: it is rewritten whole, in one atomic bundle).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from controller.core.diff import is_foreign, is_our_group, is_ours
 from controller.core.flows import Flow, Group, Meter
 
 Kind = Literal["missing", "changed", "unexpected", "foreign", "group-missing", "group-changed", "group-unexpected",
-               "meter-missing", "meter-changed"]
+               "meter-missing", "meter-changed", "unreadable"]
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,16 @@ def test_a_renamed_conduit_reaches_the_switch_with_its_new_cookie(linear: Scenar
         linear.policy = policy
         _push(linear, original)
     assert linear.converged(timeout=5) == []
+
+
+def test_a_flow_os_ken_cannot_parse_is_removed_by_an_atomic_rewrite(linear: Scenario) -> None:
+    """An ERSPAN match field (an OVS experimenter field os-ken does not know) makes the whole
+    flow-stats reply unreadable: the switch is rewritten whole in one bundle, and the flow is gone."""
+    assert linear.converged(timeout=30) == []
+    bridge = linear.switch_name(3)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", bridge,
+                    "table=0,priority=65535,tun_erspan_ver=1,actions=NORMAL"], check=True)
+    assert any("tun_erspan_ver" in line for line in dump(bridge))
+    assert linear.converged(timeout=2 * AUDIT_SECONDS + 15) == []
+    assert not any("tun_erspan_ver" in line for line in dump(bridge))
+    assert _metric(linear, "otseg_repairs_total", f'kind="unreadable",switch="{3:#x}"') >= 1
