@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import platform
 import subprocess
@@ -473,26 +474,18 @@ def main() -> int:
                               if not (case[0] == 10000 and placement == "spread")]
         results["examples"] = [example_footprint(name) for name in EXAMPLES]
         previous.write_text(json.dumps(results, indent=1))  # each section is kept even if a later one fails
-    if args.only in (None, "recovery"):
-        from bench.recovery_bench import run_all  # noqa: PLC0415
-
-        results["recovery"] = run_all(workdir / "recovery", 1 if args.quick else 3)
-        previous.write_text(json.dumps(results, indent=1))
-    if args.only in (None, "generated"):
-        from bench.lab_bench import run_generated  # noqa: PLC0415
-
-        results["generated"] = run_generated(workdir / "generated", args.quick)
-        previous.write_text(json.dumps(results, indent=1))
-    if args.only in (None, "containment"):
-        from bench.containment_bench import run_containment  # noqa: PLC0415
-
-        results["containment"] = run_containment(workdir / "containment", 5 if args.quick else 30)
-        previous.write_text(json.dumps(results, indent=1))
-    if args.only in (None, "soak"):
-        from bench.soak_bench import run_soak  # noqa: PLC0415
-
-        results["soak"] = run_soak(workdir / "soak", args.quick)
-        previous.write_text(json.dumps(results, indent=1))
+    # Lab sections, in order: (module, function, arguments); each result is kept as soon as it exists.
+    lab_sections = {
+        "recovery": ("bench.recovery_bench", "run_all", (workdir / "recovery", 1 if args.quick else 3)),
+        "generated": ("bench.lab_bench", "run_generated", (workdir / "generated", args.quick)),
+        "containment": ("bench.containment_bench", "run_containment", (workdir / "containment",
+                                                                        5 if args.quick else 30)),
+        "soak": ("bench.soak_bench", "run_soak", (workdir / "soak", args.quick)),
+    }
+    for section, (module, function, arguments) in lab_sections.items():
+        if args.only in (None, section):
+            results[section] = getattr(importlib.import_module(module), function)(*arguments)
+            previous.write_text(json.dumps(results, indent=1))
     if args.only in (None, "faucet"):
         from bench.faucet_bench import generated_faucet, run_faucet  # noqa: PLC0415
         from bench.recovery_bench import ALLOWED, CHANGES  # noqa: PLC0415
