@@ -496,3 +496,16 @@ def test_a_switch_whose_flows_cannot_be_read_is_rewritten_whole() -> None:
     enforcer.reconcile()
     assert rewrites == [len(enforcer.desired()[2].flows)] and garbage not in fake.flows
     assert fake.flows == enforcer.desired()[2].flows
+
+
+def test_bindings_are_adopted_from_our_flows_only() -> None:
+    from controller.core.learning import bindings_in_flows  # noqa: PLC0415
+
+    enforcer, switches = _linear()
+    enforcer.reconcile()
+    flows = switches[1].flows
+    policy = enforcer.policy
+    ours = bindings_in_flows(policy, 1, flows, enforcer.trunk_ports())
+    assert ours and all(policy.asset(n).location is None for n in ours)
+    forged = frozenset(replace(f, cookie=0x1234) for f in flows)  # the same flows under another cookie
+    assert bindings_in_flows(policy, 1, forged, enforcer.trunk_ports()) == {}

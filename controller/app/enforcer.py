@@ -12,85 +12,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Protocol
+from dataclasses import replace
+from typing import Callable, Iterable
 
 from controller.app.sightings import SightingLog
+from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchChannel are part of this module's API)
+    SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ReconcileReport, SwitchChannel,
+    SwitchState,
+)
 from controller.core.compiler import CompileCache, locate_assets
-from controller.core.diff import SwitchPlan, apply_plan, diff_switch, is_ours
+from controller.core.diff import apply_plan, diff_switch
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
-from controller.core.flows import Flow, Group, Meter, SwitchTables, WriteMetadata
-from controller.core.learning import Decision, Sighting, classify
+from controller.core.flows import SwitchTables
+from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
-from controller.core.pipeline import POLICY, PORT_SECURITY, TRANSIT
+from controller.core.pipeline import POLICY, PORT_SECURITY
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
-
-
-class ApplyError(Exception):
-    """A switch refused part of a change; nothing is assumed installed."""
-
-
-class SwitchChannel(Protocol):
-    dpid: int
-
-    def read_flows(self) -> list[Flow]: ...
-
-    def read_meters(self) -> list[Meter]: ...
-
-    def read_groups(self) -> list[Group]: ...
-
-    def send(self, plan: SwitchPlan) -> None:
-        """Send the changes and return once a barrier confirms them; raise ApplyError on refusal."""
-
-
-@dataclass
-class SwitchState:
-    channel: SwitchChannel
-    installed: frozenset[Flow] | None = None  # None until read from the switch
-    meters: dict[int, Meter] = field(default_factory=dict)
-    groups: dict[int, Group] = field(default_factory=dict)
-    programmed: bool = False
-    connected_at: float = 0.0
-    expected_trunks: frozenset[int] = frozenset()  # trunk ports its own flows show, read at connect
-    last_plan: str = ""
-    failures: int = 0
-    enforces: int = -1  # the policy serial this switch was last brought to (-1: not yet)
-    unreadable: bool = False  # its flows could not be read: the next reconcile rewrites it whole
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    seconds: float
-    plans: dict[int, str]  # dpid -> "+a ~m -d"
-    flow_mods: int
-    errors: dict[int, str]
-    deferred_deletes: int = 0  # held back during the start-up grace; applied by a later reconcile
-    waiting: tuple[int, ...] = ()  # switches left alone until their trunk links are rediscovered
-
-
-# After a switch connects, links are not known until LLDP has crossed them (about one
-# LLDP period). Reconciling before that would compile paths without those links and
-# delete flows that carry live traffic (fatal after a controller restart), so the
-# enforcer lets the topology settle first.
-SETTLE_SECONDS = 2.0
-# A restarted controller sees switches reconnect one by one (Open vSwitch backs off up to
-# 8 s between attempts). Until they are all back, paths through a missing switch look
-# gone; deleting their flows would cut live traffic. So for a while after start, flows are
-# only added or changed, and deletions wait for the topology to be complete.
-STARTUP_GRACE_SECONDS = 10.0
-# A switch that reconnects with tables tells us which of its ports were trunks (their TRANSIT
-# rules). It is left alone until those links are rediscovered, at most this long.
-TRUNK_WAIT_SECONDS = 6.0
-
-
-@dataclass(frozen=True)
-class Binding:
-    """Where an unpinned asset was learned, and by which MAC (a push that changes the MAC drops it)."""
-
-    where: PortRef
-    mac: str
 
 
 class Enforcer:
@@ -360,21 +299,12 @@ class Enforcer:
             state.installed, state.unreadable = frozenset(), True
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
         state.groups = {g.group_id: g for g in state.channel.read_groups()}
-        state.expected_trunks = frozenset(
-            int(flow.field("in_port").value) for flow in state.installed  # type: ignore[union-attr]
-            if flow.table == PORT_SECURITY and flow.field("in_port") is not None
-            and any(isinstance(i, WriteMetadata) and i.mask == TRANSIT.mask for i in flow.instructions))
-        trunk_ports = self.topology().trunk_ports
-        for flow in state.installed:
-            in_port, eth_src = flow.field("in_port"), flow.field("eth_src")
-            if flow.table != PORT_SECURITY or in_port is None or eth_src is None or not is_ours(flow):
-                continue
-            asset = self.policy.asset_by_mac(str(eth_src.value))
-            where = PortRef(state.channel.dpid, int(in_port.value))
-            if asset is None or asset.location is not None or asset.name in self.bound or where in trunk_ports:
-                continue
-            self.bound[asset.name] = Binding(where, asset.mac)
-            log.info("asset %s bound at %s (adopted from the switch's flows)", asset.name, _port(where))
+        state.expected_trunks = trunks_in_flows(state.installed)
+        for name, where in bindings_in_flows(self.policy, state.channel.dpid, state.installed,
+                                             self.topology().trunk_ports).items():
+            if name not in self.bound:
+                self.bound[name] = Binding(where, self.policy.asset(name).mac)
+                log.info("asset %s bound at %s (adopted from the switch's flows)", name, _port(where))
 
     def _reconcile_switch(self, state: SwitchState, tables: SwitchTables) -> int:
         if state.installed is None:

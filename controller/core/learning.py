@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from typing import Iterable
+
+from controller.core.diff import is_ours
+from controller.core.flows import Flow, WriteMetadata
 from controller.core.model import Policy
+from controller.core.pipeline import PORT_SECURITY, TRANSIT
 from controller.core.topology import PortRef
 
 Kind = Literal["bind", "unknown-device", "spoof", "denied-sample", "pinned-elsewhere", "conflict", "ignore"]
@@ -74,3 +79,27 @@ def _at_home(sighting: Sighting, name: str, ip: str | None, home: PortRef) -> De
     if sighting.ip is not None and sighting.ip != ip:
         return Decision("spoof", sighting, name, home)
     return Decision("denied-sample", sighting, name, home)
+
+
+def trunks_in_flows(flows: Iterable[Flow]) -> frozenset[int]:
+    """The ports a switch's own flows treat as live trunks (their frames are marked TRANSIT)."""
+    return frozenset(
+        int(flow.field("in_port").value) for flow in flows  # type: ignore[union-attr]
+        if flow.table == PORT_SECURITY and flow.field("in_port") is not None
+        and any(isinstance(i, WriteMetadata) and i.mask == TRANSIT.mask for i in flow.instructions))
+
+
+def bindings_in_flows(policy: Policy, dpid: int, flows: Iterable[Flow],
+                      trunk_ports: frozenset[PortRef]) -> dict[str, PortRef]:
+    """Where a switch's own port-security flows bind unpinned assets (after a controller restart
+    the switch is the memory). Flows of other cookies, pinned assets and trunk ports say nothing."""
+    found: dict[str, PortRef] = {}
+    for flow in flows:
+        in_port, eth_src = flow.field("in_port"), flow.field("eth_src")
+        if flow.table != PORT_SECURITY or in_port is None or eth_src is None or not is_ours(flow):
+            continue
+        asset = policy.asset_by_mac(str(eth_src.value))
+        where = PortRef(dpid, int(in_port.value))
+        if asset is not None and asset.location is None and where not in trunk_ports:
+            found.setdefault(asset.name, where)
+    return found
