@@ -54,9 +54,11 @@ def test_a_deleted_table_and_a_rogue_flow_are_repaired_within_one_audit_period(l
     assert _metric(linear, "otseg_repairs_total", f'kind="missing",switch="{2:#x}"') > 10
     events = [json.loads(line) for line in (linear.workdir / "events.jsonl").read_text().splitlines()]
     drift = [e for e in events if e.get("verdict") == "repaired"]
-    incident = [e for e in drift if e["switch"] == f"{2:#x}" and e["repairs"].get("foreign")]
-    assert incident and incident[0]["repairs"]["missing"] > 10, drift
-    assert "65000" in incident[0]["detail"][0]  # the foreign flow is named first
+    # An audit may fall between the two changes: then they are two incidents, not one.
+    on_switch = [e for e in drift if e["switch"] == f"{2:#x}"]
+    assert sum(e["repairs"].get("missing", 0) for e in on_switch) > 10, drift
+    incident = [e for e in on_switch if e["repairs"].get("foreign")]
+    assert incident and "65000" in incident[0]["detail"][0], drift  # the foreign flow is named first
 
 
 def test_a_renamed_conduit_reaches_the_switch_with_its_new_cookie(linear: Scenario) -> None:
