@@ -369,14 +369,6 @@ def foreign_address_drop_removed(flow: Flow) -> Flow | None:
     return None if flow.table == DESTINATION and flow.priority == PRIO_FOREIGN_ADDRESS_DROP else flow
 
 
-def transit_entries_admit_edge_frames(flow: Flow) -> Flow:
-    """The MAC-only entries for frames from trunks lose their TRANSIT constraint: an edge frame to
-    that MAC with any IPv4 destination is forwarded (as a stale entry would after a topology change)."""
-    if flow.table == DESTINATION and flow.priority == PRIO_UNICAST and flow.field("metadata") is not None:
-        return _without_fields(flow, "metadata")
-    return flow
-
-
 def multicast_extra_port(switch: SwitchTables) -> list[Flow]:
     """Each L2 multicast tree entry also sends to one more edge port (a non-receiver)."""
     flows = []
@@ -458,10 +450,6 @@ EQUIVALENT_MISS = (
     "the switch) drop every frame a host port can bring to the policy table, so the miss is never reached; see "
     "policy_miss_forwards_without_deny_counters")
 
-EQUIVALENT_TRANSIT = ("equivalent in any settled state: a MAC-only entry exists only where no local asset has a "
-                      "relation with the destination, so an edge frame it admits dies in the policy table; its "
-                      "TRANSIT match guards stale entries held during the start-up grace, which a walk of one "
-                      "compiled state cannot show")
 MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "reply_rules_lose_client_port": (per_flow(reply_rules_lose_client_port), None),
     "tcp_reply_rules_lose_ack": (per_flow(tcp_reply_rules_lose_ack), None),
@@ -489,7 +477,6 @@ MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "port_security_ignores_in_port": (per_flow(port_security_ignores_in_port), None),
     "foreign_address_drop_removed": (per_flow(foreign_address_drop_removed), None),
     "multicast_extra_port": (per_switch(multicast_extra_port), None),
-    "transit_entries_admit_edge_frames": (per_flow(transit_entries_admit_edge_frames), EQUIVALENT_TRANSIT),
     "arp_relation_loses_eth_type": (per_flow(arp_relation_loses_eth_type), None),
     "vlan_pop_removed": (per_flow(vlan_pop_removed), None),
     "vlan_push_removed": (per_flow(vlan_push_removed), None),

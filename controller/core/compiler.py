@@ -273,9 +273,9 @@ class _Compilation:
                     out = self._failover(dpid, protected[dpid], asset.mac, tag, origin)
                 else:
                     out = Output(self.topology.port_toward(dpid, parents[dpid]))
-                checked = dpid in ingress
-                flows = destination_flows(asset.mac, asset.ip, tag, out, origin, checked, name in l2_destinations)
-                if asset.ip is not None and checked:
+                flows = destination_flows(asset.mac, asset.ip, tag, out, origin, dpid == home.dpid,
+                                          name in l2_destinations)
+                if asset.ip is not None and dpid in ingress:
                     flows.append(arp_request_flow(asset.mac, asset.ip, tag, out, origin))
                 self._add(dpid, flows)
 

@@ -192,17 +192,20 @@ def conntrack_lookup_flow(port: int, mac: str, ip: str, origin: str, vlan: int |
                      [ApplyActions((Conntrack(CT_ZONE, table=PORT_SECURITY),))], cookie(origin))
 
 
-def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Out, origin: str, checked: bool,
+def destination_flows(mac: str, ip: str | None, dst_tag: int, out: Out, origin: str, home: bool,
                       l2: bool) -> list[Flow]:
-    """Toward an asset. `checked` (a switch where frames for it enter from edge ports): IPv4 and ARP
-    pass only with its own address as destination or target, so a frame sent to its MAC cannot
-    carry another destination (relaying through a two-NIC or routing asset, directed broadcasts);
-    other ethertypes only where `l2` frames may reach it. Elsewhere frames arrive from trunks,
-    already checked at their ingress switch: one entry by MAC, for TRANSIT frames only, so that
-    it can never admit a frame from an edge port (not even while a stale copy of it waits for
-    deletion after a topology change)."""
-    if not checked:
-        return [unicast_flow(mac, dst_tag, out, origin, transit_only=True)]
+    """Toward an asset. On its `home` switch (where it is attached) IPv4 and ARP pass only with its
+    own address as destination or target, so a frame sent to its MAC cannot carry another
+    destination (relaying through a two-NIC or routing asset, directed broadcasts); other
+    ethertypes only where `l2` frames may reach it. Every frame for it passes its home switch,
+    whichever switch it entered at, so that one check covers them all.
+
+    Elsewhere one exact-match entry by MAC (an L2-table entry on hardware) classifies and
+    forwards it. This admits nothing by itself: at an ingress switch the policy table still
+    decides by source and destination, and a frame that passes with a foreign address is
+    dropped at the home switch."""
+    if not home:
+        return [unicast_flow(mac, dst_tag, out, origin)]
     flows: list[Flow] = []
     if ip is not None:
         flows += [_checked_flow(mac, {"eth_type": ETH_IPV4, "ipv4_dst": ip}, dst_tag, out, origin),
@@ -235,15 +238,11 @@ def locate_flow(ip: str) -> Flow:
 
 
 @lru_cache(maxsize=65536)  # the same entry recurs on every switch that uses the same port toward the asset
-def unicast_flow(mac: str, dst_tag: int, out: Out, origin: str, in_port: int | None = None,
-                 transit_only: bool = False) -> Flow:
-    """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority);
-    `transit_only`: for frames that entered from a trunk only (already checked at their ingress)."""
+def unicast_flow(mac: str, dst_tag: int, out: Out, origin: str, in_port: int | None = None) -> Flow:
+    """Toward an asset; with `in_port`, the entry of a pre-computed backup path (higher priority)."""
     match: dict[str, Value | tuple[Value, Value]] = {"eth_dst": mac}
     if in_port is not None:
         match["in_port"] = in_port
-    if transit_only:
-        match["metadata"] = (TRANSIT.mask, TRANSIT.mask)
     return make_flow(DESTINATION, PRIO_UNICAST if in_port is None else PRIO_BACKUP_PATH, match,
                      [WriteMetadata(dst_tag, DST_MASK), WriteActions(_actions(out)), GotoTable(CLIENT_PORTS)],
                      cookie(origin))
