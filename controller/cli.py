@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--audit-seconds", type=_positive_seconds, default=30.0, metavar="S",
                      help="re-read every switch this often and repair any difference from otseg's tables "
                           "(default 30; also on every reconnect)")
+    run.add_argument("--verify-compile-seconds", type=_positive_seconds, default=300.0, metavar="S",
+                     help="compare the incremental compiler's tables with a full compile this often, off the "
+                          "event loop (default 300); a difference is logged, counted and recomputed")
     run.add_argument("--foreign-flows", choices=("remove", "keep"), default="remove",
                      help="flows in otseg's tables (0-3) that otseg did not install: remove them (default) or keep "
                           "them, for a switch shared with another application")
@@ -177,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
                               args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
-                              args.foreign_flows == "remove"))
+                              args.foreign_flows == "remove", args.verify_compile_seconds))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -310,6 +310,9 @@ class Enforcer:
         if state.installed is None:
             self._read(state)
         assert state.installed is not None
+        if tables is state.synced_to and state.installed is state.synced_installed and not state.unreadable:
+            state.enforces = self.policy_serial
+            return 0
         plan = diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign)
         if state.unreadable:
             state.channel.rewrite(plan)  # type: ignore[attr-defined]
@@ -320,6 +323,7 @@ class Enforcer:
             self.repairs[(state.channel.dpid, "unreadable")] = self.repairs.get((state.channel.dpid, "unreadable"), 0) + 1
             log.warning("switch %s rewritten whole: %d flows", _dpid(state.channel.dpid), len(tables.flows))
             return len(tables.flows)
+        deferred_before = self._deferred
         if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
             # Forwarding state (which depends on the topology) waits; admission rules (port
             # security, the allow-list) that are no longer desired go at once: a stale binding or
@@ -334,8 +338,11 @@ class Enforcer:
                            groups_delete=())
         state.last_plan = plan.summary()
         state.enforces = self.policy_serial
+        deferred_here = self._deferred != deferred_before
         if plan.empty:
             state.programmed = True
+            if not deferred_here:
+                state.synced_to, state.synced_installed = tables, state.installed
             return 0
         state.channel.send(plan)
         state.installed = apply_plan(state.installed, plan.flows)
@@ -349,6 +356,8 @@ class Enforcer:
         else:
             log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
         state.programmed = True
+        if not deferred_here:
+            state.synced_to, state.synced_installed = tables, state.installed
         return len(plan)
 
     def apply_policy(self, policy: Policy) -> ReconcileReport:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def install() -> str:
@@ -24,3 +27,17 @@ def install() -> str:
 
     hub.patch(thread=False)
     return hub.HUB_TYPE
+
+
+def serialised(executor: Callable[..., T]) -> Callable[..., T]:
+    """`executor` (e.g. eventlet's tpool.execute), one call at a time across green threads: the
+    caller waits on a hub semaphore (its loop keeps running), never a thread lock."""
+    from os_ken.lib import hub  # noqa: PLC0415
+
+    gate = hub.BoundedSemaphore(1)
+
+    def run(function: Callable[..., T], *args: object) -> T:
+        with gate:
+            return executor(function, *args)
+
+    return run

@@ -73,6 +73,11 @@ class Metrics:
         self.repairs = Counter("otseg_repairs", "Differences between a switch and otseg's tables found by the "
                                "periodic audit and repaired, by kind and switch", ["kind", "switch"], registry=registry)
         self.audits = Counter("otseg_audits", "Audit passes (every switch re-read and compared)", registry=registry)
+        self.compile_checks = Counter("otseg_compile_checks", "Comparisons of the incremental compiler's tables with "
+                                      "a full compile of the same inputs", registry=registry)
+        self.compile_divergences = Counter("otseg_compile_divergences", "Comparisons where the incremental tables "
+                                           "differed from a full compile (a bug: the state is then recomputed)",
+                                           registry=registry)
         self.counters = FlowCounters()
 
     def install_links(self, summary: Callable[[], dict[str, list[dict[str, object]]]]) -> None:

@@ -25,11 +25,12 @@ from os_ken.ofproto import ofproto_v1_3
 
 from eventlet import tpool
 
-from controller.app.audit import DriftAuditor
+from controller.app.audit import CompileVerifier, DriftAuditor
 from controller.app.channel import OsKenChannel
 from controller.app.counters import CounterPoller
 from controller.app.discovery import DiscoveryEvents, LinkDiscovery
 from controller.app.enforcer import Enforcer
+from controller.app.hub_compat import serialised
 from controller.app.events import EventLog
 from controller.app.link_control import LinkControl
 from controller.app.linkbook import LinkBook, PendingLink
@@ -72,6 +73,7 @@ class Settings:
     switch_names: tuple[tuple[str, int], ...] = ()
     safety_check: Callable[[], dict[int, list[Any]]] | None = None  # OVSDB findings per dpid
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
+    verify_compile_seconds: float = 300.0  # compare the incremental compiler with a full compile this often
     remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
     api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
     resumed: bool = False  # the switches hold this policy from before (a restart)
@@ -100,7 +102,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  on_flow_mods=lambda count: self.discovery.hold_for_flow_mods(count),
                                  # A compile is seconds of pure Python at 1,000+ assets: run it on a
                                  # native thread so the hub keeps answering LLDP, barriers and echoes.
-                                 executor=tpool.execute, resumed=settings.resumed)
+                                 # One at a time: the incremental compiler keeps state between compiles.
+                                 executor=serialised(tpool.execute), resumed=settings.resumed)
         self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},
@@ -119,12 +122,15 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.counters = CounterPoller(self.enforcer, self.requests, self.metrics, self._event, hub.sleep)
         self.auditor = DriftAuditor(self.enforcer, self.lock, self.metrics, self._event, self._wake, hub.sleep,
                                     settings.audit_seconds)
+        self.compile_verifier = CompileVerifier(self.enforcer, self.lock, self.metrics, self._event, self._wake,
+                                                hub.sleep, settings.verify_compile_seconds)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
                           hub.spawn(self._check_safety),
-                          hub.spawn(self._guarded_loop, "audit", self.auditor.run)]
+                          hub.spawn(self._guarded_loop, "audit", self.auditor.run),
+                          hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run)]
         self.threads.extend(self._services)
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:

@@ -46,6 +46,7 @@ class RunOptions:
     ovsdb: str | None = "auto"  # check the switches' OVSDB settings: "auto" (local OVS if present), a db, or None
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
     remove_foreign: bool = True  # remove flows in otseg's tables that it did not install
+    verify_compile_seconds: float = 300.0  # compare the incremental compiler with a full compile this often
 
 
 class StartError(Exception):
@@ -149,6 +150,7 @@ def run(options: RunOptions) -> int:
         known_switches=frozenset(dpid for _, dpid in lab.switches) if lab else None,
         switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
         audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated,
+        verify_compile_seconds=options.verify_compile_seconds,
         resumed=in_force_before == version)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "

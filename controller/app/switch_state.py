@@ -45,6 +45,11 @@ class SwitchState:
     failures: int = 0
     enforces: int = -1  # the policy serial this switch was last brought to (-1: not yet)
     unreadable: bool = False  # its flows could not be read: the next reconcile rewrites it whole
+    # The compiled tables it was last brought to exactly, and what it held then: while both are
+    # the same objects, a reconcile has nothing to diff (the incremental compiler returns the
+    # same SwitchTables for a switch nothing changed on). Any re-read clears it.
+    synced_to: object = None
+    synced_installed: object = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ class Link:
         return Link(min(x, y), max(x, y))
 
 
+_GRAPH_LIMIT = 64
+_GRAPHS: dict[tuple[frozenset[int], frozenset[Link]], nx.Graph] = {}
+_PARENTS: dict[tuple[frozenset[int], frozenset[Link], int], dict[int, int]] = {}
+
+
 @dataclass(frozen=True)
 class Topology:
     switches: frozenset[int]
@@ -60,11 +65,30 @@ class Topology:
 
     def edge_ports(self, dpid: int) -> list[int]:
         """The switch's known ports that are not trunks: where devices attach."""
-        return sorted(p.port for p in self.ports if p.dpid == dpid and p not in self.trunk_ports)
+        return list(self._edge_ports.get(dpid, ()))
+
+    @cached_property
+    def _edge_ports(self) -> dict[int, tuple[int, ...]]:
+        by_switch: dict[int, list[int]] = {}
+        for port in self.ports:
+            if port not in self.trunk_ports:
+                by_switch.setdefault(port.dpid, []).append(port.port)
+        return {dpid: tuple(sorted(ports)) for dpid, ports in by_switch.items()}
 
     @cached_property
     def graph(self) -> nx.Graph:
-        """Switch graph; parallel links are kept on the edge, lowest (port, port) pair first."""
+        """Switch graph; parallel links are kept on the edge, lowest (port, port) pair first.
+        Shared (read-only) by every topology with the same switches and links: an asset sighting
+        makes a new Topology, not a new graph."""
+        key = (self.switches, self.links)
+        graph = _GRAPHS.get(key)
+        if graph is None:
+            if len(_GRAPHS) >= _GRAPH_LIMIT:
+                _GRAPHS.clear()
+            graph = _GRAPHS[key] = self._build_graph()
+        return graph
+
+    def _build_graph(self) -> nx.Graph:
         graph = nx.Graph()
         graph.add_nodes_from(sorted(self.switches))
         for link in sorted(self.links):
@@ -86,13 +110,19 @@ class Topology:
         return [pair[here] for pair in links]
 
     def parents_toward(self, root: int) -> dict[int, int]:
-        """For every switch connected to `root`, the next switch on its shortest path to `root`."""
+        """For every switch connected to `root`, the next switch on its shortest path to `root` (read-only)."""
         key = f"parents:{root}"
         if key not in self._cache:
-            parents: dict[int, int] = {}
-            if root in self.switches:
-                for child, parent in nx.bfs_predecessors(self.graph, root, sort_neighbors=sorted):
-                    parents[child] = parent
+            shared = (self.switches, self.links, root)
+            parents = _PARENTS.get(shared)
+            if parents is None:
+                parents = {}
+                if root in self.switches:
+                    for child, parent in nx.bfs_predecessors(self.graph, root, sort_neighbors=sorted):
+                        parents[child] = parent
+                if len(_PARENTS) >= _GRAPH_LIMIT * 64:
+                    _PARENTS.clear()
+                _PARENTS[shared] = parents
             self._cache[key] = parents
         return self._cache[key]  # type: ignore[return-value]
 
