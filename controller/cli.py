@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from controller.client import ClientError
+from controller.core.budget import HINT, policy_overflows
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.diagram import to_dot
 from controller.core.explain import render_explanation
@@ -20,7 +21,8 @@ from controller.core.relations import direction_warnings
 from controller.core.render import render_json, render_ovs, render_summary, render_text
 from controller.core.topology import Topology
 from controller.io.files import load_lab, load_policy, load_policy_text
-from controller.policy.diagnostics import DocumentError, did_you_mean
+from controller.policy.diagnostics import Diagnostic, DocumentError, did_you_mean
+from controller.policy.topology_doc import LabNetwork
 
 EXIT_INVALID = 2
 
@@ -194,8 +196,15 @@ def _validate(args: argparse.Namespace) -> int:
         except DocumentError as error:
             failed.append(error)
             continue
-        topology = _topology_for(policy, args.topology, file)
+        topology, lab_file, lab = _lab_for(policy, args.topology, file)
         tables = compile_tables(policy, topology)
+        if lab is not None and lab.budgets:
+            names = {dpid: name for name, dpid in lab.switches}
+            over = policy_overflows(policy, topology, dict(lab.budgets), names)
+            if over:
+                failed.append(DocumentError([Diagnostic(lab_file, lab.line_of(o.dpid), 1, o.where, o.problem(), HINT)
+                                             for o in over]))
+                continue
         rules = sum(len(t.flows) for t in tables.values())
         located = len(locate_assets(policy, topology))
         print(f"{file}: ok: policy {policy.name!r}, {len(policy.zones)} zones, {len(policy.assets)} assets "
@@ -207,17 +216,19 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _topology_for(policy: Policy, topology_file: str | None, policy_file: str) -> Topology:
+def _lab_for(policy: Policy, topology_file: str | None, policy_file: str
+             ) -> tuple[Topology, str, LabNetwork | None]:
     """The named lab, or the lab in topologies/ that names this policy, or one switch per pin."""
     if topology_file:
-        return load_lab(topology_file, policy).to_topology(policy)
+        lab = load_lab(topology_file, policy)
+        return lab.to_topology(policy), topology_file, lab
     candidate = Path(policy_file).resolve().parent.parent / "topologies" / Path(policy_file).name
     if candidate.exists():
         lab = load_lab(candidate, policy)
         if lab.policy and Path(lab.policy).name == Path(policy_file).name:
-            return lab.to_topology(policy)
+            return lab.to_topology(policy), str(candidate), lab
     pins = {a.location.dpid for a in policy.assets if a.location}
-    return Topology(switches=frozenset(pins))
+    return Topology(switches=frozenset(pins)), policy_file, None
 
 
 def _compile(args: argparse.Namespace) -> int:

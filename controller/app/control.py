@@ -15,9 +15,11 @@ from typing import Any, Callable
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
+from controller.core.budget import HINT
 from controller.core.change import describe_change
 from controller.core.model import Policy
 from controller.io.files import load_policy_text
+from controller.policy.diagnostics import Diagnostic, DocumentError
 
 log = logging.getLogger("otseg.control")
 
@@ -46,16 +48,19 @@ class ControlPlane:
     def _candidate(self, data: bytes, name: str) -> Policy:
         return self.executor(load_policy_text, data, name)  # type: ignore[no-any-return]  # DocumentError: nothing changes
 
-    def _change(self, candidate: Policy) -> dict[str, Any]:
+    def _change(self, candidate: Policy, name: str = "candidate.yaml") -> dict[str, Any]:
         topology = self.enforcer.topology()
         old_tables = self.enforcer.compiled.tables(self.enforcer.policy, topology, self.enforcer.fast_failover)
         new_tables = self.enforcer.compiled.tables(candidate, topology, self.enforcer.fast_failover)
+        over = self.enforcer.overflows(new_tables, candidate, topology)
+        if over:  # refused whole: no switch gets part of a table
+            raise DocumentError([Diagnostic(name, 1, 1, o.where, o.problem(), HINT) for o in over])
         return describe_change(self.enforcer.policy, candidate, old_tables, new_tables).as_dict()
 
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:
         candidate = self._candidate(data, name)
         with self.lock:
-            change = self._change(candidate)
+            change = self._change(candidate, name)
         return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
                 "change": change}
 
@@ -63,7 +68,7 @@ class ControlPlane:
         candidate = self._candidate(data, name)
         with self.lock:
             start = time.monotonic()
-            change = self._change(candidate)
+            change = self._change(candidate, name)
             previous = self.version
             try:
                 report = self.enforcer.apply_policy(candidate)

@@ -20,6 +20,7 @@ from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchC
     SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ReconcileReport, SwitchChannel,
     SwitchState,
 )
+from controller.core.budget import HINT, Overflow, overflows
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import apply_plan, diff_switch
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
@@ -40,8 +41,13 @@ class Enforcer:
                  pause: Callable[[], None] = lambda: None,
                  on_flow_mods: Callable[[int], object] = lambda count: None,
                  executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args),
-                 resumed: bool = False) -> None:
+                 resumed: bool = False, budgets: dict[int, int] | None = None,
+                 switch_names: dict[int, str] | None = None) -> None:
         self.policy = policy
+        # Entries each switch can hold (max_flows in the topology document): a switch whose
+        # compiled tables exceed it keeps what it holds, and a push that would do so is refused.
+        self.budgets = dict(budgets or {})
+        self.switch_names = dict(switch_names or {})
         # The switches were programmed with this very policy (a restart): during the start-up grace,
         # allow-list rules toward assets whose switch has not reconnected yet are kept too.
         self.resumed = resumed
@@ -76,6 +82,7 @@ class Enforcer:
         self._trunks_cache: frozenset[PortRef] = frozenset()
         self._deferred = 0
         self._defer = True
+        self._overflow_reported: dict[int, int] = {}
         # Runs each compile: the shell passes a native thread, so its hub keeps answering meanwhile.
         self.compiled = CompileCache(executor=executor)
         # Called between switches in a reconcile: the shell passes the hub's yield, so that
@@ -244,7 +251,14 @@ class Enforcer:
                     self._read(state)
                 except ApplyError as error:
                     errors[dpid] = str(error)
-        desired = self.desired()
+        topology = self.topology()
+        desired = self.compiled.tables(self.policy, topology, self.fast_failover)
+        for overflow in self.overflows(desired, self.policy, topology):
+            errors[overflow.dpid] = overflow.describe()
+            if self._overflow_reported.get(overflow.dpid) != overflow.count:
+                self._overflow_reported[overflow.dpid] = overflow.count
+                log.error("%s: it keeps the tables it holds until the policy or the topology fits (%s)",
+                          overflow.describe(), HINT)
         flow_mods = 0
         self._deferred = 0
         waiting = tuple(dpid for dpid, state in sorted(self.switches.items()) if self._awaiting_trunks(state))
@@ -269,6 +283,14 @@ class Enforcer:
             self.on_flow_mods(flow_mods)
         self.last_report = report
         return report
+
+    def overflows(self, tables: dict[int, SwitchTables], policy: Policy, topology: Topology) -> list[Overflow]:
+        """Switches whose `tables` (compiled for `policy` on `topology`) exceed their budget."""
+        over = [dpid for dpid, limit in self.budgets.items() if dpid in tables and len(tables[dpid].flows) > limit]
+        if not over:
+            return []
+        contributions = self.compiled.contributions(self.fast_failover, policy, topology, over)
+        return overflows(tables, {dpid: self.budgets[dpid] for dpid in over}, contributions, self.switch_names)
 
     def _awaiting_trunks(self, state: SwitchState) -> bool:
         if not state.expected_trunks or self.clock() - state.connected_at > TRUNK_WAIT_SECONDS:

@@ -77,6 +77,7 @@ class Settings:
     remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
     api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
     resumed: bool = False  # the switches hold this policy from before (a restart)
+    budgets: tuple[tuple[int, int], ...] = ()  # (dpid, max_flows) from the topology document
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -103,7 +104,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  # A compile is seconds of pure Python at 1,000+ assets: run it on a
                                  # native thread so the hub keeps answering LLDP, barriers and echoes.
                                  # One at a time: the incremental compiler keeps state between compiles.
-                                 executor=serialised(tpool.execute), resumed=settings.resumed)
+                                 executor=serialised(tpool.execute), resumed=settings.resumed,
+                                 budgets=dict(settings.budgets), switch_names={d: n for n, d in names.items()})
         self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},

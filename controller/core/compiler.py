@@ -15,7 +15,7 @@ context at once and runs every unit: the reference the incremental compiler is c
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from controller.core.flows import Flow, Meter, SwitchTables
 from controller.core.ids import assign_ids
@@ -159,6 +159,13 @@ class CompileCache:
             self.hits += 1
         self._entries[key] = tables  # most recently used last
         return tables
+
+    def contributions(self, fast_failover: bool, policy: Policy, topology: Topology,
+                      dpids: Iterable[int]) -> dict[int, dict[tuple[str, object], int]]:
+        """Entries per compiler unit on these switches, for these inputs."""
+        engine = self.engines[fast_failover]
+        self.executor(engine.compile, policy, topology)
+        return engine.contributions(dpids)
 
     def snapshot(self) -> list[tuple[bool, Policy, Topology, dict[int, SwitchTables]]]:
         """Each incremental compiler's inputs and tables: cheap, taken under the caller's lock."""

@@ -84,6 +84,17 @@ class IncrementalCompiler:
         self._touched: dict[int, set[Key]] = {}
         self._touched_groups: set[int] = set()
 
+    def contributions(self, dpids: Iterable[int]) -> dict[int, dict[UnitId, int]]:
+        """Per switch: how many entries each unit yields there (for budget reports)."""
+        wanted = set(dpids)
+        result: dict[int, dict[UnitId, int]] = {dpid: {} for dpid in wanted}
+        for unit, output in self._outputs.items():
+            for dpid, _ in output.flows:
+                if dpid in wanted:
+                    counts = result[dpid]
+                    counts[unit] = counts.get(unit, 0) + 1
+        return result
+
     def reset(self) -> None:
         """Forget everything: the next compile is a full one."""
         self.ctx = None

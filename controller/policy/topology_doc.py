@@ -16,7 +16,7 @@ from controller.core.model import Policy
 from controller.core.topology import Link, PortRef, Topology
 from controller.policy.diagnostics import Collector, Diagnostic, did_you_mean
 from controller.policy.fields import MAX_PORT, Reader
-from controller.policy.nodes import Mark, Node, Scalar, Sequence, kind_of
+from controller.policy.nodes import Mapping, Mark, Node, Scalar, Sequence, kind_of
 
 _END = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*):(\d+)$")
 
@@ -37,6 +37,11 @@ class LabNetwork:
     switches: tuple[tuple[str, int], ...]
     links: tuple[Link, ...]
     hosts: tuple[LabHost, ...]
+    budgets: tuple[tuple[int, int], ...] = ()  # (dpid, max_flows): entries the switch can hold
+    switch_lines: tuple[tuple[int, int], ...] = field(default=(), compare=False)  # (dpid, line in the file)
+
+    def line_of(self, dpid: int) -> int:
+        return dict(self.switch_lines).get(dpid, 1)
 
     def to_topology(self, policy: Policy) -> Topology:
         """The compiler's view: every host that is a policy asset is attached where the lab puts it."""
@@ -72,7 +77,14 @@ def validate_topology(tree: Node, file: str, problems: Iterable[Diagnostic] = ()
     switches: dict[str, int] = {}
     owners: dict[int, str] = {}
     switch_map = read.mapping(root.get("switches"), "switches", "'switches'")
+    budgets: dict[int, int] = {}
+    lines: dict[int, int] = {}
     for key, value in switch_map.items if switch_map else ():
+        limit = None
+        if isinstance(value, Mapping):  # {dpid: N, max_flows: M}
+            read.keys(value, f"switch {key.text!r}", ("dpid", "max_flows"), required=("dpid",))
+            limit = read.integer(value.get("max_flows"), f"switch {key.text!r}", "max_flows", 1, 100_000_000)
+            value = value.get("dpid")  # type: ignore[assignment]
         dpid = read.dpid(value, f"switch {key.text!r}")
         if read.name(key, "switches", "switch") is None or dpid is None:
             continue
@@ -82,11 +94,15 @@ def validate_topology(tree: Node, file: str, problems: Iterable[Diagnostic] = ()
             continue
         owners[dpid] = key.text
         switches[key.text] = dpid
+        lines[dpid] = key.mark.line
+        if limit is not None:
+            budgets[dpid] = limit
     used: dict[PortRef, str] = {}
     links = _links(read, collector, root.get("links"), switches, used)
     hosts = _hosts(read, collector, root.get("hosts"), switches, used)
     collector.raise_if_any()
-    return LabNetwork(name, policy, tuple(sorted(switches.items())), tuple(links), tuple(hosts))
+    return LabNetwork(name, policy, tuple(sorted(switches.items())), tuple(links), tuple(hosts),
+                      tuple(sorted(budgets.items())), tuple(sorted(lines.items())))
 
 
 def _claim(collector: Collector, used: dict[PortRef, str], where: PortRef, owner: str, node: Node) -> bool:

@@ -7,12 +7,15 @@ a missing prerequisite fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
 
 import pytest
 
@@ -111,6 +114,17 @@ class Scenario:
         return Lab.switch_node(self.description.switch_name(dpid))
 
 
+
+
+def api(scenario: Scenario, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    """One control-API call with the controller's token: (HTTP status, JSON answer)."""
+    request = urllib.request.Request(scenario.controller.api_url + path, data=body, method=method,
+                                     headers={"Authorization": f"Bearer {scenario.controller.token()}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
 
 
 def running(topology: str, policy: str, workdir: Path, announce: bool = False,

@@ -20,7 +20,7 @@ import pytest
 from controller.app.enforcer import STARTUP_GRACE_SECONDS
 from controller.app.store import version_of
 from controller.lab.traffic import Stream
-from tests.integration.conftest import ROOT, Scenario, dump, dump_groups, running
+from tests.integration.conftest import ROOT, Scenario, api, dump, dump_groups, running
 
 A = ROOT / "policies" / "plant.yaml"
 B = Path(__file__).resolve().parent / "data" / "plant-b.yaml"
@@ -33,13 +33,7 @@ def plant(workdir: Path) -> Iterator[Scenario]:
 
 
 def _api(plant: Scenario, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(plant.controller.api_url + path, data=body, method=method,
-                                     headers={"Authorization": f"Bearer {plant.controller.token()}"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    return api(plant, method, path, body)
 
 
 def _otseg(plant: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
