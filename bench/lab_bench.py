@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,59 @@ class GeneratedBench(LabRun):
                 "identical": all(r["identical"] for r in results)}
 
 
+    def reconnect_intact(self, runs: int = 3) -> dict[str, Any]:
+        """A switch loses its controller and comes back with its tables: nothing is flushed. The
+        bridge's entries are polled every 20 ms throughout; the controller's flow-mod counter says
+        what it sent."""
+        bridge = Lab.switch_node(self.description.switches[2][0])
+        before = flow_set(bridge)
+        results = []
+        for _ in range(runs):
+            sent_before = self._flow_mods()
+            subprocess.run(["ovs-vsctl", "set-controller", bridge, "tcp:127.0.0.1:9"], check=True)  # nobody there
+            self.controller.wait_for(lambda s: f"{self._edge_dpid():#x}" not in s["switches"], 30, "switch cut off")
+            fewest = flow_count(bridge)
+            start = time.monotonic()
+            subprocess.run(["ovs-vsctl", "set-controller", bridge, "tcp:127.0.0.1:6653"], check=True)
+            back = None
+            while time.monotonic() - start < 60:
+                fewest = min(fewest, flow_count(bridge))
+                if back is None and self._programmed(bridge):
+                    back = time.monotonic() - start
+                if back is not None and time.monotonic() - start > back + 3:
+                    break
+                time.sleep(0.02)
+            results.append({"back_s": back, "fewest_entries": fewest, "entries": len(before),
+                            "identical": flow_set(bridge) == before, "flow_mods": self._flow_mods() - sent_before})
+        backs = [r["back_s"] for r in results if r["back_s"] is not None]
+        return {**self.size, "bridge": bridge, "runs": runs, "raw": results,
+                "back_median_s": statistics.median(backs) if backs else None,
+                "entries_lost_max": max(r["entries"] - r["fewest_entries"] for r in results),
+                "flow_mods_max": max(r["flow_mods"] for r in results),
+                "identical": all(r["identical"] for r in results)}
+
+    def _edge_dpid(self) -> int:
+        return self.description.switches[2][1]
+
+    def _programmed(self, bridge: str) -> bool:
+        status = self.controller.status() or {}
+        state = status.get("switches", {}).get(f"{self._edge_dpid():#x}")
+        return bool(state and state.get("programmed") and state.get("policy_in_force", True))
+
+    def _flow_mods(self) -> float:
+        with urllib.request.urlopen(self.controller.api_url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("otseg_reconcile_flow_mods_total"))
+
+
 def run_generated(workdir: Path, quick: bool = False) -> dict[str, Any]:
-    results: dict[str, Any] = {"change_latency": [], "connect": []}
+    results: dict[str, Any] = {"change_latency": [], "connect": [], "reconnect_intact": []}
     cases = [(100, 10, 50, 10), (100, 10, 50, 30), (1000, 50, 200, 10)]
     for assets, zones, conduits, switches in cases[:2] if quick else cases:
         with GeneratedBench(workdir / f"g-{assets}-{switches}", assets, zones, conduits, switches) as bench:
             results["change_latency"].append(bench.change_latency(6 if quick else 10))
             if assets == 1000:
                 results["connect"].append(bench.connect_to_programmed(1 if quick else 3))
+                results["reconnect_intact"] = [bench.reconnect_intact(1 if quick else 3)]
     return results

@@ -19,7 +19,7 @@ from controller.core import incremental
 from controller.core.compiler import compile_tables
 from controller.core.incremental import IncrementalCompiler
 from controller.core.model import Conduit, Intra, Location, Policy
-from controller.core.topology import PortRef, Topology
+from controller.core.topology import Link, PortRef, Topology
 from controller.io.files import load_lab, load_policy
 from tests.strategies import scenarios
 
@@ -51,7 +51,7 @@ def _with_asset(policy: Policy, index: int, **changes: object) -> Policy:
 def edit(policy: Policy, topology: Topology, draw: st.DrawFn) -> tuple[Policy, Topology]:
     kind = draw(st.sampled_from(["zone", "vlan", "ip", "pin", "unpin", "remove", "add", "attach", "detach",
                                  "link", "port", "conduit", "conduit-mode", "stateful", "zone-mode", "intra",
-                                 "policy-mode", "nothing"]))
+                                 "policy-mode", "switch-up", "switch-down", "nothing"]))
     zones = [z.name for z in policy.zones]
     switches = sorted(topology.switches)
     count = len(policy.assets)
@@ -75,7 +75,8 @@ def edit(policy: Policy, topology: Topology, draw: st.DrawFn) -> tuple[Policy, T
         return replace(policy, assets=policy.assets[:pick] + policy.assets[pick + 1:], conduits=conduits,
                        _index={}), topology
     if kind == "add":
-        serial = count + 50
+        names = {a.name for a in policy.assets}
+        serial = next(n for n in range(50, 200) if f"n{n}" not in names)  # names (and MACs, IPs) stay unique
         asset = replace(policy.assets[0], name=f"n{serial}", mac=f"00:00:00:00:01:{serial:02x}",
                         ip=f"10.0.2.{serial}", zone=draw(st.sampled_from(zones)), location=None)
         where = PortRef(draw(st.sampled_from(switches)), 60 + serial)
@@ -96,6 +97,19 @@ def edit(policy: Policy, topology: Topology, draw: st.DrawFn) -> tuple[Policy, T
         gone = links[draw(st.integers(0, len(links) - 1))]
         return policy, replace(topology, links=frozenset(links) - {gone}, declared_trunks=topology.declared_trunks
                                | {gone.a, gone.b}, _cache={})
+    if kind == "switch-up":  # a new switch connects, linked to one of the others
+        new = max(switches) + 1
+        neighbour = draw(st.sampled_from(switches))
+        link = Link.between(PortRef(new, 30), PortRef(neighbour, 30 + new))
+        return policy, replace(topology, switches=topology.switches | {new}, links=topology.links | {link},
+                               ports=topology.ports | {link.a, link.b, PortRef(new, 1)}, _cache={})
+    if kind == "switch-down" and len(switches) > 1:  # a switch goes away with its links and ports
+        gone = draw(st.sampled_from(switches))
+        return policy, replace(topology, switches=topology.switches - {gone},
+                               links=frozenset(l for l in topology.links if gone not in (l.a.dpid, l.b.dpid)),
+                               ports=frozenset(p for p in topology.ports if p.dpid != gone),
+                               declared_trunks=frozenset(p for p in topology.declared_trunks if p.dpid != gone),
+                               _cache={})
     if kind == "port" and topology.ports:
         ports = sorted(topology.ports)
         return policy, replace(topology, ports=frozenset(ports) - {ports[pick % len(ports)]}, _cache={})
@@ -177,6 +191,18 @@ def test_example_labs_under_every_edit_kind(name: str) -> None:
         fewer = replace(policy, conduits=policy.conduits[:index] + policy.conduits[index + 1:], _index={})
         assert_equals_full(engine, fewer, topology)
     assert_equals_full(engine, policy, topology)
+    assert engine.full_compiles == 1
+
+
+def test_a_switch_that_connects_or_goes_is_compiled_incrementally() -> None:
+    policy = load_policy(ROOT / "policies" / "plant.yaml")
+    topology = load_lab(ROOT / "topologies" / "plant.yaml", policy).to_topology(policy)
+    engine = IncrementalCompiler()
+    for gone in sorted(topology.switches):
+        without = replace(topology, switches=topology.switches - {gone},
+                          links=frozenset(l for l in topology.links if gone not in (l.a.dpid, l.b.dpid)), _cache={})
+        assert_equals_full(engine, policy, without)
+        assert_equals_full(engine, policy, topology)
     assert engine.full_compiles == 1
 
 

@@ -100,7 +100,11 @@ class Enforcer:
         self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
         self.headless.discard(channel.dpid)
         self.ports[channel.dpid] = set(ports)
-        self.settled_at = self.clock() + self.settle_seconds
+        if self.known_switches is None or channel.dpid not in self.known_switches:
+            # Which of its ports are trunks is unknown until LLDP has crossed them: let it settle.
+            # A switch of the topology document instead waits for exactly its declared links
+            # (`_awaiting_trunks`), then gets its tables at once, in one bundle.
+            self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
 
     def ports_described(self, dpid: int, ports: Iterable[int], down: Iterable[int] = ()) -> None:
@@ -321,7 +325,9 @@ class Enforcer:
             state.installed, state.unreadable = frozenset(), True
         state.meters = {m.meter_id: m for m in state.channel.read_meters()}
         state.groups = {g.group_id: g for g in state.channel.read_groups()}
-        state.expected_trunks = trunks_in_flows(state.installed)
+        # The trunks to wait for: those its own flows show (it kept its tables), and its declared links.
+        declared = frozenset(end.port for end in self.trunk_ports() if end.dpid == state.channel.dpid)
+        state.expected_trunks = trunks_in_flows(state.installed) | declared
         for name, where in bindings_in_flows(self.policy, state.channel.dpid, state.installed,
                                              self.topology().trunk_ports).items():
             if name not in self.bound:

@@ -117,7 +117,7 @@ def all_units(ctx: Context) -> Iterator[UnitOutput]:
     for name in ctx.assets:
         output = destination_unit(ctx, name)
         for dpid in output.served:
-            served.setdefault(dpid, set()).add(ctx.assets[name].zone)
+            served.setdefault(dpid, set()).add(output.zone)
         yield output
     ctx.destination_zones = {dpid: frozenset(zones) for dpid, zones in served.items()}
     for key in sorted(ctx.multicast):

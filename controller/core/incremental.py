@@ -75,7 +75,6 @@ class IncrementalCompiler:
         self._sources: dict[int, dict[Key, tuple[UnitId, Flow] | dict[UnitId, Flow]]] = {}
         self._groups: dict[int, dict[GroupKey, int]] = {}  # refcounts
         self._served: dict[int, dict[str, int]] = {}  # dpid -> zone -> destination units serving it
-        self._served_zone: dict[UnitId, str] = {}  # destination unit -> the zone it counted in
         self._meters_dirty: set[int] = set()
         self._tables: dict[int, SwitchTables] = {}
         self._by_endpoint: dict[Endpoint, list[Relation]] = {}
@@ -109,12 +108,24 @@ class IncrementalCompiler:
         if old is not None and old.policy is policy and old.topology is topology:
             self.stats = Stats()
             return self.tables
-        if old is None or old.topology.switches != topology.switches:
+        if old is None:
             return self._full(policy, topology)
         self.stats = Stats()
+        added = topology.switches - old.topology.switches
+        removed = old.topology.switches - topology.switches
+        for dpid in added:  # a switch that connects: its units start from nothing
+            for table in (self._chosen, self._sources, self._groups, self._served, self._touched):
+                table[dpid] = {} if table is not self._touched else set()  # type: ignore[index]
+            self._flowsets[dpid] = set()
         ctx, dirty = self._derive_changes(old, policy, topology)
         self.ctx = ctx
         self._run(ctx, dirty)
+        for dpid in removed:  # every unit that yielded entries there was rerun and yields none now
+            if self._sources[dpid] or self._groups[dpid]:
+                return self._full(policy, topology)  # cannot happen; recompute rather than keep a ghost
+            for table in (self._chosen, self._sources, self._groups, self._served, self._touched,  # type: ignore[assignment]
+                          self._flowsets, self._tables):
+                table.pop(dpid, None)
         return self._finish()
 
     # -- full ---------------------------------------------------------------------------------
@@ -129,7 +140,6 @@ class IncrementalCompiler:
         self._sources = {dpid: {} for dpid in topology.switches}
         self._groups = {dpid: {} for dpid in topology.switches}
         self._served = {dpid: {} for dpid in topology.switches}
-        self._served_zone = {}
         self._meters_dirty = set(topology.switches)
         self._tables = {}
         self._index_relations(ctx)
@@ -179,7 +189,7 @@ class IncrementalCompiler:
             ctx.members[zone] = set()
 
         # Where assets are.
-        trunks_changed = (topology.trunk_ports != old.topology.trunk_ports)
+        trunks_changed = topology.trunk_ports != old.topology.trunk_ports or topology.switches != old.topology.switches
         if trunks_changed:
             relocate: Iterable[str] = ctx.assets.keys() | old.located.keys()
         else:
@@ -272,7 +282,7 @@ class IncrementalCompiler:
 
         # Routes: switches whose forwarding toward a home changed.
         changed_routes: dict[int, set[int]] = {}
-        if topology.links != old.topology.links:
+        if topology.links != old.topology.links or topology.switches != old.topology.switches:
             changed_routes = _route_changes(old, ctx)
             homes = {home: dpids for home, dpids in changed_routes.items() if dpids}
             if homes:
@@ -284,8 +294,9 @@ class IncrementalCompiler:
                     if not dpids.isdisjoint(unit.served) or not dpids.isdisjoint(ctx.ingress(name)):
                         dirty["destination"].add(name)
         if topology.links != old.topology.links or topology.ports != old.topology.ports \
-                or topology.declared_trunks != old.topology.declared_trunks:
-            for dpid in topology.switches:
+                or topology.declared_trunks != old.topology.declared_trunks \
+                or topology.switches != old.topology.switches:
+            for dpid in topology.switches | old.topology.switches:
                 if _infra_inputs(old.topology, dpid) != _infra_inputs(topology, dpid):
                     dirty["infra"].add(dpid)
 
@@ -411,7 +422,7 @@ class IncrementalCompiler:
                 del counts[group]
             self._touched_groups.add(dpid)
         if output.served:
-            zone = self._served_zone.pop(unit)
+            zone = output.zone
             for dpid in output.served:
                 zones = self._served[dpid]
                 zones[zone] -= 1
@@ -440,9 +451,7 @@ class IncrementalCompiler:
             counts[group] = counts.get(group, 0) + 1
             self._touched_groups.add(dpid)
         if output.served:
-            assert self.ctx is not None
-            zone = self.ctx.assets[str(unit[1])].zone
-            self._served_zone[unit] = zone
+            zone = output.zone
             for dpid in output.served:
                 zones = self._served[dpid]
                 zones[zone] = zones.get(zone, 0) + 1
@@ -452,7 +461,7 @@ class IncrementalCompiler:
         topology = self.ctx.topology
         rebuilt: set[int] = set()
         for dpid, keys in self._touched.items():
-            if not keys:
+            if not keys or dpid not in topology.switches:
                 continue
             chosen = self._chosen[dpid]
             flowset = self._flowsets[dpid]
@@ -478,7 +487,7 @@ class IncrementalCompiler:
                     self.stats.entries_changed += 1
                     rebuilt.add(dpid)
             keys.clear()
-        for dpid in rebuilt | self._touched_groups | self._meters_dirty:
+        for dpid in (rebuilt | self._touched_groups | self._meters_dirty) & topology.switches:
             previous = self._tables.get(dpid)
             # from a set, frozenset() reuses the stored hashes: no Flow.__hash__ call per entry
             flows = frozenset(self._flowsets[dpid]) if dpid in rebuilt or previous is None else previous.flows
@@ -495,11 +504,12 @@ class IncrementalCompiler:
 def _route_changes(old: Context, new: Context) -> dict[int, set[int]]:
     """Per home switch: the switches whose next hop, port, protection or trunk ports toward it changed."""
     result: dict[int, set[int]] = {}
+    everywhere = old.topology.switches | new.topology.switches
     for home in new.topology.switches:
         before, after = old.topology.parents_toward(home), new.topology.parents_toward(home)
         protected_before, protected_after = old.protections(home), new.protections(home)
         changed: set[int] = set()
-        for dpid in new.topology.switches:
+        for dpid in everywhere:
             parent = after.get(dpid)
             if parent != before.get(dpid) or protected_before.get(dpid) != protected_after.get(dpid):
                 changed.add(dpid)

@@ -49,6 +49,7 @@ class UnitOutput:
     flows: tuple[tuple[int, Flow], ...] = ()
     groups: tuple[tuple[int, GroupKey], ...] = ()
     served: frozenset[int] = frozenset()  # destination units: the switches that forward toward the asset
+    zone: str = ""  # destination units: the asset's zone (deny counters name the zones served on a switch)
 
 
 EMPTY = UnitOutput()
@@ -232,6 +233,8 @@ def make_group(dpid_trunks: tuple[int, ...], key: GroupKey) -> Group:
 # -- the units ------------------------------------------------------------------------------
 def infra_unit(ctx: Context, dpid: int) -> UnitOutput:
     topology = ctx.topology
+    if dpid not in topology.switches:
+        return EMPTY
     live = list(trunk_ports_of(topology, dpid))
     trunks = sorted(p.port for p in topology.trunk_ports if p.dpid == dpid)
     return UnitOutput(tuple((dpid, f) for f in infrastructure_flows(live, trunks, topology.edge_ports(dpid))))
@@ -321,7 +324,7 @@ def destination_unit(ctx: Context, name: str) -> UnitOutput:
         if asset.ip is not None and dpid in ingress:
             entries.append(arp_request_flow(asset.mac, asset.ip, tag, out, origin))
         flows += [(dpid, f) for f in entries]
-    return UnitOutput(tuple(flows), tuple(groups), frozenset(served))
+    return UnitOutput(tuple(flows), tuple(groups), frozenset(served), asset.zone)
 
 
 def _walk_up(starts: set[int] | frozenset[int], home: int, parents: dict[int, int], seen: set[int]) -> set[int]:
