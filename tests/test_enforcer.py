@@ -191,6 +191,35 @@ def test_reconciling_waits_for_links_of_a_newly_connected_switch() -> None:
     assert enforcer.settle_remaining() == 0.0
 
 
+def test_a_switch_of_the_topology_document_needs_no_settle_time_and_gets_its_tables_in_one_send() -> None:
+    """A new switch named by the topology document: at once its trunk-LLDP entries only (so that
+    its declared links can be verified), then, once they are up, all the rest in one send."""
+    now = [100.0]
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    enforcer = Enforcer(policy, clock=lambda: now[0], settle_seconds=2.0, startup_grace=0,
+                        declared_links=topology.links, known_switches=topology.switches)
+    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
+                for dpid in topology.switches}
+    for fake in switches.values():
+        enforcer.switch_connected(fake, fake.ports())
+    assert enforcer.settle_remaining() == 0.0
+    report = enforcer.reconcile()
+    assert set(report.waiting) == set(topology.switches)
+    for fake in switches.values():
+        [first] = fake.sent
+        assert first.add and all(f.field("eth_type").value == 0x88CC for f in first.add)  # type: ignore[union-attr]
+        assert {f.field("in_port").value for f in first.add} == {  # type: ignore[union-attr]
+            end.port for link in topology.links for end in (link.a, link.b) if end.dpid == fake.dpid}
+        fake.sent.clear()
+    for link in topology.links:
+        enforcer.link_up(link)
+    report = enforcer.reconcile()
+    assert report.waiting == ()
+    desired = enforcer.desired()
+    for dpid, fake in switches.items():
+        assert len(fake.sent) == 1 and fake.flows == desired[dpid].flows
+
+
 def test_deletions_wait_for_the_start_up_grace() -> None:
     now = [0.0]
     policy, topology = load_example("linear.yaml", "linear.yaml")

@@ -22,12 +22,13 @@ from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchC
 )
 from controller.core.budget import HINT, Overflow, overflows
 from controller.core.compiler import CompileCache, locate_assets
-from controller.core.diff import apply_plan, diff_switch
+from controller.core.diff import apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
 from controller.core.flows import SwitchTables
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
-from controller.core.pipeline import POLICY, PORT_SECURITY
+from controller.core.pipeline import METER_LLDP, POLICY, PORT_SECURITY
+from controller.core.rules import PRIO_LLDP
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
@@ -268,7 +269,11 @@ class Enforcer:
         waiting = tuple(dpid for dpid, state in sorted(self.switches.items()) if self._awaiting_trunks(state))
         for dpid, state in sorted(self.switches.items()):
             tables = desired.get(dpid)
-            if tables is None or dpid in errors or dpid in waiting:
+            if tables is None or dpid in errors:
+                continue
+            if dpid in waiting:
+                if tables is not None and state.installed is not None and not any(map(is_ours, state.installed)):
+                    flow_mods += self._bootstrap(state, tables)
                 continue
             try:
                 sent = self._reconcile_switch(state, tables)
@@ -295,6 +300,29 @@ class Enforcer:
             return []
         contributions = self.compiled.contributions(self.fast_failover, policy, topology, over)
         return overflows(tables, {dpid: self.budgets[dpid] for dpid in over}, contributions, self.switch_names)
+
+    def _bootstrap(self, state: SwitchState, tables: SwitchTables) -> int:
+        """A new or emptied switch waiting for its declared links: only what lets LLDP verify them
+        (the trunk-LLDP entries and their meter), so that the rest of its tables can follow in
+        one bundle once the links are known. Nothing it admits carries traffic."""
+        lldp = frozenset(f for f in tables.flows if f.table == PORT_SECURITY and f.priority == PRIO_LLDP)
+        meters = frozenset(m for m in tables.meters if m.meter_id == METER_LLDP)
+        assert state.installed is not None
+        plan = diff_switch(SwitchTables(tables.dpid, lldp, meters), state.installed, state.meters, state.groups, False)
+        plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=())  # add only
+        if plan.empty:
+            return 0
+        try:
+            state.channel.send(plan)
+        except ApplyError as error:
+            log.warning("switch %s refused its LLDP entries: %s", _dpid(state.channel.dpid), error)
+            state.installed = None
+            return 0
+        state.installed = apply_plan(state.installed, plan.flows)
+        state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
+        log.info("switch %s: LLDP entries first (%s); its tables follow once its declared links are up",
+                 _dpid(state.channel.dpid), plan.summary())
+        return len(plan)
 
     def _awaiting_trunks(self, state: SwitchState) -> bool:
         if not state.expected_trunks or self.clock() - state.connected_at > TRUNK_WAIT_SECONDS:

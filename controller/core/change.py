@@ -47,7 +47,7 @@ def describe_change(old: Policy, new: Policy, old_tables: dict[int, SwitchTables
     flow_mods = 0
     for dpid, tables in new_tables.items():
         previous = old_tables.get(dpid)
-        if previous is None:
+        if previous is None or previous is tables:  # the same object: the incremental compiler left it alone
             continue
         plan = diff_switch(tables, previous.flows, {m.meter_id: m for m in previous.meters},
                            {g.group_id: g for g in previous.groups})

@@ -145,7 +145,11 @@ class Flow:
 
     @property
     def key(self) -> tuple[str, int, tuple[Field, ...]]:
-        return (self.table, self.priority, self.match)
+        cached = self.__dict__.get("_key")
+        if cached is None:  # built once: diffs and merges look keys up by the hundred thousand
+            cached = (self.table, self.priority, self.match)
+            object.__setattr__(self, "_key", cached)
+        return cached  # type: ignore[no-any-return]
 
     def field(self, name: str) -> Field | None:
         for item in self.match:
