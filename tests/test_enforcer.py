@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.core.compiler import compile_tables
 from controller.core.diff import Plan, SwitchPlan, is_foreign, is_ours
-from controller.core.flows import Flow, Group, Meter, make_flow
+from controller.core.flows import ClearActions, Flow, Group, Meter, Output, SwitchTables, make_flow
 from controller.core.learning import Sighting
 from controller.core.topology import Link, PortRef
+from controller.io.files import load_lab, load_policy
 from tests.conftest import load_example
 
 FOREIGN = make_flow("port_security", 5, {"in_port": 7}, [], cookie=0x1234)  # somebody else's flow
@@ -336,8 +338,8 @@ def test_a_push_that_changes_an_assets_mac_drops_its_binding() -> None:
 def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denies() -> None:
     """Deletions of forwarding entries wait during the start-up grace; what waits must be unable to
     admit an edge frame. Here switch 2 first only carries traffic toward scada from trunks (a
-    MAC-only entry), then plc-a binds there and the entry is stale but kept: a frame from plc-a to
-    scada's MAC with a foreign IPv4 destination must still be dropped."""
+    MAC-only entry), then plc-a binds there: a frame from plc-a to scada's MAC with a foreign IPv4
+    destination must still be dropped (at scada's own switch, whatever s2 holds meanwhile)."""
     from controller.core.flows import SwitchTables  # noqa: PLC0415
     from controller.core.frames import Frame  # noqa: PLC0415
     from tests.sim import Network, ovs_key  # noqa: PLC0415
@@ -355,13 +357,60 @@ def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denie
         asset = policy.asset(name)
         enforcer.frame_sampled(Sighting(where[name], asset.mac, asset.ip))
         enforcer.reconcile()
-    assert enforcer.last_report is not None and enforcer.last_report.deferred_deletes > 0
     installed = {dpid: SwitchTables(dpid, frozenset(fake.flows), frozenset(fake.meters),
                                     frozenset(fake.groups.values())) for dpid, fake in switches.items()}
     scada, plc = policy.asset("scada"), policy.asset("plc-a")
     relayed = Frame(scada.mac, plc.mac, (), 0x0800, ipv4_src=plc.ip, ipv4_dst="192.0.2.77", ip_proto=17,
                     udp_src=40000, udp_dst=162)
     assert Network(installed, topology).send(where["plc-a"], ovs_key(relayed)).delivered_ports() == set()
+
+
+def test_a_restart_with_another_policy_keeps_no_entry_that_classifies_a_mac_by_its_old_zone() -> None:
+    """Found by an attacker's review: x moves from zone zx to zq while the controller is down, and
+    the new policy lets a (on s2) reach zx. s2 held an entry by x's MAC writing x's *old* ids
+    (zx); kept through the start-up grace, a's frame to x would be classified as zx, allowed,
+    and delivered. Entries that classify a MAC otherwise than the policy in force must go at once."""
+    from controller.core.frames import Frame  # noqa: PLC0415
+    from tests.sim import Network, ovs_key  # noqa: PLC0415
+
+    data = Path(__file__).resolve().parent / "data" / "grace"
+    old, new = load_policy(data / "old.yaml"), load_policy(data / "new.yaml")
+    topology = load_lab(data / "topology.yaml", old).to_topology(old)
+    first = Enforcer(old, settle_seconds=0, startup_grace=0, declared_links=topology.links)
+    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
+                for dpid in topology.switches}
+    for fake in switches.values():
+        first.switch_connected(fake, fake.ports())
+    for link in topology.links:
+        first.link_up(link)
+    for name, where in topology.attachments:
+        first.frame_sampled(Sighting(where, old.asset(name).mac, old.asset(name).ip))
+    first.reconcile()
+    # the restart, with the new policy: deletions of forwarding entries wait (startup grace)
+    restarted = Enforcer(new, settle_seconds=0, startup_grace=3600, declared_links=topology.links)
+    for fake in switches.values():
+        restarted.switch_connected(fake, fake.ports())
+    for link in topology.links:
+        restarted.link_up(link)
+    restarted.reconcile()
+    installed = {dpid: SwitchTables(dpid, frozenset(fake.flows), frozenset(fake.meters),
+                                    frozenset(fake.groups.values())) for dpid, fake in switches.items()}
+    a, x = new.asset("a"), new.asset("x")
+    syn = Frame(x.mac, a.mac, (), 0x0800, ipv4_src=a.ip, ipv4_dst=x.ip, ip_proto=6, ip_frag="no", tcp_src=40000,
+                tcp_dst=502, tcp_flags=2)
+    where = dict(topology.attachments)
+    assert Network(installed, topology).send(where["a"], ovs_key(syn)).delivered_ports() == set()
+
+
+def test_stale_entries_may_wait_only_if_they_classify_as_the_policy_in_force() -> None:
+    from controller.app.enforcer import may_wait  # noqa: PLC0415
+    from controller.core.rules import unicast_flow  # noqa: PLC0415
+
+    mac = "00:00:00:00:00:04"
+    entry = unicast_flow(mac, 0x1234, Output(3), "asset:x")
+    assert may_wait(entry, {mac: 0x1234}) and not may_wait(entry, {mac: 0x9999}) and not may_wait(entry, {})
+    drop = make_flow("destination", 110, {"eth_dst": mac, "eth_type": 0x0800}, [ClearActions()], 1)
+    assert may_wait(drop, {})  # it admits nothing
 
 
 def test_an_audit_finds_and_repairs_every_kind_of_drift_within_one_period() -> None:

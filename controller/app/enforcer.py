@@ -24,10 +24,12 @@ from controller.core.budget import HINT, Overflow, overflows
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
-from controller.core.flows import SwitchTables
+from controller.core.flows import (
+    ApplyActions, Flow, GroupAction, Output, SetField, SwitchTables, WriteActions, WriteMetadata,
+)
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
-from controller.core.pipeline import METER_LLDP, POLICY, PORT_SECURITY
+from controller.core.pipeline import DESTINATION, DST_MASK, METER_LLDP, POLICY, PORT_SECURITY
 from controller.core.rules import PRIO_LLDP
 from controller.core.topology import Link, PortRef, Topology
 
@@ -301,6 +303,15 @@ class Enforcer:
         contributions = self.compiled.contributions(self.fast_failover, policy, topology, over)
         return overflows(tables, {dpid: self.budgets[dpid] for dpid in over}, contributions, self.switch_names)
 
+    def _destination_tags(self) -> dict[str, int]:
+        """Each asset's MAC and the destination ids (metadata) the policy in force gives it."""
+        ctx = self.compiled.engines[self.fast_failover].ctx
+        if ctx is None or ctx.policy is not self.policy:
+            self.compiled.tables(self.policy, self.topology(), self.fast_failover)
+            ctx = self.compiled.engines[self.fast_failover].ctx
+        assert ctx is not None
+        return {asset.mac: ctx.asset_dst_tag(asset) for asset in self.policy.assets}
+
     def _bootstrap(self, state: SwitchState, tables: SwitchTables) -> int:
         """A new or emptied switch waiting for its declared links: only what lets LLDP verify them
         (the trunk-LLDP entries and their meter), so that the rest of its tables can follow in
@@ -386,11 +397,17 @@ class Enforcer:
             # a revoked conduit must not linger, and nothing that forwards depends on them.
             # After a restart with the same policy, an allow-list rule that is not desired only means
             # that its destination's switch has not reconnected yet: it waits too.
+            # With another policy than the switches were given, a destination entry may classify a
+            # MAC with the ids of its old zone, which the new allow-list may admit: only entries
+            # that classify as the policy in force does (or admit nothing) may wait.
             admission = (PORT_SECURITY,) if self.resumed else (POLICY, PORT_SECURITY)
-            keep = tuple(f for f in plan.flows.delete if f.table not in admission)
+            tags = None if self.resumed else self._destination_tags()
+            keep = tuple(f for f in plan.flows.delete if f.table not in admission
+                         and (tags is None or may_wait(f, tags)))
             self._deferred += len(keep) + len(plan.groups_delete)
+            waiting = frozenset(keep)
             plan = replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete
-                                                                        if f.table in admission)),
+                                                                        if f not in waiting)),
                            groups_delete=())
         state.last_plan = plan.summary()
         state.enforces = self.policy_serial
@@ -504,6 +521,25 @@ def _same_mac(policy: Policy, name: str, mac: str) -> bool:
     """Bindings follow the MAC: an asset whose MAC changed (or that is gone) is not where it was."""
     asset = next((a for a in policy.assets if a.name == name), None)
     return asset is not None and asset.mac == mac
+
+
+def may_wait(flow: Flow, tags: dict[str, int]) -> bool:
+    """May this stale entry outside port_security and policy stay a while (start-up grace, after a
+    restart with another policy)? Only if it forwards nothing, or classifies its destination
+    MAC with the ids the policy in force gives it: then the allow-list judges it as a fresh one."""
+    outputs = any(isinstance(i, (ApplyActions, WriteActions)) and any(isinstance(a, (Output, GroupAction))
+                                                                      for a in i.actions)
+                  for i in flow.instructions)
+    if not outputs:
+        return True
+    if flow.table != DESTINATION:
+        return False
+    written = next((i.value for i in flow.instructions if isinstance(i, WriteMetadata) and i.mask == DST_MASK), None)
+    rewritten = next((a.value for i in flow.instructions if isinstance(i, WriteActions) for a in i.actions
+                      if isinstance(a, SetField) and a.name == "eth_dst"), None)
+    matched = flow.field("eth_dst")
+    mac = rewritten if rewritten is not None else (matched.value if matched and matched.mask is None else None)
+    return written is not None and mac is not None and tags.get(str(mac)) == written
 
 
 def _dpid(dpid: int) -> str:

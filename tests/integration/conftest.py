@@ -131,8 +131,8 @@ def running(topology: str, policy: str, workdir: Path, announce: bool = False,
             extra_args: tuple[str, ...] = ()) -> Iterator[Scenario]:
     """A started scenario for a module-scoped fixture; stopped whatever happens."""
     scenario = Scenario(topology, policy, workdir, extra_args)
-    scenario.start()
-    try:
+    try:  # a failed start stops what did start: a leftover controller would hold the port for every later module
+        scenario.start()
         if announce:
             from controller.lab.verify import Verifier  # noqa: PLC0415
 
