@@ -138,3 +138,15 @@ def test_otseg_run_refuses_to_start_with_a_policy_that_does_not_fit(tmp_path: Pa
     assert result.returncode == 2, result.stderr
     assert "the policy does not fit: switch ring-1 (dpid 0xb) would hold" in result.stderr
     assert "over its budget of 20" in result.stderr
+
+
+def test_compile_summary_splits_exact_match_from_wildcard_entries() -> None:
+    from controller.core.render import render_summary  # noqa: PLC0415
+
+    policy = load_policy(ROOT / "policies" / "plant.yaml")
+    tables = compile_tables(policy, load_lab(ROOT / "topologies" / "plant.yaml", policy).to_topology(policy))
+    lines = render_summary(tables, str).splitlines()
+    assert lines[0].split()[-3:] == ["total", "exact", "wildcard"]
+    for line, dpid in zip(lines[1:], sorted(tables)):
+        total, exact, wildcard = map(int, line.split()[-3:])
+        assert (exact, wildcard) == entry_split(tables[dpid]) and total == exact + wildcard

@@ -13,6 +13,7 @@ from controller.core.flows import (
     CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Field, Flow, GotoTable, GroupAction, MeterInstruction, Output,
     OtherAction, PopVlan, PushVlan, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
+from controller.core.budget import is_exact_match
 from controller.core.pipeline import TABLE_IDS, TABLES
 
 
@@ -122,19 +123,26 @@ def render_json(tables: dict[int, SwitchTables], switch_name: Callable[[int], st
 
 
 def render_summary(tables: dict[int, SwitchTables], switch_name: Callable[[int], str]) -> str:
-    """Flow counts per switch and table, and the total: the footprint at a glance."""
+    """Flow counts per switch and table, the total, and the split that sizes hardware tables:
+    exact-match entries (one exact eth_dst: an L2/MAC-table entry) and wildcard (TCAM-class) ones."""
     names = [t.name for t in TABLES]
     width = max([len(switch_name(d)) for d in tables] + [6])
-    lines = [f"{'switch':<{width}}  " + "  ".join(f"{n:>13}" for n in names) + f"  {'total':>6}"]
+    lines = [f"{'switch':<{width}}  " + "  ".join(f"{n:>13}" for n in names) + f"  {'total':>6}  {'exact':>6}"
+             f"  {'wildcard':>8}"]
     totals = dict.fromkeys(names, 0)
+    all_exact = 0
     for dpid in sorted(tables):
         counts = {n: sum(1 for f in tables[dpid].flows if f.table == n) for n in names}
         for n in names:
             totals[n] += counts[n]
+        exact = sum(1 for f in tables[dpid].flows if is_exact_match(f))
+        all_exact += exact
+        total = sum(counts.values())
         lines.append(f"{switch_name(dpid):<{width}}  " + "  ".join(f"{counts[n]:>13}" for n in names)
-                     + f"  {sum(counts.values()):>6}")
+                     + f"  {total:>6}  {exact:>6}  {total - exact:>8}")
+    total = sum(totals.values())
     lines.append(f"{'all':<{width}}  " + "  ".join(f"{totals[n]:>13}" for n in names)
-                 + f"  {sum(totals.values()):>6}")
+                 + f"  {total:>6}  {all_exact:>6}  {total - all_exact:>8}")
     return "\n".join(lines)
 
 
