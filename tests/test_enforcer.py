@@ -12,7 +12,7 @@ from controller.core.compiler import compile_tables
 from controller.core.diff import Plan, SwitchPlan, is_foreign, is_ours
 from controller.core.flows import ClearActions, Flow, Group, Meter, Output, SwitchTables, make_flow
 from controller.core.learning import Sighting
-from controller.core.topology import Link, PortRef
+from controller.core.topology import Link, PortRef, Topology
 from controller.io.files import load_lab, load_policy
 from tests.conftest import load_example
 
@@ -82,6 +82,19 @@ def _linear(remove_foreign: bool = True) -> tuple[Enforcer, dict[int, FakeSwitch
         asset = policy.asset(name)
         assert enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip)).kind == "bind"
     return enforcer, switches
+
+
+def _fakes(topology: Topology) -> dict[int, FakeSwitch]:
+    return {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
+            for dpid in topology.switches}
+
+
+def _connect(enforcer: Enforcer, switches: dict[int, FakeSwitch], topology: Topology) -> None:
+    """Every switch connects, then every link of the topology comes up."""
+    for fake in switches.values():
+        enforcer.switch_connected(fake, fake.ports())
+    for link in topology.links:
+        enforcer.link_up(link)
 
 
 def _restart(enforcer: Enforcer, switches: dict[int, FakeSwitch]) -> Enforcer:
@@ -346,12 +359,8 @@ def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denie
 
     policy, topology = load_example("linear.yaml", "linear.yaml")
     enforcer = Enforcer(policy, settle_seconds=0, startup_grace=3600, declared_links=topology.links)
-    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
-                for dpid in topology.switches}
-    for switch in switches.values():
-        enforcer.switch_connected(switch, switch.ports())
-    for link in topology.links:
-        enforcer.link_up(link)
+    switches = _fakes(topology)
+    _connect(enforcer, switches, topology)
     where = dict(topology.attachments)
     for name in ("scada", "plc-b", "plc-a"):
         asset = policy.asset(name)
@@ -377,21 +386,14 @@ def test_a_restart_with_another_policy_keeps_no_entry_that_classifies_a_mac_by_i
     old, new = load_policy(data / "old.yaml"), load_policy(data / "new.yaml")
     topology = load_lab(data / "topology.yaml", old).to_topology(old)
     first = Enforcer(old, settle_seconds=0, startup_grace=0, declared_links=topology.links)
-    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
-                for dpid in topology.switches}
-    for fake in switches.values():
-        first.switch_connected(fake, fake.ports())
-    for link in topology.links:
-        first.link_up(link)
+    switches = _fakes(topology)
+    _connect(first, switches, topology)
     for name, where in topology.attachments:
         first.frame_sampled(Sighting(where, old.asset(name).mac, old.asset(name).ip))
     first.reconcile()
     # the restart, with the new policy: deletions of forwarding entries wait (startup grace)
     restarted = Enforcer(new, settle_seconds=0, startup_grace=3600, declared_links=topology.links)
-    for fake in switches.values():
-        restarted.switch_connected(fake, fake.ports())
-    for link in topology.links:
-        restarted.link_up(link)
+    _connect(restarted, switches, topology)
     restarted.reconcile()
     installed = {dpid: SwitchTables(dpid, frozenset(fake.flows), frozenset(fake.meters),
                                     frozenset(fake.groups.values())) for dpid, fake in switches.items()}
@@ -403,7 +405,7 @@ def test_a_restart_with_another_policy_keeps_no_entry_that_classifies_a_mac_by_i
 
 
 def test_stale_entries_may_wait_only_if_they_classify_as_the_policy_in_force() -> None:
-    from controller.app.enforcer import may_wait  # noqa: PLC0415
+    from controller.core.grace import may_wait  # noqa: PLC0415
     from controller.core.rules import unicast_flow  # noqa: PLC0415
 
     mac = "00:00:00:00:00:04"

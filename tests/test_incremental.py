@@ -259,8 +259,9 @@ def test_the_running_controller_catches_a_divergence_and_recomputes() -> None:
     good = enforcer.compiled.tables(policy, topology)
     assert verifier.once() == [] and not events
     engine = enforcer.compiled.engines[True]
-    dpid = min(engine._tables)
-    engine._tables[dpid] = replace(engine._tables[dpid], flows=frozenset(list(engine._tables[dpid].flows)[1:]))
+    tables = engine.merged.tables
+    dpid = min(tables)
+    tables[dpid] = replace(tables[dpid], flows=frozenset(list(tables[dpid].flows)[1:]))
     assert verifier.once() == [dpid]
     assert events and events[0][0] == "compile-divergence" and woken
     assert metrics.compile_divergences._value.get() == 1 and metrics.compile_checks._value.get() == 2

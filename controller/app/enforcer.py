@@ -24,13 +24,11 @@ from controller.core.budget import HINT, Overflow, overflows
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
-from controller.core.flows import (
-    ApplyActions, Flow, GroupAction, Output, SetField, SwitchTables, WriteActions, WriteMetadata,
-)
+from controller.core.flows import SwitchTables
+from controller.core.grace import lldp_bootstrap, may_wait
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
-from controller.core.pipeline import DESTINATION, DST_MASK, METER_LLDP, POLICY, PORT_SECURITY
-from controller.core.rules import PRIO_LLDP
+from controller.core.pipeline import POLICY, PORT_SECURITY
 from controller.core.topology import Link, PortRef, Topology
 
 log = logging.getLogger("otseg.enforcer")
@@ -316,10 +314,8 @@ class Enforcer:
         """A new or emptied switch waiting for its declared links: only what lets LLDP verify them
         (the trunk-LLDP entries and their meter), so that the rest of its tables can follow in
         one bundle once the links are known. Nothing it admits carries traffic."""
-        lldp = frozenset(f for f in tables.flows if f.table == PORT_SECURITY and f.priority == PRIO_LLDP)
-        meters = frozenset(m for m in tables.meters if m.meter_id == METER_LLDP)
         assert state.installed is not None
-        plan = diff_switch(SwitchTables(tables.dpid, lldp, meters), state.installed, state.meters, state.groups, False)
+        plan = diff_switch(lldp_bootstrap(tables), state.installed, state.meters, state.groups, False)
         plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=())  # add only
         if plan.empty:
             return 0
@@ -521,25 +517,6 @@ def _same_mac(policy: Policy, name: str, mac: str) -> bool:
     """Bindings follow the MAC: an asset whose MAC changed (or that is gone) is not where it was."""
     asset = next((a for a in policy.assets if a.name == name), None)
     return asset is not None and asset.mac == mac
-
-
-def may_wait(flow: Flow, tags: dict[str, int]) -> bool:
-    """May this stale entry outside port_security and policy stay a while (start-up grace, after a
-    restart with another policy)? Only if it forwards nothing, or classifies its destination
-    MAC with the ids the policy in force gives it: then the allow-list judges it as a fresh one."""
-    outputs = any(isinstance(i, (ApplyActions, WriteActions)) and any(isinstance(a, (Output, GroupAction))
-                                                                      for a in i.actions)
-                  for i in flow.instructions)
-    if not outputs:
-        return True
-    if flow.table != DESTINATION:
-        return False
-    written = next((i.value for i in flow.instructions if isinstance(i, WriteMetadata) and i.mask == DST_MASK), None)
-    rewritten = next((a.value for i in flow.instructions if isinstance(i, WriteActions) for a in i.actions
-                      if isinstance(a, SetField) and a.name == "eth_dst"), None)
-    matched = flow.field("eth_dst")
-    mac = rewritten if rewritten is not None else (matched.value if matched and matched.mask is None else None)
-    return written is not None and mac is not None and tags.get(str(mac)) == written
 
 
 def _dpid(dpid: int) -> str:

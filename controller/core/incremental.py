@@ -21,26 +21,23 @@ Not thread-safe: one caller at a time (the controller serialises its compiles).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable, Iterable
 
-from controller.core.compiler import (
-    better, derive, derive_peers, locate_one, switch_tables,
-)
-from controller.core.flows import IN_PORT, Flow, SwitchTables
+from controller.core.compiler import derive, derive_peers, locate_one
+from controller.core.flows import SwitchTables
 from controller.core.ids import assign_ids
+from controller.core.merge import MergedTables, Stats, UnitId
 from controller.core.model import Endpoint, Policy
-from controller.core.pipeline import SRC_ASSET, SRC_ZONE, check_flow
+from controller.core.pipeline import SRC_ASSET, SRC_ZONE
 from controller.core.relations import Relation, expand, is_l2_multicast
+from controller.core.routes import infra_inputs, route_changes
 from controller.core.topology import PortRef, Topology
 from controller.core.units import (
-    EMPTY, Context, GroupKey, MulticastKey, UnitOutput, conntrack_unit, denied_unit, destination_unit,
-    endpoint_classes, endpoint_hosts, group_ids, infra_unit, locate_unit, monitor_unit, multicast_receivers, multicast_unit,
-    port_unit, relation_endpoints, relation_unit, trunk_ports_of,
+    EMPTY, Context, MulticastKey, UnitOutput, conntrack_unit, denied_unit, destination_unit, endpoint_classes,
+    endpoint_hosts, infra_unit, locate_unit, monitor_unit, multicast_receivers, multicast_unit, port_unit,
+    relation_endpoints, relation_unit,
 )
-
-Key = tuple[object, ...]
-UnitId = tuple[str, object]
 
 UNIT_FUNCTIONS: dict[str, Callable[[Context, object], UnitOutput]] = {
     "infra": infra_unit, "port": port_unit, "ct": conntrack_unit, "relation": relation_unit,  # type: ignore[dict-item]
@@ -50,18 +47,6 @@ UNIT_FUNCTIONS: dict[str, Callable[[Context, object], UnitOutput]] = {
 ASSET_UNITS = ("port", "ct", "locate", "destination")
 
 
-@dataclass
-class Stats:
-    """What the last compile did: for tests (proportional work) and metrics."""
-
-    full: bool = False
-    units_run: int = 0
-    units_changed: int = 0
-    entries_changed: int = 0
-    switches_changed: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-
 class IncrementalCompiler:
     def __init__(self, fast_failover: bool = True) -> None:
         self.fast_failover = fast_failover
@@ -69,19 +54,10 @@ class IncrementalCompiler:
         self.full_compiles = 0
         self.stats = Stats()
         self._outputs: dict[UnitId, UnitOutput] = {}
-        self._chosen: dict[int, dict[Key, Flow]] = {}
-        self._flowsets: dict[int, set[Flow]] = {}  # the chosen flows of each switch, as a set
-        # Which units yield each entry key: (unit, flow) when one does (almost always), else {unit: flow}.
-        self._sources: dict[int, dict[Key, tuple[UnitId, Flow] | dict[UnitId, Flow]]] = {}
-        self._groups: dict[int, dict[GroupKey, int]] = {}  # refcounts
-        self._served: dict[int, dict[str, int]] = {}  # dpid -> zone -> destination units serving it
-        self._meters_dirty: set[int] = set()
-        self._tables: dict[int, SwitchTables] = {}
+        self.merged = MergedTables()
         self._by_endpoint: dict[Endpoint, list[Relation]] = {}
         self._multicast_endpoints: frozenset[Endpoint] = frozenset()
         self._relation_set: frozenset[Relation] = frozenset()
-        self._touched: dict[int, set[Key]] = {}
-        self._touched_groups: set[int] = set()
 
     def contributions(self, dpids: Iterable[int]) -> dict[int, dict[UnitId, int]]:
         """Per switch: how many entries each unit yields there (for budget reports)."""
@@ -100,7 +76,7 @@ class IncrementalCompiler:
 
     @property
     def tables(self) -> dict[int, SwitchTables]:
-        return dict(self._tables)
+        return dict(self.merged.tables)
 
     # -- entry point ----------------------------------------------------------------------
     def compile(self, policy: Policy, topology: Topology) -> dict[int, SwitchTables]:
@@ -113,20 +89,16 @@ class IncrementalCompiler:
         self.stats = Stats()
         added = topology.switches - old.topology.switches
         removed = old.topology.switches - topology.switches
-        for dpid in added:  # a switch that connects: its units start from nothing
-            for table in (self._chosen, self._sources, self._groups, self._served, self._touched):
-                table[dpid] = {} if table is not self._touched else set()  # type: ignore[index]
-            self._flowsets[dpid] = set()
+        for dpid in added:
+            self.merged.add_switch(dpid)
         ctx, dirty = self._derive_changes(old, policy, topology)
         self.ctx = ctx
         self._run(ctx, dirty)
         for dpid in removed:  # every unit that yielded entries there was rerun and yields none now
-            if self._sources[dpid] or self._groups[dpid]:
+            if not self.merged.remove_switch(dpid):
                 return self._full(policy, topology)  # cannot happen; recompute rather than keep a ghost
-            for table in (self._chosen, self._sources, self._groups, self._served, self._touched,  # type: ignore[assignment]
-                          self._flowsets, self._tables):
-                table.pop(dpid, None)
-        return self._finish()
+        self.merged.finish(topology, self.stats)
+        return self.tables
 
     # -- full ---------------------------------------------------------------------------------
     def _full(self, policy: Policy, topology: Topology) -> dict[int, SwitchTables]:
@@ -135,23 +107,16 @@ class IncrementalCompiler:
         ctx = derive(policy, topology, self.fast_failover)
         self.ctx = ctx
         self._outputs = {}
-        self._chosen = {dpid: {} for dpid in topology.switches}
-        self._flowsets = {dpid: set() for dpid in topology.switches}
-        self._sources = {dpid: {} for dpid in topology.switches}
-        self._groups = {dpid: {} for dpid in topology.switches}
-        self._served = {dpid: {} for dpid in topology.switches}
-        self._meters_dirty = set(topology.switches)
-        self._tables = {}
+        self.merged = MergedTables(topology.switches)
         self._index_relations(ctx)
-        self._touched = {dpid: set() for dpid in topology.switches}
-        self._touched_groups = set(topology.switches)
         dirty: dict[str, set[object]] = {
             "infra": set(topology.switches), "relation": set(ctx.relations), "monitor": set(ctx.monitor_zones),
             "multicast": set(ctx.multicast), "denied": set(ctx.zone_ids),
             **{kind: set(ctx.assets) for kind in ASSET_UNITS},
         }
         self._run(ctx, dirty)
-        return self._finish()
+        self.merged.finish(topology, self.stats)
+        return self.tables
 
     # -- what changed -------------------------------------------------------------------------
     def _derive_changes(self, old: Context, policy: Policy, topology: Topology
@@ -283,7 +248,7 @@ class IncrementalCompiler:
         # Routes: switches whose forwarding toward a home changed.
         changed_routes: dict[int, set[int]] = {}
         if topology.links != old.topology.links or topology.switches != old.topology.switches:
-            changed_routes = _route_changes(old, ctx)
+            changed_routes = route_changes(old, ctx)
             homes = {home: dpids for home, dpids in changed_routes.items() if dpids}
             if homes:
                 for name, where in ctx.located.items():
@@ -297,7 +262,7 @@ class IncrementalCompiler:
                 or topology.declared_trunks != old.topology.declared_trunks \
                 or topology.switches != old.topology.switches:
             for dpid in topology.switches | old.topology.switches:
-                if _infra_inputs(old.topology, dpid) != _infra_inputs(topology, dpid):
+                if infra_inputs(old.topology, dpid) != infra_inputs(topology, dpid):
                     dirty["infra"].add(dpid)
 
         # L2 multicast trees: the entries of the sources whose targets may have changed.
@@ -368,13 +333,14 @@ class IncrementalCompiler:
     # -- rerun units and merge -----------------------------------------------------------------
     def _run(self, ctx: Context, dirty: dict[str, set[object]]) -> None:
         order = ("infra", "port", "ct", "locate", "relation", "monitor", "destination", "multicast")
-        served_before = {dpid: frozenset(zones) for dpid, zones in self._served.items()}
+        served = self.merged.served
+        served_before = {dpid: frozenset(zones) for dpid, zones in served.items()}
         for kind in order:
             for key in dirty.get(kind, ()):
                 self._rerun(ctx, kind, key)
         # Deny counters read the destination zones served on each switch, known only now.
-        ctx.destination_zones = {dpid: frozenset(zones) for dpid, zones in self._served.items() if zones}
-        served_changed = {dpid for dpid, zones in self._served.items()
+        ctx.destination_zones = {dpid: frozenset(zones) for dpid, zones in served.items() if zones}
+        served_changed = {dpid for dpid, zones in served.items()
                           if frozenset(zones) != served_before.get(dpid, frozenset())}
         denied = set(dirty.get("denied", ()))
         for zone in ctx.zone_ids:
@@ -382,7 +348,7 @@ class IncrementalCompiler:
                 denied.add(zone)
         for zone in denied:
             self._rerun(ctx, "denied", zone)
-        self._meters_dirty |= dirty.get("infra", set())  # type: ignore[arg-type]
+        self.merged.meters_changed(dirty.get("infra", set()))  # type: ignore[arg-type]
 
     def _rerun(self, ctx: Context, kind: str, key: object) -> None:
         unit: UnitId = (kind, key)
@@ -396,137 +362,9 @@ class IncrementalCompiler:
         if output == previous:
             return
         self.stats.units_changed += 1
-        self._withdraw(unit, previous)
-        self._contribute(unit, output)
+        self.merged.withdraw(unit, previous)
+        self.merged.contribute(unit, output)
         if output.flows or output.groups or output.served:
             self._outputs[unit] = output
         else:
             self._outputs.pop(unit, None)
-
-    def _withdraw(self, unit: UnitId, output: UnitOutput) -> None:
-        for dpid, flow in output.flows:
-            table = self._sources[dpid]
-            key = flow.key
-            held = table.get(key)
-            if isinstance(held, dict):
-                held.pop(unit, None)
-                if len(held) == 1:
-                    table[key] = next(iter(held.items()))
-            elif held is not None and held[0] == unit:
-                del table[key]
-            self._touched[dpid].add(key)
-        for dpid, group in output.groups:
-            counts = self._groups[dpid]
-            counts[group] -= 1
-            if not counts[group]:
-                del counts[group]
-            self._touched_groups.add(dpid)
-        if output.served:
-            zone = output.zone
-            for dpid in output.served:
-                zones = self._served[dpid]
-                zones[zone] -= 1
-                if not zones[zone]:
-                    del zones[zone]
-
-    def _contribute(self, unit: UnitId, output: UnitOutput) -> None:
-        for dpid, flow in output.flows:
-            table = self._sources[dpid]
-            key = flow.key
-            held = table.get(key)
-            if held is None:
-                table[key] = (unit, flow)  # one source: the common case, kept small
-            elif isinstance(held, dict):
-                kept = held.get(unit)
-                if kept is None or better(flow, kept):
-                    held[unit] = flow
-            elif held[0] == unit:
-                if better(flow, held[1]):
-                    table[key] = (unit, flow)
-            else:
-                table[key] = {held[0]: held[1], unit: flow}
-            self._touched[dpid].add(key)
-        for dpid, group in output.groups:
-            counts = self._groups[dpid]
-            counts[group] = counts.get(group, 0) + 1
-            self._touched_groups.add(dpid)
-        if output.served:
-            zone = output.zone
-            for dpid in output.served:
-                zones = self._served[dpid]
-                zones[zone] = zones.get(zone, 0) + 1
-
-    def _finish(self) -> dict[int, SwitchTables]:
-        assert self.ctx is not None
-        topology = self.ctx.topology
-        rebuilt: set[int] = set()
-        for dpid, keys in self._touched.items():
-            if not keys or dpid not in topology.switches:
-                continue
-            chosen = self._chosen[dpid]
-            flowset = self._flowsets[dpid]
-            sources = self._sources[dpid]
-            for key in keys:
-                held = sources.get(key)
-                current = chosen.get(key)
-                if held is None:
-                    if current is not None:
-                        del chosen[key]
-                        flowset.discard(current)
-                        self.stats.entries_changed += 1
-                        rebuilt.add(dpid)
-                    continue
-                best = held[1] if isinstance(held, tuple) else min(
-                    held.values(), key=lambda f: (f.cookie, f.instructions))
-                if current != best:
-                    check_flow(best)
-                    chosen[key] = best
-                    if current is not None:
-                        flowset.discard(current)
-                    flowset.add(best)
-                    self.stats.entries_changed += 1
-                    rebuilt.add(dpid)
-            keys.clear()
-        for dpid in (rebuilt | self._touched_groups | self._meters_dirty) & topology.switches:
-            previous = self._tables.get(dpid)
-            # from a set, frozenset() reuses the stored hashes: no Flow.__hash__ call per entry
-            flows = frozenset(self._flowsets[dpid]) if dpid in rebuilt or previous is None else previous.flows
-            tables = switch_tables(topology, dpid, flows, set(self._groups[dpid]))
-            if dpid in rebuilt or previous is None or tables.groups != previous.groups \
-                    or tables.meters != previous.meters:
-                self._tables[dpid] = tables
-                self.stats.switches_changed += 1
-        self._touched_groups = set()
-        self._meters_dirty = set()
-        return self.tables
-
-
-def _route_changes(old: Context, new: Context) -> dict[int, set[int]]:
-    """Per home switch: the switches whose next hop, port, protection or trunk ports toward it changed."""
-    result: dict[int, set[int]] = {}
-    everywhere = old.topology.switches | new.topology.switches
-    for home in new.topology.switches:
-        before, after = old.topology.parents_toward(home), new.topology.parents_toward(home)
-        protected_before, protected_after = old.protections(home), new.protections(home)
-        changed: set[int] = set()
-        for dpid in everywhere:
-            parent = after.get(dpid)
-            if parent != before.get(dpid) or protected_before.get(dpid) != protected_after.get(dpid):
-                changed.add(dpid)
-            elif parent is not None and old.topology.port_toward(dpid, parent) != new.topology.port_toward(dpid, parent):
-                changed.add(dpid)
-            elif dpid in protected_after and trunk_ports_of(old.topology, dpid) != trunk_ports_of(new.topology, dpid):
-                protection = protected_after[dpid]
-                keys = [(protection.primary, protection.backup, protection.backup),
-                        (protection.primary, IN_PORT, protection.backup)]
-                ids_before = group_ids(trunk_ports_of(old.topology, dpid))
-                ids_after = group_ids(trunk_ports_of(new.topology, dpid))
-                if any(ids_before.get(key) != ids_after.get(key) for key in keys):
-                    changed.add(dpid)
-        result[home] = changed
-    return result
-
-
-def _infra_inputs(topology: Topology, dpid: int) -> tuple[object, ...]:
-    return (trunk_ports_of(topology, dpid), tuple(sorted(p.port for p in topology.trunk_ports if p.dpid == dpid)),
-            tuple(topology.edge_ports(dpid)))
