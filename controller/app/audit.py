@@ -63,12 +63,17 @@ class DriftAuditor(PeriodicCheck):
 
 
 class CompileVerifier(PeriodicCheck):
+    def __init__(self, *args: Any, executor: Callable[..., Any] | None = None) -> None:
+        super().__init__(*args)
+        # Runs the full compile; the shell gives a native thread that does not wait for the
+        # enforcer's compiles (the snapshot is immutable; no incremental state is touched).
+        self.executor = executor
     def once(self) -> list[int]:
         """One comparison; returns the switches whose incremental tables were wrong."""
         compiled = self.enforcer.compiled
         with self.lock:
             snapshot = compiled.snapshot()
-        diverged = compiled.diverging(snapshot)  # a full compile each: seconds at plant scale, lock free
+        diverged = compiled.diverging(snapshot, self.executor)  # a full compile each: seconds at plant scale, lock free
         self.metrics.compile_checks.inc()
         if diverged:
             with self.lock:

@@ -125,7 +125,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.auditor = DriftAuditor(self.enforcer, self.lock, self.metrics, self._event, self._wake, hub.sleep,
                                     settings.audit_seconds)
         self.compile_verifier = CompileVerifier(self.enforcer, self.lock, self.metrics, self._event, self._wake,
-                                                hub.sleep, settings.verify_compile_seconds)
+                                                hub.sleep, settings.verify_compile_seconds,
+                                                executor=tpool.execute)  # not serialised: it blocks no push
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),

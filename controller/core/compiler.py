@@ -172,12 +172,14 @@ class CompileCache:
         return [(flag, engine.ctx.policy, engine.ctx.topology, engine.tables)
                 for flag, engine in self.engines.items() if engine.ctx is not None]
 
-    def diverging(self, snapshot: list[tuple[bool, Policy, Topology, dict[int, SwitchTables]]]) -> list[int]:
+    def diverging(self, snapshot: list[tuple[bool, Policy, Topology, dict[int, SwitchTables]]],
+                  executor: Callable[..., dict[int, SwitchTables]] | None = None) -> list[int]:
         """The switches whose incremental tables differ from a full compile of the same inputs.
-        Slow (a full compile each), needs no lock: it reads only the immutable snapshot."""
+        Slow (a full compile each), needs no lock: it reads only the immutable snapshot, so the
+        caller may pass an executor that does not wait for the compiles in progress."""
         diverged: set[int] = set()
         for flag, policy, topology, mine in snapshot:
-            full = self.executor(compile_tables, policy, topology, flag)
+            full = (executor or self.executor)(compile_tables, policy, topology, flag)
             diverged |= {dpid for dpid in full.keys() | mine.keys() if full.get(dpid) != mine.get(dpid)}
         return sorted(diverged)
 
