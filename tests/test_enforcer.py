@@ -206,9 +206,10 @@ def test_reconciling_waits_for_links_of_a_newly_connected_switch() -> None:
     assert enforcer.settle_remaining() == 0.0
 
 
-def test_a_switch_of_the_topology_document_needs_no_settle_time_and_gets_its_tables_in_one_send() -> None:
-    """A new switch named by the topology document: at once its trunk-LLDP entries only (so that
-    its declared links can be verified), then, once they are up, all the rest in one send."""
+def test_a_switch_of_the_topology_document_settles_only_while_a_declared_link_is_missing() -> None:
+    """A new switch named by the topology document: its trunk-LLDP entries only (so that its
+    declared links can be verified), then, once they are up, all the rest in one send; the settle
+    time ends as soon as every declared link between connected switches is up."""
     now = [100.0]
     policy, topology = load_example("linear.yaml", "linear.yaml")
     enforcer = Enforcer(policy, clock=lambda: now[0], settle_seconds=2.0, startup_grace=0,
@@ -217,7 +218,7 @@ def test_a_switch_of_the_topology_document_needs_no_settle_time_and_gets_its_tab
                 for dpid in topology.switches}
     for fake in switches.values():
         enforcer.switch_connected(fake, fake.ports())
-    assert enforcer.settle_remaining() == 0.0
+    assert enforcer.settle_remaining() == 2.0
     report = enforcer.reconcile()
     assert set(report.waiting) == set(topology.switches)
     for fake in switches.values():
@@ -228,6 +229,7 @@ def test_a_switch_of_the_topology_document_needs_no_settle_time_and_gets_its_tab
         fake.sent.clear()
     for link in topology.links:
         enforcer.link_up(link)
+    assert enforcer.settle_remaining() == 0.0
     report = enforcer.reconcile()
     assert report.waiting == ()
     desired = enforcer.desired()

@@ -101,11 +101,9 @@ class Enforcer:
         self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
         self.headless.discard(channel.dpid)
         self.ports[channel.dpid] = set(ports)
-        if self.known_switches is None or channel.dpid not in self.known_switches:
-            # Which of its ports are trunks is unknown until LLDP has crossed them: let it settle.
-            # A switch of the topology document instead waits for exactly its declared links
-            # (`_awaiting_trunks`), then gets its tables at once, in one bundle.
-            self.settled_at = self.clock() + self.settle_seconds
+        # Links are not known until LLDP has crossed them: let the topology settle (see
+        # settle_remaining: with a topology document, only while a declared link is missing).
+        self.settled_at = self.clock() + self.settle_seconds
         log.info("switch %s connected", _dpid(channel.dpid))
 
     def ports_described(self, dpid: int, ports: Iterable[int], down: Iterable[int] = ()) -> None:
@@ -217,9 +215,13 @@ class Enforcer:
         return decision
 
     def settle_remaining(self) -> float:
-        """Seconds to wait before reconciling, so that links of new switches are discovered."""
+        """How long to wait before compiling after a switch connected. With a topology document,
+        nothing once every declared link is up (a switch that comes back with its links held, or a
+        complete restart); otherwise the settle time, so that paths are not compiled around links
+        LLDP has not crossed yet, or around switches that have not reconnected yet."""
+        if self.known_switches is not None and self.declared_links <= self.links:
+            return 0.0
         return max(0.0, self.settled_at - self.clock())
-
     def locate_candidates(self, asset_name: str) -> list[PortRef]:
         """Edge ports where an unlocated asset could be: up, on a connected switch, bound to nobody."""
         taken = set(self.held_bindings().values())
