@@ -357,7 +357,7 @@ def test_flows_held_back_in_the_start_up_grace_never_admit_what_the_policy_denie
     destination must still be dropped (at scada's own switch, whatever s2 holds meanwhile)."""
     from controller.core.flows import SwitchTables  # noqa: PLC0415
     from controller.core.frames import Frame  # noqa: PLC0415
-    from tests.sim import Network, ovs_key  # noqa: PLC0415
+    from controller.verify.walk import Network, ovs_key  # noqa: PLC0415
 
     policy, topology = load_example("linear.yaml", "linear.yaml")
     enforcer = Enforcer(policy, settle_seconds=0, startup_grace=3600, declared_links=topology.links)
@@ -382,7 +382,7 @@ def test_a_restart_with_another_policy_keeps_no_entry_that_classifies_a_mac_by_i
     (zx); kept through the start-up grace, a's frame to x would be classified as zx, allowed,
     and delivered. Entries that classify a MAC otherwise than the policy in force must go at once."""
     from controller.core.frames import Frame  # noqa: PLC0415
-    from tests.sim import Network, ovs_key  # noqa: PLC0415
+    from controller.verify.walk import Network, ovs_key  # noqa: PLC0415
 
     data = Path(__file__).resolve().parent / "data" / "grace"
     old, new = load_policy(data / "old.yaml"), load_policy(data / "new.yaml")

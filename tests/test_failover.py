@@ -13,7 +13,7 @@ from controller.core.topology import Link, Topology
 from controller.core.reference import Sessions, judge
 from controller.core.verdict import ETH_ARP, ETH_IPV4
 from tests.conftest import EXAMPLES, load_example
-from tests.sim import Network, ovs_key
+from controller.verify.walk import Network, ovs_key
 from tests.strategies import scenarios
 from tests.walk import Matrix, frame, probes
 

@@ -41,7 +41,7 @@ from controller.core.rules import (
 )
 from controller.core.topology import PortRef, Topology
 from tests.conftest import EXAMPLES, load_example
-from tests.sim import ovs_key
+from controller.verify.walk import ovs_key
 from tests.walk import Matrix, Mismatch
 
 Tables = dict[int, SwitchTables]
@@ -442,7 +442,7 @@ def conntrack_lookups_removed(flow: Flow) -> Flow | None:
 
 
 EQUIVALENT_ICMP = (
-    "equivalent on Open vSwitch: a later fragment's icmpv4_type reads 0 (tests/sim.ovs_key, OVS nw_frag=later), "
+    "equivalent on Open vSwitch: a later fragment's icmpv4_type reads 0 (controller/verify/walk.ovs_key, OVS nw_frag=later), "
     "so it can only reach the echo-reply rule (type 0), and every relation with an echo-reply rule also has its "
     "ICMP later-fragment rule (same metadata, same priority): nothing new is admitted")
 EQUIVALENT_MISS = (

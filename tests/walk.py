@@ -1,7 +1,7 @@
 """The allow/deny matrix: frames walked through compiled tables, judged by the reference.
 
 Every frame is built as a real frame would be (`controller.core.frames.Frame`), turned into
-the fields Open vSwitch extracts from it (`tests.sim.ovs_key`), walked through the compiled
+the fields Open vSwitch extracts from it (`controller.verify.walk.ovs_key`), walked through the compiled
 tables of every switch on its way, and compared with `controller.core.reference.judge`, which
 reads the policy alone. A mismatch is any difference between the ports a frame leaves by and
 the ports of the assets that must receive it: a frame that also leaves by any other port is
@@ -20,7 +20,7 @@ from controller.core.topology import PortRef, Topology
 from controller.core.verdict import ETH_ARP, ETH_IPV4, Packet
 from controller.lab.attacks import TAG_STACKS, vlan_asset_stacks  # the tag stacks an attacker sends
 from controller.core.pipeline import VID_PRESENT
-from tests.sim import Network, WalkResult, ovs_key
+from controller.verify.walk import Network, WalkResult, ovs_key
 
 GROUP_MAC = "01:0c:cd:01:00:01"
 BROADCAST = "ff:ff:ff:ff:ff:ff"

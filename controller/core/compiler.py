@@ -25,7 +25,7 @@ from controller.core.pipeline import (
     check_flow, port_meter,
 )
 from controller.core.relations import expand
-from controller.core.topology import PortRef, Topology
+from controller.core.topology import PortRef, Topology, locate_assets, locate_one  # noqa: F401 (re-exported)
 from controller.core.units import (
     Context, GroupKey, UnitOutput, conntrack_unit, denied_unit, destination_unit, endpoint_classes, endpoint_hosts,
     infra_unit, locate_unit, make_group, members_by_zone, monitor_unit, multicast_receivers, multicast_unit,
@@ -189,21 +189,3 @@ class CompileCache:
         for engine in self.engines.values():
             engine.reset()
         self._entries.clear()
-
-
-def locate_assets(policy: Policy, topology: Topology) -> dict[str, PortRef]:
-    """Where each asset is bound: its pin, else where it was seen; never a trunk or unknown switch."""
-    seen = topology.attachment_map()
-    located: dict[str, PortRef] = {}
-    for asset in policy.assets:
-        where = locate_one(asset, seen, topology)
-        if where is not None:
-            located[asset.name] = where
-    return located
-
-
-def locate_one(asset: Asset, seen: dict[str, PortRef], topology: Topology) -> PortRef | None:
-    where = PortRef(asset.location.dpid, asset.location.port) if asset.location else seen.get(asset.name)
-    if where is not None and where.dpid in topology.switches and where not in topology.trunk_ports:
-        return where
-    return None

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import networkx as nx
+
+if TYPE_CHECKING:
+    from controller.core.model import Asset, Policy
 
 
 @dataclass(frozen=True, order=True)
@@ -128,3 +132,21 @@ class Topology:
 
     def attachment_map(self) -> dict[str, PortRef]:
         return dict(self.attachments)
+
+
+def locate_assets(policy: "Policy", topology: Topology) -> dict[str, PortRef]:
+    """Where each asset is bound: its pin, else where it was seen; never a trunk or unknown switch."""
+    seen = topology.attachment_map()
+    located: dict[str, PortRef] = {}
+    for asset in policy.assets:
+        where = locate_one(asset, seen, topology)
+        if where is not None:
+            located[asset.name] = where
+    return located
+
+
+def locate_one(asset: "Asset", seen: dict[str, PortRef], topology: Topology) -> PortRef | None:
+    where = PortRef(asset.location.dpid, asset.location.port) if asset.location else seen.get(asset.name)
+    if where is not None and where.dpid in topology.switches and where not in topology.trunk_ports:
+        return where
+    return None

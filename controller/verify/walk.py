@@ -1,4 +1,8 @@
-"""A small OpenFlow 1.3 table interpreter: walks a frame through compiled switch tables.
+"""A small OpenFlow 1.3 table interpreter: walks one concrete frame through switch tables.
+
+Role: the concrete semantics beside the symbolic one (`controller.verify.switch_model`): the
+tests walk compiled tables with it, and the verifier replays each counterexample through it
+to print the path and the entries it hit.
 
 Semantics follow the OpenFlow 1.3.5 specification, section 5: highest-priority match per
 table; instructions in the order meter, apply-actions, clear-actions, write-actions,
@@ -83,6 +87,8 @@ class WalkResult:
     delivered: list[tuple[PortRef, Headers]] = field(default_factory=list)
     to_controller: list[tuple[PortRef, Headers]] = field(default_factory=list)
     flows_hit: list[tuple[int, Flow]] = field(default_factory=list)
+    hops: list[tuple[PortRef, Headers]] = field(default_factory=list)  # where the frame entered each switch, as it was
+    hop_starts: list[int] = field(default_factory=list)  # index in flows_hit where each hop's entries begin
 
     def delivered_ports(self) -> set[PortRef]:
         return {where for where, _ in self.delivered}
@@ -104,7 +110,8 @@ class Network:
     """The compiled tables on the topology's switches; `dead_links` are cut (ports down)."""
 
     def __init__(self, tables: dict[int, SwitchTables], topology: Topology,
-                 dead_links: frozenset[Link] = frozenset()) -> None:
+                 dead_links: frozenset[Link] = frozenset(), check: bool = True) -> None:
+        """`check`: refuse flows outside otseg's declared pipeline (off for tables read from a switch)."""
         self.topology = topology
         self.peer: dict[PortRef, PortRef] = {}
         self.dead_ports = {end for link in dead_links for end in (link.a, link.b)}
@@ -118,7 +125,8 @@ class Network:
         for dpid, switch in tables.items():
             by_table: dict[str, list[Flow]] = {}
             for flow in switch.flows:
-                check_flow(flow)
+                if check:
+                    check_flow(flow)
                 by_table.setdefault(flow.table, []).append(flow)
             for flows in by_table.values():
                 flows.sort(key=lambda f: -f.priority)
@@ -131,6 +139,8 @@ class Network:
         hops = 0
         while pending:
             at, frame = pending.pop()
+            result.hops.append((at, dict(frame)))
+            result.hop_starts.append(len(result.flows_hit))
             hops += 1
             if hops > MAX_HOPS:
                 raise AssertionError(f"forwarding loop: frame {headers} still travelling after {MAX_HOPS} hops")
