@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verify-compile-seconds", type=_positive_seconds, default=300.0, metavar="S",
                      help="compare the incremental compiler's tables with a full compile this often, off the "
                           "event loop (default 300); a difference is logged, counted and recomputed")
+    run.add_argument("--verify-tables-seconds", type=_positive_seconds, default=600.0, metavar="S",
+                     help="prove what the switches hold against the policy over every header this often (default "
+                          "600), and after every reconcile that changed a switch; metric otseg_verify_violations")
+    run.add_argument("--verify-pushes", action="store_true",
+                     help="prove a pushed policy's compiled tables before applying them; a violation refuses the "
+                          "push with its counterexample (costs one verification per push: see docs/benchmarks.md)")
     run.add_argument("--foreign-flows", choices=("remove", "keep"), default="remove",
                      help="flows in otseg's tables (0-3) that otseg did not install: remove them (default) or keep "
                           "them, for a switch shared with another application")
@@ -116,10 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     from controller.client import add_parsers as add_client_parsers  # noqa: PLC0415
     from controller.doctor import add_parser as add_doctor_parser  # noqa: PLC0415
     from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
+    from controller.verify_cli import add_parser as add_verify_parser  # noqa: PLC0415
 
     add_client_parsers(commands)
     add_lab_parser(commands)
     add_doctor_parser(commands)
+    add_verify_parser(commands)
     return parser
 
 
@@ -182,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
         return run(RunOptions(args.policy, args.ofp_host, args.ofp_port, args.status_file, args.log_level,
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
                               args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
-                              args.foreign_flows == "remove", args.verify_compile_seconds))
+                              args.foreign_flows == "remove", args.verify_compile_seconds,
+                              args.verify_tables_seconds, args.verify_pushes))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

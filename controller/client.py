@@ -128,6 +128,25 @@ def _call(args: argparse.Namespace, method: str, path: str, body: bytes | None, 
     return 0
 
 
+def request_json(args: argparse.Namespace, method: str, path: str) -> Any:
+    """One API call's JSON answer; a refusal or an unreachable controller raises ClientError."""
+    request = urllib.request.Request(args.controller.rstrip("/") + path, method=method)
+    token = _token(args)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read() or b"{}")
+        raise ClientError(f"the controller refused ({error.code}): {answer.get('error', error.reason)}",
+                          EXIT_INVALID) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ClientError(f"cannot reach the controller at {args.controller}: {reason} (is `otseg run` running? "
+                          "see --controller)", EXIT_UNREACHABLE) from None
+
+
 def _change_lines(change: dict[str, Any]) -> list[str]:
     conduits = change["conduits"]
     lines = [f"  conduits: +{len(conduits['added'])} -{len(conduits['removed'])} ~{len(conduits['changed'])}"

@@ -76,6 +76,9 @@ OPENAPI: dict[str, Any] = {
                 "type": "object", "required": ["a", "b"],
                 "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}}},
             "responses": {"200": {"description": "revoked"}, "422": {"description": "never approved, or bad ends"}}}},
+        "/v1/tables": {"get": {"summary": "What every switch holds, read from it now, with the policy in force, the "
+                                          "topology and the bindings (for `otseg verify --live`)",
+                               "responses": {"200": {"description": "policy, topology, located, tables"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "text exposition format"}}}},
     },
@@ -84,7 +87,8 @@ OPENAPI: dict[str, Any] = {
 
 def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], token: tuple[str, str] | None,
                metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None,
-               reads_need_token: bool = True, host: str = "127.0.0.1") -> Flask:
+               reads_need_token: bool = True, host: str = "127.0.0.1",
+               tables: Callable[[], dict[str, Any]] | None = None) -> Flask:
     """token: (name, secret); None refuses every change (only a test builds that). `reads_need_token`:
     False when the token was generated (not configured), so that local reads stay open."""
     app = Flask("otseg")
@@ -206,6 +210,12 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
         @guarded
         def revoke_link(who: str) -> Any:
             return jsonify(links.revoke(*ends(), who))
+
+    if tables is not None:
+        @app.get("/v1/tables")
+        @guarded
+        def get_tables(who: str) -> Any:
+            return jsonify(tables())
 
     @app.get("/v1/openapi.json")
     def openapi() -> Any:

@@ -24,6 +24,10 @@ from controller.policy.diagnostics import Diagnostic, DocumentError
 log = logging.getLogger("otseg.control")
 
 
+VERIFY_HINT = ("the tables otseg compiled for this policy do not do what it says: an otseg bug; nothing was "
+               "applied. Please report it with the output of `otseg verify POLICY --topology TOPO`")
+
+
 class Refused(Exception):
     """A switch refused the candidate; the previous policy is back in force."""
 
@@ -31,7 +35,8 @@ class Refused(Exception):
 class ControlPlane:
     def __init__(self, enforcer: Enforcer, store: PolicyStore, lock: Any, version: str, text: bytes,
                  on_change: Callable[[str], None] = lambda version: None,
-                 executor: Callable[..., Any] = lambda function, *args: function(*args)) -> None:
+                 executor: Callable[..., Any] = lambda function, *args: function(*args),
+                 verify: Callable[[Policy, Any, Any], list[str]] | None = None) -> None:
         self.enforcer = enforcer
         self.store = store
         self.lock = lock
@@ -41,6 +46,8 @@ class ControlPlane:
         self.last_apply: dict[str, Any] | None = None
         # Parsing and validating a large policy is pure CPU: the shell may run it off its event loop.
         self.executor = executor
+        # --verify-pushes: the candidate's tables proved against it (header-space verifier) first
+        self.verify = verify
 
     def in_force(self) -> dict[str, Any]:
         return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode()}
@@ -55,6 +62,11 @@ class ControlPlane:
         over = self.enforcer.overflows(new_tables, candidate, topology)
         if over:  # refused whole: no switch gets part of a table
             raise DocumentError([Diagnostic(name, 1, 1, o.where, o.problem(), HINT) for o in over])
+        if self.verify is not None:
+            problems = self.executor(self.verify, candidate, topology, new_tables)
+            if problems:  # the compiler would not do what this policy says: nothing is applied
+                raise DocumentError([Diagnostic(name, 1, 1, "verify", problem, VERIFY_HINT)
+                                     for problem in problems[:5]])
         return describe_change(self.enforcer.policy, candidate, old_tables, new_tables).as_dict()
 
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:

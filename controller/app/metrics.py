@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -78,6 +78,12 @@ class Metrics:
         self.compile_divergences = Counter("otseg_compile_divergences", "Comparisons where the incremental tables "
                                            "differed from a full compile (a bug: the state is then recomputed)",
                                            registry=registry)
+        self.verify_runs = Counter("otseg_verify_runs", "Verifications of the switches' tables against the policy "
+                                   "over every header (after reconciles, and periodically)", registry=registry)
+        self.verify_violations = Gauge("otseg_verify_violations", "Findings of the last verification, by invariant "
+                                       "(isolation, availability, loop, ambiguity, model): 0 when proved",
+                                       ["invariant"], registry=registry)
+        self.verify_seconds = Gauge("otseg_verify_seconds", "Duration of the last verification", registry=registry)
         self.counters = FlowCounters()
 
     def install_links(self, summary: Callable[[], dict[str, list[dict[str, object]]]]) -> None:

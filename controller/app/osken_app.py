@@ -45,7 +45,9 @@ from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.policy.diagnostics import DocumentError
 from controller.core.model import Policy
-from controller.core.topology import Link, PortRef
+from controller.app.verification import PushVerifier, TableVerifier, switch_tables
+from controller.core.codec import live_document
+from controller.core.topology import Link, PortRef, locate_assets
 
 log = logging.getLogger("otseg.app")
 DEBOUNCE = 0.02
@@ -74,6 +76,8 @@ class Settings:
     safety_check: Callable[[], dict[int, list[Any]]] | None = None  # OVSDB findings per dpid
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
     verify_compile_seconds: float = 300.0  # compare the incremental compiler with a full compile this often
+    verify_tables_seconds: float = 600.0  # prove the switches' tables against the policy this often (and after changes)
+    verify_pushes: bool = False  # prove a candidate's tables before applying it (refused if they fail)
     remove_foreign: bool = True  # flows in otseg's tables that it did not install: removed, or kept
     api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
     resumed: bool = False  # the switches hold this policy from before (a restart)
@@ -113,8 +117,10 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                                        lambda reason: self.metrics.lldp_rejected.inc()))
         self.samples = SampleHandler(self.enforcer, self.discovery.lldp_in, self._packet_out)
         self.status = StatusWriter(settings.status_file, settings.policy_version)
+        self.switch_names = {d: n for n, d in names.items()}
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
-                                    settings.policy_text, self._policy_changed, executor=tpool.execute)
+                                    settings.policy_text, self._policy_changed, executor=tpool.execute,
+                                    verify=PushVerifier(self.switch_names) if settings.verify_pushes else None)
         self.safety: dict[int, list[Any]] = {}
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: self.enforcer.reported.count("unknown-device"))
@@ -127,13 +133,18 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.compile_verifier = CompileVerifier(self.enforcer, self.lock, self.metrics, self._event, self._wake,
                                                 hub.sleep, settings.verify_compile_seconds,
                                                 executor=tpool.execute)  # not serialised: it blocks no push
+        self._verify_now = hub.Event()
+        self.table_verifier = TableVerifier(self.enforcer, self.lock, self.metrics, self._event, self._wake, hub.sleep,
+                                            settings.verify_tables_seconds, executor=serialised(tpool.execute),
+                                            wait=self._wait_for_verify, names=self.switch_names)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
                           hub.spawn(self._check_safety),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
-                          hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run)]
+                          hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
+                          hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
         self.threads.extend(self._services)
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
@@ -219,8 +230,25 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
                                                          self.control, self._extra_status()), settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
-                         host=settings.api_host)
+                         host=settings.api_host, tables=self._live_tables)
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
+
+    def _live_tables(self) -> dict[str, Any]:
+        """GET /v1/tables: what the switches hold, read now with the drift auditor's reader."""
+        with self.lock:
+            topology = self.enforcer.topology()
+            tables = switch_tables(self.enforcer, read=True)
+            policy, in_force = self.enforcer.policy, self.control.in_force()
+            pending = {f"{dpid:#x}": why for dpid, why in self.enforcer.pending_switches().items()}
+        document = live_document(in_force, topology, locate_assets(policy, topology), tables, self.switch_names)
+        document["pending"] = pending  # switches not holding the policy in force yet: nothing to prove there
+        return document
+
+    def _wait_for_verify(self, timeout: float) -> bool:
+        woken = self._verify_now.wait(timeout=timeout)
+        self._verify_now.clear()
+        hub.sleep(DEBOUNCE)
+        return bool(woken)
 
     def reload_file(self) -> None:
         """SIGHUP or --watch: apply the --policy file again (an invalid file is reported, not applied)."""
@@ -256,6 +284,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                         report = self.enforcer.reconcile()
                     self.metrics.reconciles.inc()
                     self.metrics.reconcile_flow_mods.inc(report.flow_mods)
+                    if report.flow_mods:
+                        self._verify_now.set()  # prove what the switches now hold
                     if report.deferred_deletes:
                         hub.spawn_after(self.enforcer.grace_remaining() + DEBOUNCE, self._wake)
                     if report.waiting:

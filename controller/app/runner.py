@@ -48,6 +48,8 @@ class RunOptions:
     audit_seconds: float = 30.0  # re-read every switch and repair drift this often
     remove_foreign: bool = True  # remove flows in otseg's tables that it did not install
     verify_compile_seconds: float = 300.0  # compare the incremental compiler with a full compile this often
+    verify_tables_seconds: float = 600.0  # prove the switches' tables against the policy this often
+    verify_pushes: bool = False  # prove a candidate's tables before applying it
 
 
 class StartError(Exception):
@@ -157,6 +159,7 @@ def run(options: RunOptions) -> int:
         switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
         audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated,
         verify_compile_seconds=options.verify_compile_seconds, budgets=lab.budgets if lab else (),
+        verify_tables_seconds=options.verify_tables_seconds, verify_pushes=options.verify_pushes,
         resumed=in_force_before == version)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "

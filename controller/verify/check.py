@@ -76,6 +76,7 @@ class Report:
     seconds: float = 0.0
     nodes: int = 0
     hops: int = 0
+    bound: int = 0  # assets located (bound to a port): availability is checked for these
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -102,6 +103,7 @@ class Verifier:
     space: Space = field(default_factory=Space)
     _models: dict[int, tuple[SwitchTables, SwitchModel]] = field(default_factory=dict)
     _allowed: Allowed | None = None
+    _settled: tuple[dict[int, Function], dict[int, Function]] | None = None  # trackers' commits, and answers
 
     def __post_init__(self) -> None:
         if self.located is None:
@@ -116,7 +118,8 @@ class Verifier:
 
     def check(self, tables: Mapping[int, SwitchTables]) -> Report:
         started = time.perf_counter()
-        report = Report(switches=len(self.topology.switches), flows=sum(len(t.flows) for t in tables.values()))
+        report = Report(switches=len(self.topology.switches), flows=sum(len(t.flows) for t in tables.values()),
+                        bound=len(self.located or {}))
         try:
             models = models_for(self.space, dict(tables), self.topology, self._models)
         except ModelError as error:
@@ -176,12 +179,20 @@ class Verifier:
         for where, packets in reach.revisits:
             found("loop", where, packets, f"packets enter {where} a second time (a loop, or a duplicate)")
 
-    def _reach(self, report: Report, models: dict[int, SwitchModel], dead: frozenset[Link]) -> tuple[Reach, Function]:
+    def settled_trackers(self) -> dict[int, Function] | None:
+        """What each switch's tracker answers, as last settled with every link up (None: no tracking)."""
+        return self._settled[1] if self._settled is not None else None
+
+    def _reach(self, report: Report, models: dict[int, SwitchModel], dead: frozenset[Link]
+               ) -> tuple[Reach, Function]:
         """Propagate with the oracle's domain; if the tables commit connections no stateful conduit
         tracks, propagate again with those connections open too (their replies then carry an
         established state the policy never gave them, and must still be refused)."""
         s, allowed = self.space, self.allowed
-        reach, lookups = self._settle(models, dead, allowed.domain, None)
+        # what the trackers know with every link up is the first guess under a failure too
+        reach, settled = self._settle(models, dead, allowed.domain, self._settled if dead else None)
+        if not dead:
+            self._settled = settled
         assert reach.commits is not None
         wrong = reach.commits & s.eq("oracle", 0) & ~allowed.commit_allowed
         if wrong == s.false:
@@ -193,26 +204,30 @@ class Verifier:
         widened &= universe(s)
         values = s.pick(wrong)
         assert values is not None
-        report.notes.append(f"connections no stateful conduit tracks are committed (e.g. from port "
-                            f"{values['o_port']} of switch #{values['o_sw']}): verified with their replies as "
-                            "established too")
-        reach, _ = self._settle(models, dead, widened, lookups)
+        dpid = sorted(self.topology.switches)[values["o_sw"]]
+        names = getattr(self, "names", None) or {}
+        report.notes.append(f"connections no stateful conduit tracks are committed (e.g. one opened from "
+                            f"{names.get(dpid, f'{dpid:#x}')}:{values['o_port']}): "
+                            "verified with their replies as established too")
+        reach, _ = self._settle(models, dead, widened, settled)
         return reach, widened
 
     def _settle(self, models: dict[int, SwitchModel], dead: frozenset[Link], domain: Function,
-                lookups: dict[int, Function] | None) -> tuple[Reach, dict[int, Function] | None]:
+                guess: tuple[dict[int, Function], dict[int, Function]] | None
+                ) -> tuple[Reach, tuple[dict[int, Function], dict[int, Function]] | None]:
         """Each switch has its own connection tracker: a reply is established at a switch only
-        if its connection was committed there. Start as if every switch knew every connection,
-        then give each switch the commits it makes, until they no longer change."""
+        if its connection was committed there. Start from `guess` (commits per switch and what
+        the trackers answer then), or as if every switch knew every connection; then give each
+        switch the commits it makes, until they no longer change."""
         s = self.space
-        commits: dict[int, Function] | None = None
+        commits, lookups = guess if guess is not None else (None, None)
         for _ in range(MAX_TRACKER_ROUNDS):
             reach = propagate(s, models, self.topology, dead, domain, lookups)
             if not reach.commits_at and commits is None and not any(m.tracks for m in models.values()):
-                return reach, lookups
+                return reach, None
             if commits is not None and reach.commits_at.keys() == commits.keys() and all(
                     reach.commits_at[d] == commits[d] for d in commits):
-                return reach, lookups
+                return reach, (commits, lookups)  # type: ignore[return-value]
             commits = dict(reach.commits_at)
             lookups = {dpid: tracker_answers(s, commits.get(dpid, s.false)) for dpid in models}
         raise ModelError(f"connection tracking did not settle in {MAX_TRACKER_ROUNDS} rounds")

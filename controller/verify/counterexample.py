@@ -163,6 +163,7 @@ class Counterexample:
     replayed: tuple[PortRef, ...] = ()  # where the interpreter delivers it
     replay_error: str = ""
     opened_by: tuple[PortRef, Headers] | None = None  # sent first to open the connection
+    ct_next: str = ""  # what the ingress switch's tracker answers (for ofproto/trace --ct-next)
     trace: list[str] = field(default_factory=list)
 
     def describe(self, names: Mapping[int, str] | None = None) -> str:
@@ -211,6 +212,7 @@ def explain(verifier: "Verifier", tables: Mapping[int, SwitchTables], cut: Link 
     judgement = judge(verifier.policy, verifier.located, ingress, frame, sessions)
     example = Counterexample(invariant, ingress, headers, ORACLE_NAMES.get(oracle, str(oracle)), where,
                              judgement.reason, tuple(sorted(judgement.receivers)))
+    example.ct_next = _tracker_answer(verifier, ingress.dpid, values)
     if where is not None:
         example.leaves_as = {"eth_dst": _mac(values["eth_dst"]), "vlan_vid": values["vlan"]}
         if values["vlan"]:
@@ -240,7 +242,7 @@ def explain(verifier: "Verifier", tables: Mapping[int, SwitchTables], cut: Link 
         entries = [(flow.table, flow.priority, names.get(flow.cookie, f"cookie {flow.cookie:#x}")) for _, flow in hit]
         example.hops.append(Hop(at, hop_headers, entries))
         bridge = verifier_names(verifier).get(at.dpid, f"s{at.dpid}")
-        ct = f" --ct-next '{CT_NEXT[oracle]}'" if any(t == "port_security" and any(
+        ct = f" --ct-next '{example.ct_next}'" if any(t == "port_security" and any(
             "ct" in str(i) for i in f.instructions) for _, f in hit for t in [f.table]) else ""
         example.trace.append(f"ovs-appctl ofproto/trace {bridge} '{trace_flow(at, hop_headers)}'{ct}")
     example.replayed = tuple(sorted(walked.delivered_ports()))
@@ -279,6 +281,24 @@ def _opening(verifier: "Verifier", values: Mapping[str, int], headers: Headers,
     if picked["nw_proto"] == 6:
         request["tcp_flags"] = 0x002
     return verifier.located[initiator.name], request
+
+
+CT_BITS = ((0x20, "trk"), (0x01, "new"), (0x02, "est"), (0x04, "rel"), (0x08, "rpl"), (0x10, "inv"))
+
+
+def _tracker_answer(verifier: "Verifier", dpid: int, values: Mapping[str, int]) -> str:
+    """The ct_state the switch's own tracker gives this packet (it knows only what it committed)."""
+    space = verifier.space
+    settled = verifier.settled_trackers()
+    if settled is None or dpid not in settled:
+        return CT_NEXT.get(values["oracle"], "trk,new")
+    packet = space.true
+    for name in ("oracle", "nw_src", "nw_dst", "nw_proto", "tp_src", "tp_dst"):
+        packet &= space.eq(name, values[name])
+    answer = space.pick(settled[dpid] & packet)
+    if answer is None:
+        return CT_NEXT.get(values["oracle"], "trk,new")
+    return ",".join(name for bit, name in CT_BITS if answer["ct"] & bit)
 
 
 def _origin(verifier: "Verifier", values: Mapping[str, int]) -> tuple[int, int]:

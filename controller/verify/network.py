@@ -34,6 +34,9 @@ class Reach:
     hops: int = 0
 
 
+MAX_PHYSICAL_PORT = 0xFEFF  # ports above are reserved (LOCAL, CONTROLLER, ...): no device sends from them
+
+
 def switch_index(topology: Topology) -> dict[int, int]:
     """The compact number of each switch in `o_sw` (its rank by datapath id)."""
     index = {dpid: number for number, dpid in enumerate(sorted(topology.switches))}
@@ -46,7 +49,7 @@ def injected(space: Space, topology: Topology, dpid: int, excluded_ports: frozen
              base: Function) -> Function:
     """Every packet a device on any port of `dpid` but `excluded_ports` can send."""
     s = space
-    ports = s.true
+    ports = s.in_range("in_port", 1, MAX_PHYSICAL_PORT)  # OpenFlow's physical port numbers (in 16 bits)
     for port in excluded_ports:
         ports &= ~s.eq("in_port", port)
     origin = (s.same("in_port", "o_port") & s.eq("o_sw", switch_index(topology)[dpid]) & s.same("eth_dst", "o_eth_dst")

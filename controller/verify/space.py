@@ -116,6 +116,7 @@ class Space:
         self.bdd.declare(*ordered)
         self.true, self.false = self.bdd.true, self.bdd.false
         self._eq_cache: dict[tuple[str, int, int], Function] = {}
+        self._var_sets: dict[tuple[str, ...], set[str]] = {}
 
     # ---- building sets ----------------------------------------------------------------------
 
@@ -181,7 +182,10 @@ class Space:
 
     def forget(self, u: Function, names: Iterable[str]) -> Function:
         """Existential quantification of whole fields."""
-        variables = {var for name in names for var in self.fields[name].names}
+        key = tuple(names)
+        variables = self._var_sets.get(key)
+        if variables is None:
+            variables = self._var_sets[key] = {var for name in key for var in self.fields[name].names}
         return self.bdd.exist(variables, u) if variables else u
 
     def forget_bits(self, u: Function, name: str, mask: int) -> Function:

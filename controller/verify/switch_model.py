@@ -45,6 +45,7 @@ from controller.core.pipeline import (
 from controller.verify.space import VLAN_PRESENT, Function, ModelError, Space, to_int
 
 MAX_RECIRCULATIONS = 4
+MEMO_SIZE = 256
 OFPP_FLOOD, OFPP_ALL, OFPP_NORMAL, OFPP_LOCAL = 0xFFFFFFFB, 0xFFFFFFFC, 0xFFFFFFFA, 0xFFFFFFFE
 LOCAL_PORT = 0xFFFE  # where the verifier delivers OFPP_LOCAL (no asset is ever there)
 UNLISTED_PORT = 0  # where it delivers OFPP_IN_PORT back out of a port the topology does not list
@@ -171,6 +172,10 @@ class SwitchModel:
                             | {a.port for flow in tables.flows for a in _actions(flow) if isinstance(a, Output)}
                             | {b.watch_port for g in tables.groups for b in g.buckets})
         self.know_ports(())
+        # dead ports change what it does only through these (outputs and bucket liveness): a run
+        # under a link failure elsewhere is the same run, and is answered from `_memo`
+        self.watched = frozenset(self.ports)
+        self._memo: dict[tuple[object, frozenset[int], object], Outcome] = {}
         # does it ask a connection tracker at all (stateful conduits)?
         self.tracks = any(isinstance(a, Conntrack) and a.table is not None for flow in tables.flows
                           for a in _actions(flow))
@@ -184,6 +189,7 @@ class SwitchModel:
 
     def know_ports(self, ports: Iterable[int]) -> None:
         self.ports = sorted(p for p in set(self.ports) | set(ports) if p <= 0xFFFF)
+        self.watched = frozenset(self.ports)
 
     # ---- compiling tables -------------------------------------------------------------------
 
@@ -263,6 +269,19 @@ class SwitchModel:
         """`lookup`: what this switch's tracker answers, a relation of oracle, packet and ct_state
         (default: the oracle's state, as if every connection were known here)."""
         s = self.space
+        relevant = frozenset(dead_ports) & self.watched
+        memo_key = (arrivals, relevant, lookup)
+        cached = self._memo.get(memo_key)
+        if cached is not None:
+            return cached
+        outcome = self._run(arrivals, dead_ports, lookup)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[memo_key] = outcome
+        return outcome
+
+    def _run(self, arrivals: Function, dead_ports: frozenset[int], lookup: Function | None) -> Outcome:
+        s = self.space
         self._lookup = self._ct_lookup if lookup is None else lookup
         outcome = Outcome({}, s.false, s.false)
         start = s.forget(arrivals, ["meta_hi", "meta_lo", "ct", "pend_eth_dst", "pend_valid"]) & self._switch_entry
@@ -274,8 +293,11 @@ class SwitchModel:
             table_id, recirculations, action_set = key
             name = TABLE_NAMES.get(table_id)
             effects = self.effects.get(name, []) if name is not None else []
+            forgotten: dict[frozenset[str], Function] = {frozenset(): packets}
             for effect in effects:
-                state = s.bdd.exist(set(effect.forget), packets) if effect.forget else packets
+                state = forgotten.get(effect.forget)
+                if state is None:
+                    state = forgotten[effect.forget] = s.bdd.exist(set(effect.forget), packets)
                 hit = state & effect.relation
                 if hit == s.false:
                     continue
