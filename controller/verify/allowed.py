@@ -131,31 +131,61 @@ def _roles(conduit: Conduit) -> list[tuple[tuple[object, ...], tuple[object, ...
     return roles  # type: ignore[return-value]
 
 
+class Verdicts:
+    """`decide` as sets of packets, per pair of assets (`of`), from pieces cached per conduit
+    role and flags: two pairs the verdict treats alike share their BDDs."""
+
+    def __init__(self, packets: Packets, policy: Policy) -> None:
+        self.packets, self.policy = packets, policy
+        self.roles = [(conduit, _matches(policy, conduit.services), initiators, responders)
+                      for conduit in policy.conduits for initiators, responders in _roles(conduit)]
+        self._pieces: dict[tuple[int, bool, bool, bool, bool, bool], Function] = {}
+        self._sides: dict[str, tuple[frozenset[int], frozenset[int]]] = {}
+
+    def _sides_of(self, asset: Asset) -> tuple[frozenset[int], frozenset[int]]:
+        """The roles in which `asset` is an initiator, and those in which it is a responder."""
+        found = self._sides.get(asset.name)
+        if found is None:
+            initiator = frozenset(i for i, (_, _, ini, _) in enumerate(self.roles) if any(is_member(asset, e) for e in ini))
+            responder = frozenset(i for i, (_, _, _, res) in enumerate(self.roles) if any(is_member(asset, e) for e in res))
+            found = self._sides[asset.name] = (initiator, responder)
+        return found
+
+    def of(self, src: Asset, dst: Asset, multicast: bool) -> Function:
+        """The packets `decide(policy, src, dst, .)` delivers (allowed, by monitor, would-deny)."""
+        s, policy = self.packets.s, self.policy
+        if not multicast and policy.zone_mode(src.zone) == "monitor":
+            return s.true
+        if src.zone == dst.zone and policy.zone(src.zone).intra is Intra.ALLOW and not multicast:
+            return s.true
+        src_initiates, src_responds = self._sides_of(src)
+        dst_initiates, dst_responds = self._sides_of(dst)
+        result = s.false
+        for index in sorted((src_initiates & dst_responds) | (src_responds & dst_initiates)):
+            forward, backward = index in src_initiates and index in dst_responds, index in src_responds and index in dst_initiates
+            key = (index, forward, backward, src.ip is not None, dst.ip is not None, multicast)
+            piece = self._pieces.get(key)
+            if piece is None:
+                conduit, matches, _, _ = self.roles[index]
+                piece = self._pieces[key] = self.packets.allows(matches, forward, backward, src, dst, multicast,
+                                                                conduit.stateful)
+            result |= piece
+        if src.zone == dst.zone and policy.zone(src.zone).intra is Intra.SERVICES:
+            result |= self.packets.allows(_matches(policy, policy.zone(src.zone).intra_services), True, True, src,
+                                          dst, multicast)
+        return result
+
+
 def verdict_set(packets: Packets, policy: Policy, src: Asset, dst: Asset, multicast: bool) -> Function:
-    """The packets `decide(policy, src, dst, .)` delivers (allowed, by monitor, would-deny)."""
-    s = packets.s
-    result = s.false
-    for conduit in policy.conduits:
-        matches = _matches(policy, conduit.services)
-        for initiators, responders in _roles(conduit):
-            forward = any(is_member(src, i) for i in initiators) and any(is_member(dst, r) for r in responders)  # type: ignore[arg-type]
-            backward = any(is_member(src, r) for r in responders) and any(is_member(dst, i) for i in initiators)  # type: ignore[arg-type]
-            result |= packets.allows(matches, forward, backward, src, dst, multicast, conduit.stateful)
-    if src.zone == dst.zone:
-        zone = policy.zone(src.zone)
-        if zone.intra is Intra.ALLOW and not multicast:
-            result = s.true
-        elif zone.intra is Intra.SERVICES:
-            result |= packets.allows(_matches(policy, zone.intra_services), True, True, src, dst, multicast)
-    if not multicast and policy.zone_mode(src.zone) == "monitor":
-        result = s.true
-    return result
+    """The packets `decide(policy, src, dst, .)` delivers (one pair; `Verdicts` for many)."""
+    return Verdicts(packets, policy).of(src, dst, multicast)
 
 
 class Allowed:
     def __init__(self, space: Space, policy: Policy, located: Mapping[str, PortRef], topology: Topology) -> None:
         self.s, self.policy, self.located = space, policy, dict(located)
         self.packets = Packets(space)
+        self.verdicts = Verdicts(self.packets, policy)
         self.index = switch_index(topology)
         s = space
         self.named = {e.name for c in policy.conduits for e in (*c.sources, *c.destinations) if e.kind == "asset"}
@@ -244,7 +274,7 @@ class Allowed:
         if cached is None:
             cached = self.s.false
             for source_class, members in self.classes.items():
-                verdict = verdict_set(self.packets, self.policy, members[0], receiver, multicast)
+                verdict = self.verdicts.of(members[0], receiver, multicast)
                 if verdict != self.s.false:
                     cached |= verdict & self.source_sets[source_class]
             self._from[key] = cached
