@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark scenarios in one go and rewrite docs/benchmarks.md.
 
-    python -m bench.run [--quick] [--only compile|recovery|generated|faucet|containment|soak|render]
+    python -m bench.run [--quick] [--only compile|verify|recovery|generated|faucet|containment|soak|render]
 
 Benchmarks are not tests: nothing here asserts a time. Every row of the report names the
 command that reproduces it. Results also go to bench/results.json.
@@ -25,6 +25,18 @@ from controller.io.files import load_lab, load_policy
 ROOT = Path(__file__).resolve().parent.parent
 COMPILE_CASES = [(100, 10, 50, 10), (1000, 50, 200, 50), (10000, 100, 1000, 50)]
 EXAMPLES = ["plant", "linear", "substation", "water"]
+VERIFY_CASES = [(100, 10, 50, 10), (1000, 50, 200, 50), (10000, 100, 1000, 50)]
+VERIFY_TIMEOUT = 1800  # seconds per generated case: a case that does not finish is reported so
+
+
+def verify_case(*args: object) -> dict:  # type: ignore[type-arg]
+    """One verifier case in its own process (peak memory is its own); None-valued if it times out."""
+    try:
+        output = subprocess.run([sys.executable, "-m", "bench.verify_bench", *map(str, args)], cwd=ROOT,
+                                capture_output=True, text=True, check=True, timeout=VERIFY_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:
+        return {"case": list(args), "timeout_s": VERIFY_TIMEOUT}
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def compile_case(assets: int, zones: int, conduits: int, switches: int, placement: str) -> dict:  # type: ignore[type-arg]
@@ -101,6 +113,7 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
                      f"{case['conduit_edit_s']:.3f} | {case['peak_rss_mb']:.0f} | {case['flows_total']} | {case['edge_max']} | "
                      f"{case['naive_total']} |")
     lines += scale_section(results)
+    lines += verify_section(results)
     faucet = results.get("faucet", {})
     lines += [
         "",
@@ -413,12 +426,66 @@ def scale_section(results: dict) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
+def verify_section(results: dict) -> list[str]:  # type: ignore[type-arg]
+    verify = results.get("verify")
+    if not verify:
+        return []
+    lines = ["", "## Header-space verification (`otseg verify`)", "",
+             "The compiled tables proved against the policy over every header (docs/operations.md): isolation,",
+             "availability, loops, ambiguity. *Links up*: one scenario; *with failures*: also every single link down",
+             "(fast failover, tables unchanged). A fresh verifier each run (nothing cached). Command:",
+             "`python -m bench.verify_bench example NAME`.", "",
+             "| lab | flows | links | links up (s) | with failures (s) | scenarios | BDD nodes | proved | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in verify.get("examples", []):
+        up, down = row["links_up"], row["with_failures"]
+        lines.append(f"| {row['example']} | {row['flows']} | {row['links']} | {up['seconds']:.2f} | {down['seconds']:.2f} | "
+                     f"{down['scenarios']} | {down['bdd_nodes']:,} | {'yes' if up['proved'] and down['proved'] else 'NO'} | "
+                     f"{row['peak_rss_mb']:.0f} |")
+    lines += ["", "Generated plants (as in *Compile scaling*, zone placement), links up. *Re-check after a push*: the",
+              "first conduit's services change; the verifier is kept, so switch models of unchanged tables and their",
+              "runs on unchanged inputs are reused (what `otseg run --verify-pushes` pays per push). Command:",
+              "`python -m bench.verify_bench generated ASSETS ZONES CONDUITS SWITCHES`.", "",
+              "| assets | switches | flows | full check (s) | spread | runs | re-check after a push (s) | switches changed | BDD nodes | peak RSS (MB) | proved |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in verify.get("generated", []):
+        if "timeout_s" in row:
+            assets, _, _, switches = row["case"][1:5]
+            lines.append(f"| {assets} | {switches} | | not finished in {row['timeout_s']} s | | | | | | | |")
+            continue
+        push = f"{row['push_recheck_seconds']:.2f}" if "push_recheck_seconds" in row else "not run"
+        lines.append(f"| {row['assets']} | {row['switches']} | {row['flows']:,} | {row['seconds']:.2f} | {row['spread']:.2f} | "
+                     f"{row['runs']} | {push} | {row.get('push_switches_changed', '')} | "
+                     f"{row['bdd_nodes']:,} | {row['peak_rss_mb']:.0f} | {'yes' if row['proved'] else 'NO'} |")
+    return lines
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
 def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
     out = []
+    verify = results.get("verify", {})
+    if verify.get("examples"):
+        worst = max(verify["examples"], key=lambda r: r["with_failures"]["seconds"])
+        worst_up = max(verify["examples"], key=lambda r: r["links_up"]["seconds"])
+        out.append(f"each example lab verified in under 1 s: {_met(worst_up['links_up']['seconds'] < 1)} with links up "
+                   f"(slowest {worst_up['example']} {worst_up['links_up']['seconds']:.2f} s); with every single link "
+                   f"failure too: {_met(worst['with_failures']['seconds'] < 1)} (slowest {worst['example']} "
+                   f"{worst['with_failures']['seconds']:.2f} s, {worst['with_failures']['scenarios']} scenarios).")
+    rows = {r.get("assets", r.get("case", [0, 0])[1]): r for r in verify.get("generated", [])}
+    if 1000 in rows and "push_recheck_seconds" in rows[1000]:
+        out.append(f"re-check of one push at 1,000 assets under 10 ms: {_met(rows[1000]['push_recheck_seconds'] < 0.01)} "
+                   f"({rows[1000]['push_recheck_seconds']:.2f} s; the re-check reuses switch models but still "
+                   "propagates every port's packets through the network).")
+    if 10000 in rows:
+        big = rows[10000]
+        if "timeout_s" in big:
+            out.append(f"full check at 10,000 assets under 60 s: NOT met (not finished in {big['timeout_s']} s).")
+        else:
+            out.append(f"full check at 10,000 assets under 60 s: {_met(big['seconds'] < 60)} ({big['seconds']:.0f} s, "
+                       f"peak {big['peak_rss_mb']:.0f} MB).")
     compiled = results.get("compile", [])
     big = next((c for c in compiled if c["assets"] == 10000), None)
     mid = next((c for c in compiled if c["assets"] == 1000 and c["placement"] == "zone"), None)
@@ -529,7 +596,8 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small cases only, one run of each lab scenario")
-    parser.add_argument("--only", choices=("compile", "recovery", "generated", "faucet", "containment", "soak", "render"),
+    parser.add_argument("--only", choices=("compile", "verify", "recovery", "generated", "faucet", "containment", "soak",
+                                           "render"),
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
@@ -540,7 +608,7 @@ def main() -> int:
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results["versions"] = versions()
-        sections = (("compile", "recovery", "generated", "faucet", "containment", "soak") if args.only is None
+        sections = (("compile", "verify", "recovery", "generated", "faucet", "containment", "soak") if args.only is None
                     else (args.only,))
         results.setdefault("section_dates", {}).update({section: now for section in sections})
         if args.only is None:
@@ -552,6 +620,11 @@ def main() -> int:
                               if not (case[0] == 10000 and placement == "spread")]
         results["examples"] = [example_footprint(name) for name in EXAMPLES]
         previous.write_text(json.dumps(results, indent=1))  # each section is kept even if a later one fails
+    if args.only in (None, "verify"):
+        cases = VERIFY_CASES[:2] if args.quick else VERIFY_CASES
+        results["verify"] = {"examples": [verify_case("example", name) for name in EXAMPLES],
+                             "generated": [verify_case("generated", *case) for case in cases]}
+        previous.write_text(json.dumps(results, indent=1))
     # Lab sections, in order: (module, function, arguments); each result is kept as soon as it exists.
     lab_sections = {
         "recovery": ("bench.recovery_bench", "run_all", (workdir / "recovery", 1 if args.quick else 3)),

@@ -58,8 +58,9 @@ class Reusable:
     def check(self, policy: Policy, topology: Topology, located: dict[str, PortRef],
               tables: dict[int, SwitchTables], names: dict[int, str]) -> Report:
         v = self.verifier
-        if v is None or v.policy != policy or v.topology != topology or v.located != located:
+        if v is None:
             self.verifier = v = Verifier(policy, topology, located, self.failures)
+        v.retarget(policy, topology, located)  # switch models of unchanged tables are kept
         v.names = names  # type: ignore[attr-defined]
         return v.check(tables)
 

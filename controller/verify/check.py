@@ -56,7 +56,8 @@ class Finding:
         names = names or {}
         cut = "all links up" if self.scenario is None else f"link {_end(self.scenario.a, names)} - " \
                                                             f"{_end(self.scenario.b, names)} down"
-        text = f"{self.invariant.upper()} ({cut}): {self.summary}"
+        where = "" if self.where is None else f" at {_end(self.where, names)}"
+        text = f"{self.invariant.upper()}{where} ({cut}): {self.summary}"
         if self.example is not None:
             text += "\n" + self.example.describe(names)
         return text
@@ -108,6 +109,14 @@ class Verifier:
     def __post_init__(self) -> None:
         if self.located is None:
             self.located = locate_assets(self.policy, self.topology)
+
+    def retarget(self, policy: Policy, topology: Topology, located: Mapping[str, PortRef] | None = None) -> None:
+        """Verify against another policy, topology or bindings from now on; the switch models
+        (of tables, which do not depend on them) are kept."""
+        located = dict(located) if located is not None else locate_assets(policy, topology)
+        if (policy, topology, located) != (self.policy, self.topology, self.located):
+            self.policy, self.topology, self.located = policy, topology, located
+            self._allowed, self._settled = None, None
 
     @property
     def allowed(self) -> Allowed:
@@ -170,14 +179,14 @@ class Verifier:
             must = allowed.at(where, domain=domain)
             extra = leaving & ~must
             if extra != s.false:
-                found("isolation", where, extra, f"packets the policy does not allow leave at {where}")
+                found("isolation", where, extra, "packets the policy does not allow leave by this port")
             expected = must if cut is None else allowed.at(where, unicast_only=True,
                                                                       origins=origins(where.dpid), domain=domain)
             missing = expected & ~leaving
             if missing != s.false:
-                found("availability", where, missing, f"packets the policy allows are not delivered at {where}")
+                found("availability", where, missing, "packets the policy allows are not delivered to this port")
         for where, packets in reach.revisits:
-            found("loop", where, packets, f"packets enter {where} a second time (a loop, or a duplicate)")
+            found("loop", where, packets, "packets enter this port a second time (a loop, or a duplicate)")
 
     def settled_trackers(self) -> dict[int, Function] | None:
         """What each switch's tracker answers, as last settled with every link up (None: no tracking)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
-from controller.core.flows import Flow, SwitchTables
+from controller.core.flows import ApplyActions, Conntrack, Flow, SwitchTables
 from controller.core.frames import Frame
 from controller.core.model import Policy
 from controller.core.pipeline import CT_ZONE, TABLE_IDS
@@ -25,7 +25,7 @@ from controller.core.reference import Sessions, judge
 from controller.core.flows import COOKIE_PREFIX
 from controller.core.ids import stable_hash32
 from controller.core.topology import Link, PortRef
-from controller.verify.space import Function, VLAN_PRESENT
+from controller.verify.space import VLAN_PRESENT, Function, ip_int, mac_int
 from controller.verify.walk import AmbiguousMatch, Headers, Network
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class Counterexample:
 def explain(verifier: "Verifier", tables: Mapping[int, SwitchTables], cut: Link | None, invariant: str,
             where: PortRef | None, packets: Function) -> Counterexample | None:
     space = verifier.space
-    values = space.pick(packets)
+    values = space.pick(readable(verifier, packets, where))
     if values is None:
         return None
     by_index = {number: dpid for number, dpid in enumerate(sorted(verifier.topology.switches))}
@@ -242,11 +242,39 @@ def explain(verifier: "Verifier", tables: Mapping[int, SwitchTables], cut: Link 
         entries = [(flow.table, flow.priority, names.get(flow.cookie, f"cookie {flow.cookie:#x}")) for _, flow in hit]
         example.hops.append(Hop(at, hop_headers, entries))
         bridge = verifier_names(verifier).get(at.dpid, f"s{at.dpid}")
-        ct = f" --ct-next '{example.ct_next}'" if any(t == "port_security" and any(
-            "ct" in str(i) for i in f.instructions) for _, f in hit for t in [f.table]) else ""
+        looks_up = any(isinstance(a, Conntrack) and a.table is not None for _, f in hit for i in f.instructions
+                       if isinstance(i, ApplyActions) for a in i.actions)
+        ct = f" --ct-next '{example.ct_next}'" if looks_up else ""
         example.trace.append(f"ovs-appctl ofproto/trace {bridge} '{trace_flow(at, hop_headers)}'{ct}")
     example.replayed = tuple(sorted(walked.delivered_ports()))
     return example
+
+
+def readable(verifier: "Verifier", packets: Function, where: PortRef | None = None) -> Function:
+    """A part of `packets` an auditor reads at a glance: sent by a known asset with its own
+    address, to the asset at the egress port, IPv4 TCP (a SYN from an ephemeral port) where
+    possible. Each preference applies only if some packet of the set meets it."""
+    space, policy = verifier.space, verifier.policy
+    known_source = consistent_source = known_destination = space.false
+    for asset in policy.assets:
+        mac = space.eq("eth_src", mac_int(asset.mac))
+        known_source |= mac
+        if asset.ip is not None:
+            consistent_source |= mac & space.eq("nw_src", ip_int(asset.ip))
+        known_destination |= space.eq("o_eth_dst", mac_int(asset.mac))
+    receivers = verifier.allowed.by_port.get(where, []) if where is not None else []
+    to_receiver = space.false
+    for asset in receivers:
+        term = space.eq("o_eth_dst", mac_int(asset.mac))
+        to_receiver |= term & space.eq("nw_dst", ip_int(asset.ip)) if asset.ip else term
+    preferences = [known_source, consistent_source, to_receiver, known_destination, space.eq("eth_type", 0x0800),
+                   space.eq("nw_proto", 6), space.eq("tcp_flags", 0x002), space.in_range("tp_src", 40000, 65535),
+                   space.eq("oracle", 0), space.eq("o_pcp", 0)]
+    for preference in preferences:
+        narrowed = packets & preference
+        if narrowed != space.false:
+            packets = narrowed
+    return packets
 
 
 def _opening(verifier: "Verifier", values: Mapping[str, int], headers: Headers,
