@@ -109,7 +109,7 @@ def render(report: Report, names: dict[int, str], policy: Policy, what: str) -> 
         lines.append(f"note: {note}")
     if report.ok:
         lines.append(f"PROVEN: policy {policy.name!r} holds for every header: isolation, availability, no loops, "
-                     "no ambiguous flows")
+                     "no allowed traffic to the controller, no ambiguous flows")
         return "\n".join(lines)
     lines.append("VIOLATIONS: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     for finding in report.findings:

@@ -373,3 +373,16 @@ def test_group_buckets_follow_dead_ports() -> None:
     report = Verifier(policy, topology).check(tables)
     leaks = {(f.scenario, f.where) for f in report.findings if f.invariant == "isolation"}
     assert (cut, PortRef(1, 3)) in leaks and (None, PortRef(1, 3)) not in leaks
+
+
+def test_allowed_traffic_copied_to_the_controller_is_found() -> None:
+    """Real-time traffic must never wait for (or load) the controller: a copy of it is a finding."""
+    ex = example(PAIRS["linear"])
+
+    def copy_allowed(switch: SwitchTables) -> list[Flow]:
+        return [_rebuild(f, instructions=[ApplyActions((Output(CONTROLLER_PORT),))])
+                if f.table == POLICY and not f.instructions and f.field("metadata") is not None else f
+                for f in switch.flows]
+    mutated = per_switch(copy_allowed)(ex.tables)
+    report = Verifier(ex.policy, ex.topology, failures=False).check(mutated)
+    assert {f.invariant for f in report.findings} == {"controller"}, report.counts()

@@ -14,6 +14,8 @@ unchanged, as fast failover must cope before the controller reacts):
 - availability: everything the policy allows between bound assets leaves at the receiver
   (under a link failure: unicast between assets the remaining links still connect);
 - no loops: no packet enters the same switch port twice;
+- the controller sees only what the policy does not deliver (discovery, samples of denied and
+  unbound traffic): no allowed packet is also sent to it;
 - connection tracking: a reply is accepted only in a connection a stateful conduit tracks. If
   the tables commit other connections too, the check is run again with those open (their
   replies established) and isolation must still hold; the commit itself is a note;
@@ -41,7 +43,7 @@ from controller.verify.space import Function, ModelError, Space, universe
 from controller.verify.switch_model import SwitchModel, tracker_answers
 
 MAX_TRACKER_ROUNDS = 5
-INVARIANTS = ("isolation", "availability", "loop", "ambiguity", "model")
+INVARIANTS = ("isolation", "availability", "loop", "controller", "ambiguity", "model")
 
 
 @dataclass
@@ -174,9 +176,12 @@ class Verifier:
                 example = explain(self, tables, cut, invariant, where, packets)
             report.findings.append(Finding(invariant, cut, where, summary, example))
 
+        delivered_as_sent = s.false  # what the policy delivers, as its senders sent it
         for where in ports:
             leaving = reach.delivered.get(where, s.false)
             must = allowed.at(where, domain=domain)
+            if cut is None:
+                delivered_as_sent |= s.forget(must, ["eth_dst", "vlan", "pcp"])
             extra = leaving & ~must
             if extra != s.false:
                 found("isolation", where, extra, "packets the policy does not allow leave by this port")
@@ -187,6 +192,12 @@ class Verifier:
                 found("availability", where, missing, "packets the policy allows are not delivered to this port")
         for where, packets in reach.revisits:
             found("loop", where, packets, "packets enter this port a second time (a loop, or a duplicate)")
+        for dpid, sampled in sorted(reach.controller.items()):
+            waiting = s.forget(sampled, ["eth_dst", "vlan", "pcp"]) & delivered_as_sent
+            if cut is None and waiting != s.false:
+                found("controller", PortRef(dpid, 0), waiting & s.same("eth_dst", "o_eth_dst"),
+                      "packets the policy allows are also sent to the controller (allowed traffic never waits "
+                      "for, nor loads, the controller)")
 
     def settled_trackers(self) -> dict[int, Function] | None:
         """What each switch's tracker answers, as last settled with every link up (None: no tracking)."""

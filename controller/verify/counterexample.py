@@ -129,11 +129,13 @@ def trace_flow(at: PortRef, headers: Headers) -> str:
         frag = {0: "no", 1: "first", 3: "later"}.get(int(headers.get("ip_frag", 0)), "no")  # type: ignore[arg-type]
         parts += [f"nw_src={headers['ipv4_src']}", f"nw_dst={headers['ipv4_dst']}", f"nw_proto={headers['ip_proto']}",
                   f"nw_frag={frag}"]
-        if "tcp_src" in headers:
-            parts += [f"tp_src={headers['tcp_src']}", f"tp_dst={headers['tcp_dst']}",
+        if frag == "later":
+            pass  # a later fragment carries no transport header (OVS refuses its fields)
+        elif "tcp_src" in headers:
+            parts += [f"tcp_src={headers['tcp_src']}", f"tcp_dst={headers['tcp_dst']}",
                       f"tcp_flags={int(headers['tcp_flags']):#05x}"]  # type: ignore[arg-type]
         elif "udp_src" in headers:
-            parts += [f"tp_src={headers['udp_src']}", f"tp_dst={headers['udp_dst']}"]
+            parts += [f"udp_src={headers['udp_src']}", f"udp_dst={headers['udp_dst']}"]
         elif "icmpv4_type" in headers:
             parts += [f"icmp_type={headers['icmpv4_type']}", f"icmp_code={headers['icmpv4_code']}"]
     elif headers.get("eth_type") == 0x0806:
