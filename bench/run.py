@@ -432,8 +432,9 @@ def verify_section(results: dict) -> list[str]:  # type: ignore[type-arg]
         return []
     lines = ["", "## Header-space verification (`otseg verify`)", "",
              "The compiled tables proved against the policy over every header (docs/operations.md): isolation,",
-             "availability, loops, ambiguity. *Links up*: one scenario; *with failures*: also every single link down",
-             "(fast failover, tables unchanged). A fresh verifier each run (nothing cached). Command:",
+             "availability, loops, no allowed traffic to the controller, ambiguity. *Links up*: one scenario; *with",
+             "failures*: also every single link down (fast failover, tables unchanged). A fresh verifier each run",
+             "(nothing cached). Command:",
              "`python -m bench.verify_bench example NAME`.", "",
              "| lab | flows | links | links up (s) | with failures (s) | scenarios | BDD nodes | proved | peak RSS (MB) |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -31,8 +31,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser(
         "verify", help="prove the flow tables against the policy over every possible header",
         description="Isolation (nothing beyond the policy leaves any port), availability (everything it allows "
-                    "between bound assets is delivered), no loops, no ambiguous flows: with every link up and "
-                    "with each single link down (fast failover). Exit 0 proven, 1 violations, 2 invalid input.")
+                    "between bound assets is delivered), no loops, no allowed traffic to the controller, no "
+                    "ambiguous flows: with every link up and with each single link down (fast failover). Exit 0 "
+                    "proven, 1 violations, 2 invalid input (or switches not programmed yet), 3 controller "
+                    "unreachable.")
     parser.add_argument("policy", nargs="?", metavar="POLICY", help="the policy file (offline: its compiled tables)")
     parser.add_argument("--topology", metavar="TOPO", help="the topology document (offline)")
     parser.add_argument("--live", action="store_true",
@@ -40,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--controller", default=os.environ.get("OTSEG_CONTROLLER", DEFAULT_URL),
                         help=f"control API URL for --live (default {DEFAULT_URL}, or OTSEG_CONTROLLER)")
     parser.add_argument("--token-file", help="bearer token file for --live (see `otseg status --help`)")
-    parser.add_argument("--state-dir", default=os.environ.get("OTSEG_STATE_DIR", "/var/lib/otseg"))
+    parser.add_argument("--state-dir", default=os.environ.get("OTSEG_STATE_DIR", "/var/lib/otseg"),
+                        help="where the local controller keeps its api-token (default /var/lib/otseg)")
     parser.add_argument("--no-failures", dest="failures", action="store_false",
                         help="only with every link up (skip the single-link-failure scenarios)")
     parser.add_argument("--examples", type=int, default=3, metavar="N",

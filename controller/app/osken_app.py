@@ -144,7 +144,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                           hub.spawn(self._check_safety),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
                           hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
-                          hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
+                          *([hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
+                            if settings.verify_tables_seconds > 0 else [])]
         self.threads.extend(self._services)
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:

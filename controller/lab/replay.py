@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from controller.core.flows import SwitchTables
 from controller.core.render import render_ovs, render_ovs_groups
 from controller.core.topology import PortRef, Topology
-from controller.verify.counterexample import CT_NEXT, Counterexample, trace_flow
+from controller.verify.counterexample import CT_NEXT, ORACLE_NAMES, Counterexample, trace_flow
 
 _BRIDGE = re.compile(r'^\s*bridge\("([^"]+)"\)')
 _OUTPUT = re.compile(r"^\s+output:(\d+)\s*$")
@@ -84,8 +84,8 @@ class Replay:
         """Where Open vSwitch sends the counterexample's packet (edge ports), and the trace text."""
         bridge = self.names[example.ingress.dpid]
         command = ["ovs-appctl", "ofproto/trace", bridge, trace_flow(example.ingress, example.headers)]
-        state = {"new": 0, "established": 1, "established reply": 2, "related": 3, "related reply": 4,
-                 "invalid": 5}.get(example.connection, 0) if oracle is None else oracle
+        names = {name: value for value, name in ORACLE_NAMES.items()}
+        state = names.get(example.connection, 0) if oracle is None else oracle
         command += ["--ct-next", example.ct_next if oracle is None and example.ct_next else CT_NEXT[state]]
         text = _run(*command)
         by_name = {name: dpid for dpid, name in self.names.items()}

@@ -36,7 +36,7 @@ from controller.core.verdict import is_member
 from controller.verify.network import switch_index
 from controller.verify.space import VLAN_PRESENT, Function, Space, ip_int, mac_int, universe
 from controller.verify.switch_model import (
-    ORACLE_EST, ORACLE_EST_REPLY, ORACLE_INVALID, ORACLE_NEW, ORACLE_REL, ORACLE_REL_REPLY,
+    ORACLE_EST, ORACLE_EST_REPLY, ORACLE_INVALID, ORACLE_NEW, ORACLE_REL, ORACLE_REL_OTHER, ORACLE_REL_REPLY,
 )
 
 ETH_IPV4, ETH_ARP, ETH_LLDP = 0x0800, 0x0806, 0x88CC
@@ -344,5 +344,39 @@ class Allowed:
                 | (p.ipv4 & (s.eq("oracle", ORACLE_NEW) | s.eq("oracle", ORACLE_INVALID)
                              | (s.eq("oracle", ORACLE_EST) & self.tracked)
                              | (s.eq("oracle", ORACLE_EST_REPLY) & self.tracked_reply)
-                             | (s.eq("oracle", ORACLE_REL) & icmp & self._pairs(False))
-                             | (s.eq("oracle", ORACLE_REL_REPLY) & icmp & self._pairs(True)))))
+                             | (s.eq("oracle", ORACLE_REL) & icmp & self._ends(initiator=False))
+                             | (s.eq("oracle", ORACLE_REL_REPLY) & icmp & self._pairs(True))
+                             | (s.eq("oracle", ORACLE_REL_OTHER) & icmp & self._related_other()))))
+
+    def _related_other(self) -> Function:
+        """ICMP errors a sender can make a tracker relate to another connection of their
+        destination: to an initiator I from any S such that I has a tracked connection to a
+        responder other than S (the error quotes that one)."""
+        s = self.s
+        responders: dict[str, set[str]] = {}
+        for conduit in self.policy.conduits:
+            if not conduit.stateful or not any(m.protocol in ("tcp", "udp")
+                                               for m in _matches(self.policy, conduit.services)):
+                continue
+            for initiators, others in _roles(conduit):
+                peers = {a.ip for e in others for a in self.policy.members(e) if a.ip}  # type: ignore[arg-type]
+                for endpoint in initiators:
+                    for asset in self.policy.members(endpoint):  # type: ignore[arg-type]
+                        if asset.ip:
+                            responders.setdefault(asset.ip, set()).update(peers - {asset.ip})
+        result = s.false
+        for initiator, peers in responders.items():
+            if len(peers) >= 2:
+                result |= s.eq("nw_dst", ip_int(initiator))
+            elif peers:
+                result |= s.eq("nw_dst", ip_int(initiator)) & ~s.eq("nw_src", ip_int(next(iter(peers))))
+        return result
+
+    def _ends(self, initiator: bool) -> Function:
+        """ICMP errors a tracker can call related: an error is related by the header it quotes,
+        which its sender chooses, so any source may send one to an initiator (reply) or to a
+        responder (forward) of a tracked connection. `judge` relates only errors between the two
+        ends of an opened connection: tables that accept the others fail isolation."""
+        s = self.s
+        ends = s.forget(self._pairs(True), ["nw_src"]) if initiator else s.forget(self._pairs(False), ["nw_src"])
+        return ends

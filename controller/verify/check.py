@@ -218,7 +218,7 @@ class Verifier:
         if wrong == s.false:
             return reach, allowed.domain
         opened = s.forget(wrong, [n for n in s.fields if n not in ("nw_src", "nw_dst", "nw_proto", "tp_src", "tp_dst")])
-        replies = s.reversed_direction(opened)
+        replies = s.replies_to(opened)
         widened = allowed.domain | (s.eq("oracle", 2) & replies & allowed.packets.ipv4 & allowed.packets.whole) | (
             s.eq("oracle", 1) & opened & allowed.packets.ipv4 & allowed.packets.whole)
         widened &= universe(s)

@@ -31,8 +31,9 @@ from controller.verify.walk import AmbiguousMatch, Headers, Network
 if TYPE_CHECKING:
     from controller.verify.check import Verifier
 
-ORACLE_NAMES = {0: "new", 1: "established", 2: "established reply", 3: "related", 4: "related reply", 5: "invalid"}
-CT_NEXT = {0: "trk,new", 1: "trk,est", 2: "trk,est,rpl", 3: "trk,rel", 4: "trk,rel,rpl", 5: "trk,inv"}
+ORACLE_NAMES = {0: "new", 1: "established", 2: "established reply", 3: "related", 4: "related reply", 5: "invalid",
+                6: "related reply, quoting another connection of its destination"}
+CT_NEXT = {0: "trk,new", 1: "trk,est", 2: "trk,est,rpl", 3: "trk,rel", 4: "trk,rel,rpl", 5: "trk,inv", 6: "trk,rel,rpl"}
 
 
 def _mac(value: int) -> str:
@@ -287,20 +288,26 @@ def _opening(verifier: "Verifier", values: Mapping[str, int], headers: Headers,
     space, allowed = verifier.space, verifier.allowed
     if oracle == 1:
         return PortRef(*_origin(verifier, values)), dict(headers)
-    if oracle not in (2, 4) or headers.get("eth_type") != 0x0800:
+    if oracle not in (2, 4, 6) or headers.get("eth_type") != 0x0800:
         return None
     initiator = verifier.policy.asset_by_ip(str(headers["ipv4_dst"]))
-    responder = verifier.policy.asset_by_ip(str(headers["ipv4_src"]))
     assert verifier.located is not None
-    if initiator is None or responder is None or initiator.name not in verifier.located:
+    if initiator is None or initiator.name not in verifier.located:
         return None
-    forward = (space.eq("nw_src", values["nw_dst"]) & space.eq("nw_dst", values["nw_src"]) & allowed.tracked
-               & space.eq("oracle", 0))
+    forward = space.eq("nw_src", values["nw_dst"]) & allowed.tracked & space.eq("oracle", 0)
+    if oracle == 6:  # the error quotes another connection of the initiator: one to anybody else
+        others = forward & ~space.eq("nw_dst", values["nw_src"])
+        forward = others if others != space.false else forward
+    else:
+        forward &= space.eq("nw_dst", values["nw_src"])
     if oracle == 2:
         forward &= space.eq("nw_proto", values["nw_proto"]) & space.eq("tp_src", values["tp_dst"]) & space.eq(
             "tp_dst", values["tp_src"])
     picked = space.pick(forward & space.eq("tcp_flags", 0x002) | forward & space.eq("nw_proto", 17))
     if picked is None:
+        return None
+    responder = verifier.policy.asset_by_ip(".".join(str((picked["nw_dst"] >> s) & 0xFF) for s in (24, 16, 8, 0)))
+    if responder is None:
         return None
     request: Headers = {"eth_src": initiator.mac, "eth_dst": responder.mac, "vlan_vid": 0, "eth_type": 0x0800,
                         "ipv4_src": initiator.ip, "ipv4_dst": responder.ip, "ip_proto": picked["nw_proto"], "ip_frag": 0}

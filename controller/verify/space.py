@@ -51,7 +51,9 @@ ORDER: tuple[str | tuple[str, ...], ...] = (
     "eth_src", "nw_src", "arp_sha", "arp_tha",
 )
 MAX_PORT = (1 << 16) - 1
-ETH_IPV4, ETH_ARP = 0x0800, 0x0806
+ETH_IPV4, ETH_ARP, ETH_RARP = 0x0800, 0x0806, 0x8035
+# ICMP queries and the replies a tracker expects for them (type -> type, code kept)
+ICMP_REPLIES = {8: 0, 13: 14, 15: 16, 17: 18}
 VLAN_PRESENT = 0x1000
 # ports-carrying IP protocols in Open vSwitch's key (tp_src/tp_dst are 0 for any other)
 PORT_PROTOCOLS = (6, 17, 132)
@@ -205,6 +207,21 @@ class Space:
         renaming = dict(zip(self.fields[source].names, self.fields[target].names))
         return self.bdd.let(renaming, u)
 
+    def replies_to(self, u: Function) -> Function:
+        """The replies a connection tracker expects for the connections of `u` (5-tuples): for TCP
+        and UDP the other way with addresses and ports swapped; for an ICMP query its reply type
+        from the other end (echo request 8 -> echo reply 0, same code)."""
+        icmp = self.eq("nw_proto", 1)
+        result = self.reversed_direction(u & ~icmp)
+        swapped_addresses: dict[str, str] = {}
+        swapped_addresses.update(zip(self.fields["nw_src"].names, self.fields["nw_dst"].names))
+        swapped_addresses.update(zip(self.fields["nw_dst"].names, self.fields["nw_src"].names))
+        for query, reply in ICMP_REPLIES.items():
+            queries = u & icmp & self.eq("tp_src", query)
+            if queries != self.false:
+                result |= self.assign(self.bdd.let(swapped_addresses, queries), "tp_src", reply)
+        return result
+
     def reversed_direction(self, u: Function) -> Function:
         """The packets of `u` going the other way: source and destination address and port swapped."""
         swap: dict[str, str] = {}
@@ -231,6 +248,16 @@ class Space:
                 value = (value << 1) | int(bool(assignment.get(var, False)))
             values[name] = value
         return values
+
+    def values_of(self, u: Function, name: str, limit: int | None = None) -> list[int]:
+        """The values field `name` takes in `u` (a set over that field only), at most `limit`."""
+        found: list[int] = []
+        rest = u
+        while rest != self.false and (limit is None or len(found) < limit):
+            value = self.decode(self.bdd.pick(rest, care_vars=set(self.fields[name].names)))[name]
+            found.append(value)
+            rest &= ~self.eq(name, value)
+        return found
 
     def nodes(self) -> int:
         return len(self.bdd)
@@ -259,8 +286,9 @@ def universe(space: Space) -> Function:
              | (~later & icmp & s.at_most("tp_src", 255) & s.at_most("tp_dst", 255) & s.eq("tcp_flags", 0))
              | (~later & ~ports & ~icmp & no_l4))
     ip = ipv4 & frag_ok & ip_l4 & no_arp_hw
-    arp_key = arp & s.at_most("nw_proto", 255) & s.eq("frag", 0) & no_l4
-    other = ~ipv4 & ~arp & no_l3 & no_l4 & no_arp_hw
+    # RARP (0x8035) is parsed exactly like ARP by Open vSwitch
+    arp_key = (arp | s.eq("eth_type", ETH_RARP)) & s.at_most("nw_proto", 255) & s.eq("frag", 0) & no_l4
+    other = ~ipv4 & ~arp & ~s.eq("eth_type", ETH_RARP) & no_l3 & no_l4 & no_arp_hw
     # an untagged key never shows a VLAN TPID as ethertype: Open vSwitch parses that header as the tag
     vlan_ok = (s.masked("vlan", VLAN_PRESENT, VLAN_PRESENT)
                | (s.eq("vlan", 0) & s.eq("pcp", 0) & ~s.one_of("eth_type", (0x8100, 0x88A8))))

@@ -52,7 +52,9 @@ UNLISTED_PORT = 0  # where it delivers OFPP_IN_PORT back out of a port the topol
 PENDING = "<pending>"  # the value of an action-set eth_dst held in the pend_eth_dst variables
 
 # Oracle values: the connection state a tracker lookup reports (ct_state bits).
-ORACLE_NEW, ORACLE_EST, ORACLE_EST_REPLY, ORACLE_REL, ORACLE_REL_REPLY, ORACLE_INVALID = range(6)
+# ORACLE_REL_REPLY: an ICMP error about a connection between its two addresses; ORACLE_REL_OTHER:
+# one its sender made quote another connection of the destination (the tracker cannot tell them apart).
+ORACLE_NEW, ORACLE_EST, ORACLE_EST_REPLY, ORACLE_REL, ORACLE_REL_REPLY, ORACLE_INVALID, ORACLE_REL_OTHER = range(7)
 ORACLE_CT_STATE = {
     ORACLE_NEW: CT_TRACKED | CT_NEW,
     ORACLE_EST: CT_TRACKED | CT_ESTABLISHED,
@@ -60,6 +62,7 @@ ORACLE_CT_STATE = {
     ORACLE_REL: CT_TRACKED | CT_RELATED,
     ORACLE_REL_REPLY: CT_TRACKED | CT_RELATED | CT_REPLY,
     ORACLE_INVALID: CT_TRACKED | CT_INVALID,
+    ORACLE_REL_OTHER: CT_TRACKED | CT_RELATED | CT_REPLY,
 }
 
 # OXM field -> (space field, its bits within that field)
@@ -175,6 +178,9 @@ class SwitchModel:
         # dead ports change what it does only through these (outputs and bucket liveness): a run
         # under a link failure elsewhere is the same run, and is answered from `_memo`
         self.watched = frozenset(self.ports)
+        # ports that can be live (the topology's): a bucket watching any other is skipped, as on
+        # the switch, where nothing is plugged in there (`know_ports` adds the topology's)
+        self.live: frozenset[int] = frozenset()
         self._memo: dict[tuple[object, frozenset[int], object], Outcome] = {}
         # does it ask a connection tracker at all (stateful conduits)?
         self.tracks = any(isinstance(a, Conntrack) and a.table is not None for flow in tables.flows
@@ -188,8 +194,10 @@ class SwitchModel:
         self._ct_lookup = lookup
 
     def know_ports(self, ports: Iterable[int]) -> None:
-        self.ports = sorted(p for p in set(self.ports) | set(ports) if p <= 0xFFFF)
+        ports = set(ports)
+        self.ports = sorted(p for p in set(self.ports) | ports if p <= 0xFFFF)
         self.watched = frozenset(self.ports)
+        self.live = getattr(self, "live", frozenset()) | frozenset(ports)
 
     # ---- compiling tables -------------------------------------------------------------------
 
@@ -325,7 +333,9 @@ class SwitchModel:
                         hit = self._act(action, hit, outcome, dead_ports)
             elif isinstance(instruction, ClearActions):
                 current = {}
-                hit = s.forget(hit, ["pend_eth_dst", "pend_valid"]) & s.eq("pend_valid", 0) & s.eq("pend_eth_dst", 0)
+                if "pend_valid_0" not in effect.forget:  # else the relation holds the value written after the clear
+                    hit = (s.forget(hit, ["pend_eth_dst", "pend_valid"]) & s.eq("pend_valid", 0)
+                           & s.eq("pend_eth_dst", 0))
             elif isinstance(instruction, WriteActions):
                 for action in instruction.actions:
                     current[_slot(action)] = action
@@ -351,6 +361,8 @@ class SwitchModel:
                 raise ModelError(f"goto from table {table_id} back to {goto}")
             _add_pending(pending, (goto, recirculations, tuple(sorted(current.items()))), hit)
             return
+        if "GroupAction" in current:
+            current.pop("Output", None)  # OpenFlow 1.3 5.10: with a group in the action set, output is ignored
         for slot in sorted(current, key=_run_rank):
             hit = self._act(current[slot], hit, outcome, dead_ports)
 
@@ -368,12 +380,16 @@ class SwitchModel:
                 tagged = packets & s.masked("vlan", VLAN_PRESENT, VLAN_PRESENT)
                 untagged = packets & s.eq("vlan", 0)
                 return s.assign(tagged, "vlan", to_int(action.value) & 0x0FFF, 0x0FFF) | untagged
-            if action.name == "metadata":
-                raise ModelError("set_field on metadata")
-            name = FIELD_OF.get(action.name)
-            if name is None or name in ("in_port", "ct"):
-                raise ModelError(f"cannot model set_field {action.name}")
-            return s.assign(packets, name, to_int(action.value))
+            if action.name == "vlan_pcp":
+                tagged = packets & s.masked("vlan", VLAN_PRESENT, VLAN_PRESENT)
+                return s.assign(tagged, "pcp", to_int(action.value) & 7) | (packets & s.eq("vlan", 0))
+            if action.name == "eth_dst":
+                return s.assign(packets, "eth_dst", to_int(action.value))
+            # Only the destination MAC and the tag keep what the packet was sent with (o_eth_dst,
+            # o_vlan): a rewrite of any other field could turn a denied packet into an allowed-looking
+            # one, which the comparison at the egress could not tell. Refuse rather than guess.
+            raise ModelError(f"set_field {action.name}: rewrites of this field are not verified (only eth_dst "
+                             "and the VLAN tag)")
         if isinstance(action, PushVlan):
             untagged = packets & s.eq("vlan", 0)
             tagged = packets & ~s.eq("vlan", 0)
@@ -400,7 +416,7 @@ class SwitchModel:
             if group is None:
                 return packets  # a group the switch does not hold: OpenFlow refuses such a flow
             for bucket in group.buckets:
-                if bucket.watch_port not in dead_ports:
+                if bucket.watch_port not in dead_ports and bucket.watch_port in self.live:
                     copy = packets
                     for bucket_action in bucket.actions:
                         copy = self._act(bucket_action, copy, outcome, dead_ports)
@@ -426,6 +442,8 @@ class SwitchModel:
             for target in self.ports:
                 if target not in dead_ports:
                     _emit(outcome, target, _leaving(s, packets & ~s.eq("in_port", target)))
+            _emit(outcome, UNLISTED_PORT, _leaving(s, packets))  # and every port nobody listed
+            _emit(outcome, LOCAL_PORT, _leaving(s, packets))
             return
         if port == IN_PORT:
             rest = packets
@@ -453,12 +471,22 @@ def tracker_answers(space: Space, committed: Function) -> Function:
     s = space
     keys = ("nw_src", "nw_dst", "nw_proto", "tp_src", "tp_dst")
     known = s.forget(committed, [n for n in s.fields if n not in keys])
-    reverse = s.reversed_direction(known)
+    reverse = s.replies_to(known)
+    # An ICMP error is related by the header it quotes, which its sender chooses: the tracker checks
+    # only that the error goes to the end that sent the quoted packet (Linux nf_conntrack_inet_error,
+    # OVS lib/conntrack.c). Any source may send it.
+    responders = s.forget(known, ["nw_src", "nw_proto", "tp_src", "tp_dst"])
+    # to an initiator from any source but its only peer (with two peers or more: from any source)
+    other = s.false
     pairs = s.forget(known, ["nw_proto", "tp_src", "tp_dst"])
-    reverse_pairs = s.forget(reverse, ["nw_proto", "tp_src", "tp_dst"])
+    for initiator in s.values_of(s.forget(pairs, ["nw_dst"]), "nw_src"):
+        peers = s.values_of(s.forget(pairs & s.eq("nw_src", initiator), ["nw_src"]), "nw_dst", limit=2)
+        to_it = s.eq("nw_dst", initiator)
+        other |= to_it if len(peers) >= 2 else to_it & ~s.eq("nw_src", peers[0])
+    reverse_pairs = s.forget(s.reversed_direction(known), ["nw_proto", "tp_src", "tp_dst"])
     icmp = s.eq("nw_proto", 1)
-    known_here = {ORACLE_EST: known, ORACLE_EST_REPLY: reverse, ORACLE_REL: icmp & pairs,
-                  ORACLE_REL_REPLY: icmp & reverse_pairs}
+    known_here = {ORACLE_EST: known, ORACLE_EST_REPLY: reverse, ORACLE_REL: icmp & responders,
+                  ORACLE_REL_REPLY: icmp & reverse_pairs, ORACLE_REL_OTHER: icmp & other}
     result = s.false
     for oracle, state in ORACLE_CT_STATE.items():
         condition = known_here.get(oracle, s.true)

@@ -198,6 +198,8 @@ class Network:
                 table = resume
                 continue
             if next_table is None:
+                if "GroupAction" in action_set:  # OpenFlow 1.3 5.10: the output is ignored with a group
+                    action_set.pop("Output", None)
                 ordered = sorted(action_set.values(), key=_action_set_rank)
                 for action in ordered:
                     self._act(action, packet, at, outputs, result)
@@ -291,9 +293,13 @@ def _reverse(key: ConnectionKey) -> ConnectionKey:
 
 
 def _is_related(packet: Headers, zone: int, known: set[ConnectionKey]) -> bool:
-    if packet.get("eth_type") != ETH_IPV4 or packet.get("ip_proto") != 1 or packet.get("icmpv4_type") != 3:
+    """As Linux (nf_conntrack_inet_error) and Open vSwitch (lib/conntrack.c) decide it: an ICMP
+    error is related by the header it quotes, which its sender chooses, so any error to the end
+    that sent a tracked connection's packets can be made related; the outer source is free."""
+    if packet.get("eth_type") != ETH_IPV4 or packet.get("ip_proto") != 1 or packet.get("icmpv4_type") not in (
+            3, 4, 5, 11, 12):
         return False
-    return any(k[0] == packet["ipv4_dst"] and k[1] == packet["ipv4_src"] and k[5] == zone for k in known)
+    return any(k[0] == packet["ipv4_dst"] and k[5] == zone for k in known)
 
 
 _ACTION_SET_ORDER = {PopVlan: 0, PushVlan: 1, SetField: 2, GroupAction: 3, Output: 4}
