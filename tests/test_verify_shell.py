@@ -72,8 +72,9 @@ def test_a_push_is_proved_before_it_is_applied(tmp_path: Path) -> None:
 def test_a_push_whose_tables_fail_verification_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     seen: list[int] = []
 
-    def failing(policy: Any, topology: Any, tables: Any) -> list[str]:
+    def failing(policy: Any, text: bytes, topology: Any, tables: Any) -> list[str]:
         seen.append(len(tables))
+        assert text == B
         return ["ISOLATION (all links up): packets the policy does not allow leave at s2:1"]
     control = _control(tmp_path, failing)
     before = control.version
@@ -96,9 +97,10 @@ def test_the_running_controller_proves_its_tables_and_reports_a_hole() -> None:
     enforcer.reconcile()
     metrics, events = Metrics(CollectorRegistry()), Events()
     verifier = TableVerifier(enforcer, threading.Lock(), metrics, events, lambda: None, lambda s: None, 60.0,
-                             executor=lambda f, *a: f(*a), wait=lambda t: True, names={2: "s2"})
-    report = verifier.once()
-    assert report is not None and report.ok, [f.summary for f in report.findings]
+                             executor=lambda f, *a: f(*a), wait=lambda t: True, names={2: "s2"},
+                             in_force=lambda: {"name": "linear.yaml", "text": A.decode()})
+    report = verifier.once()  # in a process of its own (controller.verify_worker)
+    assert report is not None and report["ok"], report["findings"][:1]
     assert metrics.verify_runs._value.get() == 1  # type: ignore[attr-defined]
     assert metrics.verify_violations.labels("isolation")._value.get() == 0  # type: ignore[attr-defined]
     # the believed tables of s2 get a hole: the intruder's port to plc-a
@@ -106,7 +108,7 @@ def test_the_running_controller_proves_its_tables_and_reports_a_hole() -> None:
     state = enforcer.switches[2]
     state.installed = frozenset(state.installed or ()) | {hole}
     report = verifier.once()
-    assert report is not None and not report.ok
+    assert report is not None and not report["ok"]
     assert metrics.verify_violations.labels("isolation")._value.get() >= 1  # type: ignore[attr-defined]
     assert events.sent and events.sent[-1][0] == "verify-violation" and "s2:5" in events.sent[-1][1]["first"]
 

@@ -36,7 +36,7 @@ class ControlPlane:
     def __init__(self, enforcer: Enforcer, store: PolicyStore, lock: Any, version: str, text: bytes,
                  on_change: Callable[[str], None] = lambda version: None,
                  executor: Callable[..., Any] = lambda function, *args: function(*args),
-                 verify: Callable[[Policy, Any, Any], list[str]] | None = None) -> None:
+                 verify: Callable[[Policy, bytes, Any, Any], list[str]] | None = None) -> None:
         self.enforcer = enforcer
         self.store = store
         self.lock = lock
@@ -55,7 +55,7 @@ class ControlPlane:
     def _candidate(self, data: bytes, name: str) -> Policy:
         return self.executor(load_policy_text, data, name)  # type: ignore[no-any-return]  # DocumentError: nothing changes
 
-    def _change(self, candidate: Policy, name: str = "candidate.yaml") -> dict[str, Any]:
+    def _change(self, candidate: Policy, name: str = "candidate.yaml", text: bytes = b"") -> dict[str, Any]:
         topology = self.enforcer.topology()
         old_tables = self.enforcer.compiled.tables(self.enforcer.policy, topology, self.enforcer.fast_failover)
         new_tables = self.enforcer.compiled.tables(candidate, topology, self.enforcer.fast_failover)
@@ -63,7 +63,7 @@ class ControlPlane:
         if over:  # refused whole: no switch gets part of a table
             raise DocumentError([Diagnostic(name, 1, 1, o.where, o.problem(), HINT) for o in over])
         if self.verify is not None:
-            problems = self.executor(self.verify, candidate, topology, new_tables)
+            problems = self.executor(self.verify, candidate, text, topology, new_tables)
             if problems:  # the compiler would not do what this policy says: nothing is applied
                 raise DocumentError([Diagnostic(name, 1, 1, "verify", problem, VERIFY_HINT)
                                      for problem in problems[:5]])
@@ -72,7 +72,7 @@ class ControlPlane:
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:
         candidate = self._candidate(data, name)
         with self.lock:
-            change = self._change(candidate, name)
+            change = self._change(candidate, name, data)
         return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
                 "change": change}
 
@@ -80,7 +80,7 @@ class ControlPlane:
         candidate = self._candidate(data, name)
         with self.lock:
             start = time.monotonic()
-            change = self._change(candidate, name)
+            change = self._change(candidate, name, data)
             previous = self.version
             try:
                 report = self.enforcer.apply_policy(candidate)

@@ -136,7 +136,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._verify_now = hub.Event()
         self.table_verifier = TableVerifier(self.enforcer, self.lock, self.metrics, self._event, self._wake, hub.sleep,
                                             settings.verify_tables_seconds, executor=serialised(tpool.execute),
-                                            wait=self._wait_for_verify, names=self.switch_names)
+                                            wait=self._wait_for_verify, names=self.switch_names,
+                                            in_force=self.control.in_force)
         self.packet_ins: dict[str, int] = {}
         self._dirty = hub.Event()
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
