@@ -249,7 +249,8 @@ class Verifier:
                     reach.commits_at[d] == commits[d] for d in commits):
                 return reach, (commits, lookups)  # type: ignore[return-value]
             commits = dict(reach.commits_at)
-            lookups = {dpid: tracker_answers(s, commits.get(dpid, s.false)) for dpid in models}
+            lookups = {dpid: tracker_answers(s, commits.get(dpid, s.false)) for dpid, model in models.items()
+                       if model.tracks}  # a switch that never asks its tracker needs no answers
         raise ModelError(f"connection tracking did not settle in {MAX_TRACKER_ROUNDS} rounds")
 
     def _connected_origins(self, cut: Link):  # type: ignore[no-untyped-def]

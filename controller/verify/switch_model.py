@@ -278,7 +278,7 @@ class SwitchModel:
         (default: the oracle's state, as if every connection were known here)."""
         s = self.space
         relevant = frozenset(dead_ports) & self.watched
-        memo_key = (arrivals, relevant, lookup)
+        memo_key = (arrivals, relevant, lookup if self.tracks else None)  # no lookups here: the tracker is moot
         cached = self._memo.get(memo_key)
         if cached is not None:
             return cached
