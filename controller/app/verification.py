@@ -19,10 +19,13 @@ event loop (LLDP, echoes, barriers).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 from controller.app.audit import PeriodicCheck
@@ -34,6 +37,7 @@ from controller.core.topology import Topology, locate_assets
 
 log = logging.getLogger("otseg.verify")
 WORKER_TIMEOUT = 3600.0
+PR_SET_PDEATHSIG = 1
 
 
 def switch_tables(enforcer: Enforcer, read: bool) -> dict[int, SwitchTables]:
@@ -51,10 +55,20 @@ def switch_tables(enforcer: Enforcer, read: bool) -> dict[int, SwitchTables]:
     return tables
 
 
+def _die_with_parent() -> None:
+    """In the worker, before it runs: killed (SIGKILL) when the controller's process goes away, so
+    that a verification never outlives the controller that asked for it (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def verify_document(document: dict[str, Any]) -> dict[str, Any]:
     """Run `controller.verify_worker` on `document`; its JSON report (raises on a failed worker)."""
     done = subprocess.run([sys.executable, "-m", "controller.verify_worker"], input=json.dumps(document),
-                          capture_output=True, text=True, timeout=WORKER_TIMEOUT)
+                          capture_output=True, text=True, timeout=WORKER_TIMEOUT, preexec_fn=_die_with_parent)
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"the verifier failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
     answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -73,8 +87,13 @@ class TableVerifier(PeriodicCheck):
         self.last: dict[str, Any] | None = None
 
     def run(self) -> None:
+        started = None
         while True:
             self.wait(self.period)  # woken after a reconcile that changed something, else every period
+            if started is not None and time.monotonic() - started < self.period / 10:
+                # changes come in bursts: one verification at most every tenth of the period
+                self.sleep(self.period / 10 - (time.monotonic() - started))
+            started = time.monotonic()
             self.once()
 
     def once(self) -> dict[str, Any] | None:

@@ -41,14 +41,14 @@ WIDTHS: dict[str, int] = {
     "eth_type": 16, "nw_proto": 8, "frag": 2, "tp_dst": 16, "tp_src": 16, "tcp_flags": 12, "ct": 8, "oracle": 3,
     "meta_hi": 32, "in_port": 16, "o_port": 16, "o_sw": 12,
     "vlan": 13, "o_vlan": 13, "pcp": 3, "o_pcp": 3,
-    "eth_src": 48, "nw_src": 32, "arp_sha": 48, "arp_tha": 48,
+    "eth_src": 48, "nw_src": 32, "aux": 32, "arp_sha": 48, "arp_tha": 48,
 }
 # Top to bottom. A tuple interleaves its fields bit by bit (all of equal width).
 ORDER: tuple[str | tuple[str, ...], ...] = (
     ("eth_dst", "o_eth_dst", "pend_eth_dst"), "pend_valid", "nw_dst", "meta_lo",
     "eth_type", "nw_proto", "frag", "tp_dst", "tp_src", "tcp_flags", "ct", "oracle",
     "meta_hi", ("in_port", "o_port"), "o_sw", ("vlan", "o_vlan"), ("pcp", "o_pcp"),
-    "eth_src", "nw_src", "arp_sha", "arp_tha",
+    "eth_src", ("nw_src", "aux"), "arp_sha", "arp_tha",
 )
 MAX_PORT = (1 << 16) - 1
 ETH_IPV4, ETH_ARP, ETH_RARP = 0x0800, 0x0806, 0x8035
@@ -248,16 +248,6 @@ class Space:
                 value = (value << 1) | int(bool(assignment.get(var, False)))
             values[name] = value
         return values
-
-    def values_of(self, u: Function, name: str, limit: int | None = None) -> list[int]:
-        """The values field `name` takes in `u` (a set over that field only), at most `limit`."""
-        found: list[int] = []
-        rest = u
-        while rest != self.false and (limit is None or len(found) < limit):
-            value = self.decode(self.bdd.pick(rest, care_vars=set(self.fields[name].names)))[name]
-            found.append(value)
-            rest &= ~self.eq(name, value)
-        return found
 
     def nodes(self) -> int:
         return len(self.bdd)

@@ -476,13 +476,12 @@ def tracker_answers(space: Space, committed: Function) -> Function:
     # only that the error goes to the end that sent the quoted packet (Linux nf_conntrack_inet_error,
     # OVS lib/conntrack.c). Any source may send it.
     responders = s.forget(known, ["nw_src", "nw_proto", "tp_src", "tp_dst"])
-    # to an initiator from any source but its only peer (with two peers or more: from any source)
-    other = s.false
+    # to an initiator I from a source S when I has a connection to some peer other than S:
+    # exists peer (in the scratch field `aux`). pairs(I, peer) and peer != S
     pairs = s.forget(known, ["nw_proto", "tp_src", "tp_dst"])
-    for initiator in s.values_of(s.forget(pairs, ["nw_dst"]), "nw_src"):
-        peers = s.values_of(s.forget(pairs & s.eq("nw_src", initiator), ["nw_src"]), "nw_dst", limit=2)
-        to_it = s.eq("nw_dst", initiator)
-        other |= to_it if len(peers) >= 2 else to_it & ~s.eq("nw_src", peers[0])
+    renamed = s.bdd.let({**dict(zip(s.bits("nw_src").names, s.bits("nw_dst").names)),
+                         **dict(zip(s.bits("nw_dst").names, s.bits("aux").names))}, pairs)
+    other = s.forget(renamed & ~s.same("aux", "nw_src"), ["aux"])
     reverse_pairs = s.forget(s.reversed_direction(known), ["nw_proto", "tp_src", "tp_dst"])
     icmp = s.eq("nw_proto", 1)
     known_here = {ORACLE_EST: known, ORACLE_EST_REPLY: reverse, ORACLE_REL: icmp & responders,
