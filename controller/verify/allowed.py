@@ -35,7 +35,7 @@ from controller.core.topology import PortRef, Topology
 from controller.core.verdict import is_member
 from controller.verify.network import switch_index
 from controller.verify.space import VLAN_PRESENT, Function, Space, ip_int, mac_int, universe
-from controller.verify.switch_model import (
+from controller.verify.tracker import (
     ORACLE_EST, ORACLE_EST_REPLY, ORACLE_INVALID, ORACLE_NEW, ORACLE_REL, ORACLE_REL_OTHER, ORACLE_REL_REPLY,
 )
 

@@ -40,7 +40,8 @@ from controller.verify.allowed import Allowed
 from controller.verify.counterexample import Counterexample, explain
 from controller.verify.network import Reach, models_for, propagate, switch_index
 from controller.verify.space import Function, ModelError, Space, universe
-from controller.verify.switch_model import SwitchModel, tracker_answers
+from controller.verify.switch_model import SwitchModel
+from controller.verify.tracker import tracker_answers
 
 MAX_TRACKER_ROUNDS = 5
 INVARIANTS = ("isolation", "availability", "loop", "controller", "ambiguity", "model")

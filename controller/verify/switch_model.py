@@ -39,10 +39,9 @@ from controller.core.flows import (
     GroupAction, MeterInstruction, OtherAction, Output, PopVlan, PushVlan, SetField, SwitchTables, WriteActions,
     WriteMetadata,
 )
-from controller.core.pipeline import (
-    CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED, CT_REPLY, CT_TRACKED, TABLE_IDS, TABLE_NAMES,
-)
+from controller.core.pipeline import TABLE_IDS, TABLE_NAMES
 from controller.verify.space import VLAN_PRESENT, Function, ModelError, Space, to_int
+from controller.verify.tracker import ORACLE_CT_STATE
 
 MAX_RECIRCULATIONS = 4
 MEMO_SIZE = 256
@@ -51,19 +50,6 @@ LOCAL_PORT = 0xFFFE  # where the verifier delivers OFPP_LOCAL (no asset is ever 
 UNLISTED_PORT = 0  # where it delivers OFPP_IN_PORT back out of a port the topology does not list
 PENDING = "<pending>"  # the value of an action-set eth_dst held in the pend_eth_dst variables
 
-# Oracle values: the connection state a tracker lookup reports (ct_state bits).
-# ORACLE_REL_REPLY: an ICMP error about a connection between its two addresses; ORACLE_REL_OTHER:
-# one its sender made quote another connection of the destination (the tracker cannot tell them apart).
-ORACLE_NEW, ORACLE_EST, ORACLE_EST_REPLY, ORACLE_REL, ORACLE_REL_REPLY, ORACLE_INVALID, ORACLE_REL_OTHER = range(7)
-ORACLE_CT_STATE = {
-    ORACLE_NEW: CT_TRACKED | CT_NEW,
-    ORACLE_EST: CT_TRACKED | CT_ESTABLISHED,
-    ORACLE_EST_REPLY: CT_TRACKED | CT_ESTABLISHED | CT_REPLY,
-    ORACLE_REL: CT_TRACKED | CT_RELATED,
-    ORACLE_REL_REPLY: CT_TRACKED | CT_RELATED | CT_REPLY,
-    ORACLE_INVALID: CT_TRACKED | CT_INVALID,
-    ORACLE_REL_OTHER: CT_TRACKED | CT_RELATED | CT_REPLY,
-}
 
 # OXM field -> (space field, its bits within that field)
 FIELD_OF: dict[str, str] = {
@@ -462,37 +448,6 @@ class SwitchModel:
         if port in dead_ports:
             return
         _emit(outcome, port, _leaving(s, packets & ~s.eq("in_port", port)))
-
-
-def tracker_answers(space: Space, committed: Function) -> Function:
-    """The ct_state a switch's tracker gives, as a relation of oracle, packet and `ct`, when
-    `committed` are the packets it committed: a connection is established (or related) here
-    only if it was committed here; otherwise the lookup says new."""
-    s = space
-    keys = ("nw_src", "nw_dst", "nw_proto", "tp_src", "tp_dst")
-    known = s.forget(committed, [n for n in s.fields if n not in keys])
-    reverse = s.replies_to(known)
-    # An ICMP error is related by the header it quotes, which its sender chooses: the tracker checks
-    # only that the error goes to the end that sent the quoted packet (Linux nf_conntrack_inet_error,
-    # OVS lib/conntrack.c). Any source may send it.
-    responders = s.forget(known, ["nw_src", "nw_proto", "tp_src", "tp_dst"])
-    # to an initiator I from a source S when I has a connection to some peer other than S:
-    # exists peer (in the scratch field `aux`). pairs(I, peer) and peer != S
-    pairs = s.forget(known, ["nw_proto", "tp_src", "tp_dst"])
-    renamed = s.bdd.let({**dict(zip(s.bits("nw_src").names, s.bits("nw_dst").names)),
-                         **dict(zip(s.bits("nw_dst").names, s.bits("aux").names))}, pairs)
-    other = s.forget(renamed & ~s.same("aux", "nw_src"), ["aux"])
-    reverse_pairs = s.forget(s.reversed_direction(known), ["nw_proto", "tp_src", "tp_dst"])
-    icmp = s.eq("nw_proto", 1)
-    known_here = {ORACLE_EST: known, ORACLE_EST_REPLY: reverse, ORACLE_REL: icmp & responders,
-                  ORACLE_REL_REPLY: icmp & reverse_pairs, ORACLE_REL_OTHER: icmp & other}
-    result = s.false
-    for oracle, state in ORACLE_CT_STATE.items():
-        condition = known_here.get(oracle, s.true)
-        result |= s.eq("oracle", oracle) & condition & s.eq("ct", state)
-        if oracle in known_here:
-            result |= s.eq("oracle", oracle) & ~condition & s.eq("ct", CT_TRACKED | CT_NEW)
-    return result
 
 
 def _actions(flow: Flow) -> Iterable[Action]:
