@@ -13,6 +13,8 @@ from typing import Sequence
 
 from controller.client import ClientError
 from controller.core.budget import HINT, policy_overflows
+from controller.core.fit import HINT as FIT_HINT, refusals, warnings as profile_warnings
+from controller.core.profiles import losses
 from controller.core.compiler import compile_tables, locate_assets
 from controller.core.diagram import to_dot
 from controller.core.explain import render_explanation
@@ -212,13 +214,20 @@ def _validate(args: argparse.Namespace) -> int:
             continue
         topology, lab_file, lab = _lab_for(policy, args.topology, file)
         tables = compile_tables(policy, topology)
-        if lab is not None and lab.budgets:
+        if lab is not None:
             names = {dpid: name for name, dpid in lab.switches}
-            over = policy_overflows(policy, topology, dict(lab.budgets), names)
-            if over:
-                failed.append(DocumentError([Diagnostic(lab_file, lab.line_of(o.dpid), 1, o.where, o.problem(), HINT)
-                                             for o in over]))
+            over = policy_overflows(policy, topology, dict(lab.budgets), names) if lab.budgets or lab.profiles else []
+            refused = refusals(policy, topology, tables, names)
+            if over or refused:
+                failed.append(DocumentError(
+                    [Diagnostic(lab_file, lab.line_of(o.dpid), 1, o.where, o.problem(), HINT) for o in over]
+                    + [Diagnostic(lab_file, lab.line_of(r.dpid), 1, r.where, r.problem(), FIT_HINT) for r in refused]))
                 continue
+            for dpid, profile in lab.profiles:
+                print(f"{file}: switch {names[dpid]}: profile {profile.describe()}: {len(tables[dpid].flows)} entries"
+                      + "".join(f"\n{file}:   loses: {loss}" for loss in losses(profile)), file=sys.stderr)
+            for warning in profile_warnings(policy, topology, names):
+                print(f"{file}: warning: {warning}", file=sys.stderr)
         rules = sum(len(t.flows) for t in tables.values())
         located = len(locate_assets(policy, topology))
         print(f"{file}: ok: policy {policy.name!r}, {len(policy.zones)} zones, {len(policy.assets)} assets "

@@ -190,6 +190,14 @@ def _show_status(answer: dict[str, Any]) -> None:
           f"{len(states['declared'])} declared, {len(states['pending'])} pending")
     for item in states["pending"]:
         print(f"  PENDING link {item['a']} <-> {item['b']}: {item['reason']} (not used)")
+    for switch, state in switches.items():
+        capabilities = state.get("capabilities") or {}
+        if capabilities.get("profile", "full") != "full":
+            print(f"  switch {switch}: profile {capabilities['description']}")
+            for loss in capabilities.get("loses", []):
+                print(f"    loses: {loss}")
+    for a, b in answer.get("links_unprotected", []):
+        print(f"  UNPROTECTED link {a} <-> {b}: no fast-failover groups at one end; the controller reroutes")
     for switch, lines in answer.get("switch_safety", {}).items():
         for line in lines:
             print(f"  UNSAFE switch {switch}: {line}")

@@ -17,6 +17,7 @@ from controller.app.ofp_edge import (
 )
 from controller.core.diff import OWNED_TABLES, SwitchPlan, is_foreign, is_our_group, is_ours
 from controller.core.pipeline import TABLE_IDS
+from controller.core.staging import stages
 from controller.core.flows import Flow, Group, Meter
 
 
@@ -59,7 +60,8 @@ class OsKenChannel:
 
     def send(self, plan: SwitchPlan) -> None:
         """Meters and new groups first; all flow changes in one atomic bundle (where the switch
-        supports ONF bundles, else in make-before-break order); unused groups last."""
+        supports ONF bundles), else in make-before-break stages (controller/core/staging.py), each
+        confirmed by a barrier; unused groups last."""
         dp = self.datapath
         before = ([meter_mod(dp, m, "add") for m in plan.meters_add]
                   + [meter_mod(dp, m, "modify") for m in plan.meters_modify]
@@ -75,10 +77,16 @@ class OsKenChannel:
         if before:
             self._send_confirmed(before)
         if flows:
-            if self.bundles and self._open_bundle():
+            if plan.atomic and self.bundles and self._open_bundle():
                 self._send_bundle(flows)
+            elif plan.atomic:
+                # Planned for a bundle (no version tags): sent piecemeal it could mix old and new
+                # entries. Nothing was sent; the enforcer re-plans make-before-break.
+                raise ApplyError("the switch refused an ONF bundle: the update is retried make-before-break")
             else:
-                self._send_confirmed(flows)
+                for batch in stages(plan.flows, plan.folded):
+                    self._send_confirmed([flow_mod(dp, f, "delete" if op == "delete" else
+                                                   "modify" if op == "modify" else "add") for op, f in batch])
         if after:
             self._send_confirmed(after)
 

@@ -20,14 +20,18 @@ from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchC
     SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ReconcileReport, SwitchChannel,
     SwitchState,
 )
-from controller.core.budget import HINT, Overflow, overflows
+from controller.app.switch_profiles import SwitchProfiles
+from controller.core.budget import HINT, Overflow, entry_limits, overflows
+from controller.core.fit import Refusal, refusals
 from controller.core.compiler import CompileCache, locate_assets
 from controller.core.diff import apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
 from controller.core.flows import SwitchTables
 from controller.core.grace import lldp_bootstrap, may_wait
+from controller.core.staging import target
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
+from controller.core.profiles import Profile
 from controller.core.pipeline import POLICY, PORT_SECURITY
 from controller.core.topology import Link, PortRef, Topology
 
@@ -43,8 +47,10 @@ class Enforcer:
                  on_flow_mods: Callable[[int], object] = lambda count: None,
                  executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args),
                  resumed: bool = False, budgets: dict[int, int] | None = None,
-                 switch_names: dict[int, str] | None = None) -> None:
+                 switch_names: dict[int, str] | None = None, profiles: SwitchProfiles | None = None) -> None:
         self.policy = policy
+        # Each switch's capability profile (stated in the topology document, or discovered).
+        self.profiles = profiles or SwitchProfiles()
         # Entries each switch can hold (max_flows in the topology document): a switch whose
         # compiled tables exceed it keeps what it holds, and a push that would do so is refused.
         self.budgets = dict(budgets or {})
@@ -236,7 +242,13 @@ class Enforcer:
         ports = frozenset(PortRef(dpid, port) for dpid, numbers in self.ports.items() if dpid in connected
                           for port in numbers)
         declared = frozenset(end for end in self.trunk_ports() if end.dpid in connected)
-        return Topology(connected, links, tuple(sorted(self.learned.items())), ports, declared)
+        return Topology(connected, links, tuple(sorted(self.learned.items())), ports, declared,
+                        self.profiles.table(connected))
+
+    def switch_profile(self, dpid: int, profile: Profile) -> None:
+        """Discovery read what the switch can do: its tables follow that profile (unless overridden)."""
+        if self.profiles.reported(dpid, profile) and dpid in self.switches:
+            self.switches[dpid].installed = None  # re-read: its tables are recompiled for the new profile
 
     def bindings(self) -> dict[str, PortRef]:
         return locate_assets(self.policy, self.topology())
@@ -273,6 +285,8 @@ class Enforcer:
             tables = desired.get(dpid)
             if tables is None or dpid in errors:
                 continue
+            if self.profiles.awaiting(dpid, self.clock() - state.connected_at):
+                continue  # never programmed for capabilities it may not have
             if dpid in waiting:
                 if tables is not None and state.installed is not None and not any(map(is_ours, state.installed)):
                     flow_mods += self._bootstrap(state, tables)
@@ -295,13 +309,19 @@ class Enforcer:
         self.last_report = report
         return report
 
-    def overflows(self, tables: dict[int, SwitchTables], policy: Policy, topology: Topology) -> list[Overflow]:
-        """Switches whose `tables` (compiled for `policy` on `topology`) exceed their budget."""
-        over = [dpid for dpid, limit in self.budgets.items() if dpid in tables and len(tables[dpid].flows) > limit]
+    def overflows(self, tables: dict[int, SwitchTables], policy: Policy, topology: Topology
+                  ) -> list[Overflow | Refusal]:
+        """Switches that cannot take `tables` (compiled for `policy` on `topology`): over their
+        budget (max_flows, or the entries their profile says they hold), or unable to enforce the
+        policy within their profile."""
+        refused: list[Overflow | Refusal] = list(refusals(policy, topology, tables, self.switch_names))
+        limits = entry_limits(self.budgets, topology)
+        over = [dpid for dpid, limit in limits.items() if dpid in tables and len(tables[dpid].flows) > limit]
         if not over:
-            return []
+            return refused
         contributions = self.compiled.contributions(self.fast_failover, policy, topology, over)
-        return overflows(tables, {dpid: self.budgets[dpid] for dpid in over}, contributions, self.switch_names)
+        return refused + list(overflows(tables, {dpid: limits[dpid] for dpid in over}, contributions,
+                                        self.switch_names))
 
     def _destination_tags(self) -> dict[str, int]:
         """Each asset's MAC and the destination ids (metadata) the policy in force gives it."""
@@ -378,7 +398,13 @@ class Enforcer:
         if tables is state.synced_to and state.installed is state.synced_installed and not state.unreadable:
             state.enforces = self.policy_serial
             return 0
-        plan = diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign)
+        profile = self.profiles.of(state.channel.dpid)
+        atomic = profile.bundles and getattr(state.channel, "bundles", True)
+        if not atomic and not profile.single_table:
+            # Without bundles the tables carry a version bit, flipped by each change (staging.py).
+            tables = target(tables, state.installed, self.remove_foreign)
+        plan = replace(diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign),
+                       atomic=atomic, folded=profile.single_table)
         if state.unreadable:
             state.channel.rewrite(plan)  # type: ignore[attr-defined]
             state.installed, state.unreadable, state.programmed = tables.flows, False, True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from controller.core.profiles import CAPABILITIES
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -72,6 +73,10 @@ class Metrics:
                                      "or replayed)", registry=registry)
         self.repairs = Counter("otseg_repairs", "Differences between a switch and otseg's tables found by the "
                                "periodic audit and repaired, by kind and switch", ["kind", "switch"], registry=registry)
+        self.discovery_seconds = Histogram("otseg_capability_discovery_seconds",
+                                           "Time to read a connecting switch's table, group and meter features "
+                                           "and probe bundles", buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15),
+                                           registry=registry)
         self.audits = Counter("otseg_audits", "Audit passes (every switch re-read and compared)", registry=registry)
         self.compile_checks = Counter("otseg_compile_checks", "Comparisons of the incremental compiler's tables with "
                                       "a full compile of the same inputs", registry=registry)
@@ -125,6 +130,16 @@ class _StateCollector:
         yield GaugeMetricFamily("otseg_switches_programmed", "Switches holding their compiled tables",
                                 value=sum(1 for s in enforcer.switches.values() if s.programmed))
         yield GaugeMetricFamily("otseg_links_up", "Inter-switch links up", value=len(enforcer.links))
+        capability = GaugeMetricFamily("otseg_switch_capability", "1 if the switch's profile has the capability "
+                                       "(multi_table, tcp_flags, fast_failover, meters, bundles, conntrack)",
+                                       labels=["switch", "capability", "profile", "source"])
+        for dpid in sorted(enforcer.switches):
+            profile = enforcer.profiles.of(dpid)
+            source = str(enforcer.profiles.status(dpid)["source"])
+            for name in ("multi_table",) + CAPABILITIES:
+                has = not profile.single_table if name == "multi_table" else getattr(profile, name)
+                capability.add_metric([f"{dpid:#x}", name, profile.name, source], 1 if has else 0)
+        yield capability
         located = enforcer.bindings()
         assets = GaugeMetricFamily("otseg_assets", "Policy assets by location state", labels=["state"])
         assets.add_metric(["located"], len(located))

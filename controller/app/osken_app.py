@@ -26,6 +26,7 @@ from os_ken.ofproto import ofproto_v1_3
 from eventlet import tpool
 
 from controller.app.audit import CompileVerifier, DriftAuditor
+from controller.app.capabilities import read_features
 from controller.app.channel import OsKenChannel
 from controller.app.counters import CounterPoller
 from controller.app.discovery import DiscoveryEvents, LinkDiscovery
@@ -43,8 +44,10 @@ from controller.app.requests import SwitchRequests
 from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
+from controller.app.switch_profiles import SwitchProfiles
 from controller.policy.diagnostics import DocumentError
 from controller.core.model import Policy
+from controller.core.profiles import Profile, from_features
 from controller.app.verification import PushVerifier, TableVerifier, switch_tables
 from controller.core.codec import live_document
 from controller.core.topology import Link, PortRef, locate_assets
@@ -82,6 +85,8 @@ class Settings:
     api_token_generated: bool = False  # made at start in the state directory (then reads stay open locally)
     resumed: bool = False  # the switches hold this policy from before (a restart)
     budgets: tuple[tuple[int, int], ...] = ()  # (dpid, max_flows) from the topology document
+    profiles: tuple[tuple[int, Profile], ...] = ()  # (dpid, profile) stated by the topology document
+    discover: bool = True  # read each switch's capabilities on connect (table, group, meter features, bundles)
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -109,7 +114,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  # native thread so the hub keeps answering LLDP, barriers and echoes.
                                  # One at a time: the incremental compiler keeps state between compiles.
                                  executor=serialised(tpool.execute), resumed=settings.resumed,
-                                 budgets=dict(settings.budgets), switch_names={d: n for n, d in names.items()})
+                                 budgets=dict(settings.budgets), switch_names={d: n for n, d in names.items()},
+                                 profiles=SwitchProfiles(dict(settings.profiles), settings.discover))
         self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},
@@ -304,7 +310,9 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.requests.call_reply(ev.msg)
 
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply,
-                 ofp_event.EventOFPGroupDescStatsReply, ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+                 ofp_event.EventOFPGroupDescStatsReply, ofp_event.EventOFPPortDescStatsReply,
+                 ofp_event.EventOFPTableFeaturesStatsReply, ofp_event.EventOFPGroupFeaturesStatsReply,
+                 ofp_event.EventOFPMeterFeaturesStatsReply], MAIN_DISPATCHER)
     def _stats_reply(self, ev: Any) -> None:
         self.requests.multipart_reply(ev.msg)
 
@@ -338,6 +346,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         then send LLDP out of them at once: links come up without waiting for a port event."""
         parser = datapath.ofproto_parser
         datapath.send_msg(switch_config(datapath))
+        if self.enforcer.profiles.discover:
+            self._discover_capabilities(datapath)
         bodies = self.requests.request(datapath, parser.OFPPortDescStatsRequest(datapath, 0))
         if bodies is None or self.enforcer.switches.get(datapath.id) is None:
             return
@@ -347,6 +357,19 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             p.state & ofproto.OFPPS_LINK_DOWN or p.config & ofproto.OFPPC_PORT_DOWN)}
         self.enforcer.ports_described(datapath.id, ports, down)
         self.discovery.switch_connected(datapath.id)
+        self._wake()
+
+    def _discover_capabilities(self, datapath: Any) -> None:
+        """What the switch says it can do; the enforcer programs it only once this is known."""
+        started = time.monotonic()
+        features = read_features(datapath, self.requests.request, self.requests.call)
+        profile = from_features(features)
+        seconds = time.monotonic() - started
+        self.metrics.discovery_seconds.observe(seconds)
+        log.info("switch %#x capabilities (%.2f s): %s%s", datapath.id, seconds, profile.describe(),
+                 "; " + "; ".join(profile.notes) if profile.notes else "")
+        with self.lock:
+            self.enforcer.switch_profile(datapath.id, profile)
         self._wake()
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)

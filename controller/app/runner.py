@@ -21,6 +21,8 @@ from typing import Any, Callable
 from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.budget import HINT, policy_overflows
+from controller.core.compiler import compile_tables
+from controller.core.fit import refusals
 from controller.core.model import Policy
 from controller.io.files import load_lab, load_policy_text
 
@@ -132,11 +134,14 @@ def run(options: RunOptions) -> int:
     in_force_before = store.current().get("version")
     policy, version, data = starting_policy(options, store)
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
-    if lab is not None and lab.budgets:  # the policy must fit the declared switches before any is programmed
-        over = policy_overflows(policy, lab.to_topology(policy), dict(lab.budgets),
-                                {dpid: name for name, dpid in lab.switches}, options.fast_failover)
-        if over:
-            raise StartError("the policy does not fit: " + "; ".join(o.describe() for o in over) + f"; fix: {HINT}")
+    if lab is not None and (lab.budgets or lab.profiles):  # it must fit the declared switches before any is programmed
+        names = {dpid: name for name, dpid in lab.switches}
+        topology = lab.to_topology(policy)
+        over = policy_overflows(policy, topology, dict(lab.budgets), names, options.fast_failover)
+        refused = refusals(policy, topology, compile_tables(policy, topology, options.fast_failover), names)
+        if over or refused:
+            raise StartError("the policy does not fit: " + "; ".join(o.describe() for o in [*over, *refused])
+                             + (f"; fix: {HINT}" if over else ""))
     log_level = options.log_level
     logging.basicConfig(level=getattr(logging, log_level.upper()),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -159,6 +164,7 @@ def run(options: RunOptions) -> int:
         switch_names=lab.switches if lab else (), safety_check=safety_check(options.ovsdb, log),
         audit_seconds=options.audit_seconds, remove_foreign=options.remove_foreign, api_token_generated=generated,
         verify_compile_seconds=options.verify_compile_seconds, budgets=lab.budgets if lab else (),
+        profiles=lab.profiles if lab else (),
         verify_tables_seconds=options.verify_tables_seconds, verify_pushes=options.verify_pushes,
         resumed=in_force_before == version)
     if lab is None:

@@ -39,9 +39,14 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
         "switches": {
             f"{dpid:#x}": {"dpid": dpid, "programmed": state.programmed, "flows": len(state.installed or ()),
                            "policy_in_force": state.enforces == enforcer.policy_serial,
-                           "last_plan": state.last_plan, "failures": state.failures}
+                           "last_plan": state.last_plan, "failures": state.failures,
+                           "capabilities": enforcer.profiles.status(dpid)}
             for dpid, state in sorted(enforcer.switches.items())
         },
+        # Links with an end on a switch without fast-failover groups: a failure waits for the controller.
+        "links_unprotected": [[f"{l.a.dpid:#x}:{l.a.port}", f"{l.b.dpid:#x}:{l.b.port}"] for l in sorted(enforcer.links)
+                              if not (enforcer.profiles.of(l.a.dpid).fast_failover
+                                      and enforcer.profiles.of(l.b.dpid).fast_failover)],
         "headless_switches": [f"{dpid:#x}" for dpid in sorted(enforcer.headless)],  # no control channel, still forwarding
         "links": [[f"{l.a.dpid:#x}:{l.a.port}", f"{l.b.dpid:#x}:{l.b.port}"] for l in sorted(enforcer.links)],
         "assets": {

@@ -102,6 +102,15 @@ def overflows(tables: dict[int, SwitchTables], limits: dict[int, int],
     return found
 
 
+def entry_limits(budgets: dict[int, int], topology: Topology) -> dict[int, int]:
+    """Entries each switch may hold: its max_flows, or what its profile says it holds, whichever is less."""
+    limits = dict(budgets)
+    for dpid, profile in topology.profiles:
+        if profile.max_entries is not None:
+            limits[dpid] = min(limits.get(dpid, profile.max_entries), profile.max_entries)
+    return limits
+
+
 HINT = ("raise the switch's max_flows in the topology document if it really holds more, or spread its assets "
         "over more switches, or narrow the conduits that contribute most")
 
@@ -113,5 +122,6 @@ def policy_overflows(policy: Policy, topology: Topology, limits: dict[int, int],
 
     engine = IncrementalCompiler(fast_failover)
     tables = engine.compile(policy, topology)
+    limits = entry_limits(limits, topology)
     over = [dpid for dpid, limit in limits.items() if dpid in tables and len(tables[dpid].flows) > limit]
     return overflows(tables, {dpid: limits[dpid] for dpid in over}, engine.contributions(over), names) if over else []

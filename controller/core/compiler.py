@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 from controller.core.flows import Flow, Meter, SwitchTables
 from controller.core.ids import assign_ids
+from controller.core.lowering import lower_all
 from controller.core.model import Asset, Endpoint, Policy
 from controller.core.pipeline import (
     METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE, METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, SRC_ASSET, SRC_ZONE,
@@ -64,7 +65,7 @@ def compile_tables(policy: Policy, topology: Topology, fast_failover: bool = Tru
                 check_flow(flow)
                 checked.add(flow)
         result[dpid] = switch_tables(topology, dpid, frozenset(table.values()), groups[dpid])
-    return result
+    return lower_all(result, dict(topology.profiles))
 
 
 def better(flow: Flow, existing: Flow) -> bool:

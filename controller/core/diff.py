@@ -94,6 +94,8 @@ class SwitchPlan:
     groups_add: tuple[Group, ...] = ()
     groups_modify: tuple[Group, ...] = ()
     groups_delete: tuple[Group, ...] = ()
+    atomic: bool = True  # the flow changes go in one ONF bundle; else in `staging.stages`, barrier by barrier
+    folded: bool = False  # the switch holds the pipeline folded into one table (lowering.py)
 
     @property
     def empty(self) -> bool:

@@ -27,11 +27,13 @@ from typing import Callable, Iterable
 from controller.core.compiler import derive, derive_peers, locate_one
 from controller.core.flows import SwitchTables
 from controller.core.ids import assign_ids
+from controller.core.lowering import lower_all
 from controller.core.merge import MergedTables, Stats, UnitId
 from controller.core.model import Endpoint, Policy
 from controller.core.pipeline import SRC_ASSET, SRC_ZONE
 from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.routes import infra_inputs, route_changes
+from controller.core.profiles import Profile
 from controller.core.topology import PortRef, Topology
 from controller.core.units import (
     EMPTY, Context, MulticastKey, UnitOutput, conntrack_unit, denied_unit, destination_unit, endpoint_classes,
@@ -58,6 +60,7 @@ class IncrementalCompiler:
         self._by_endpoint: dict[Endpoint, list[Relation]] = {}
         self._multicast_endpoints: frozenset[Endpoint] = frozenset()
         self._relation_set: frozenset[Relation] = frozenset()
+        self._lowered: dict[int, tuple[SwitchTables, Profile, SwitchTables]] = {}
 
     def contributions(self, dpids: Iterable[int]) -> dict[int, dict[UnitId, int]]:
         """Per switch: how many entries each unit yields there (for budget reports)."""
@@ -76,7 +79,9 @@ class IncrementalCompiler:
 
     @property
     def tables(self) -> dict[int, SwitchTables]:
-        return dict(self.merged.tables)
+        """Each switch's tables, lowered to its profile (the same object while nothing changed)."""
+        profiles = dict(self.ctx.topology.profiles) if self.ctx is not None else {}
+        return lower_all(self.merged.tables, profiles, self._lowered)
 
     # -- entry point ----------------------------------------------------------------------
     def compile(self, policy: Policy, topology: Topology) -> dict[int, SwitchTables]:
@@ -84,8 +89,8 @@ class IncrementalCompiler:
         if old is not None and old.policy is policy and old.topology is topology:
             self.stats = Stats()
             return self.tables
-        if old is None:
-            return self._full(policy, topology)
+        if old is None or topology.profiles != old.topology.profiles:
+            return self._full(policy, topology)  # a profile changes what every unit yields there
         self.stats = Stats()
         added = topology.switches - old.topology.switches
         removed = old.topology.switches - topology.switches

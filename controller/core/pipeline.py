@@ -60,6 +60,9 @@ TABLES: tuple[Table, ...] = (
                      "icmpv4_type", "tcp_flags", "ct_state"}),
           ()),
 )
+# A switch of the single-table profile holds the pipeline folded into table 0
+# (controller/core/lowering.py): any field the pipeline matches, no metadata, no goto.
+FOLDED = Table(0, PORT_SECURITY, frozenset().union(*(t.match_fields for t in TABLES)) - {"metadata"}, ())
 TABLE_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_IDS: dict[str, int] = {t.name: t.table_id for t in TABLES}
 TABLE_NAMES: dict[int, str] = {t.table_id: t.name for t in TABLES}
@@ -83,9 +86,12 @@ class BitField:
         return (metadata & self.mask) >> self.shift
 
 
-# Metadata layout (64 bits). Id 0 means "none"; zones up to 8191, assets up to 262143.
+# Metadata layout (64 bits). Id 0 means "none"; zones up to 4095, assets up to 262143.
 TRANSIT = BitField(63, 1)
-SRC_ZONE = BitField(50, 13)
+# Which of two table versions a packet follows, on a switch updated without bundles
+# (controller/core/staging.py): written in port_security, matched in destination and policy.
+VERSION = BitField(62, 1)
+SRC_ZONE = BitField(50, 12)
 SRC_ASSET = BitField(32, 18)
 CLIENT_PORT = BitField(31, 1)  # the TCP/UDP destination port is in the ephemeral range
 DST_ZONE = BitField(18, 13)
@@ -136,8 +142,9 @@ class PipelineError(ValueError):
     """A compiled flow does not fit the declared pipeline (a compiler bug, never user input)."""
 
 
-def check_flow(flow: Flow) -> None:
-    table = TABLE_BY_NAME.get(flow.table)
+def check_flow(flow: Flow, folded: bool = False) -> None:
+    """`folded`: the flow belongs to a single-table switch (only FOLDED exists there)."""
+    table = FOLDED if folded and flow.table == PORT_SECURITY else None if folded else TABLE_BY_NAME.get(flow.table)
     if table is None:
         raise PipelineError(f"flow in undeclared table {flow.table!r}: {flow}")
     for item in flow.match:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from controller.core.profiles import FULL, Profile
+
 if TYPE_CHECKING:
     from controller.core.model import Asset, Policy
 
@@ -50,12 +52,22 @@ class Topology:
     # live link (in `links`) forwards and marks TRANSIT; a declared end whose link is down is
     # still no edge port: nothing is bound there and only LLDP is accepted from it.
     declared_trunks: frozenset[PortRef] = frozenset()
+    # What each switch can do (controller/core/profiles.py), where it is not the full profile.
+    profiles: tuple[tuple[int, Profile], ...] = ()
     _cache: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __hash__(self) -> int:
         if "hash" not in self._cache:  # computed once: topologies key compile caches
-            self._cache["hash"] = hash((self.switches, self.links, self.attachments, self.ports, self.declared_trunks))
+            self._cache["hash"] = hash((self.switches, self.links, self.attachments, self.ports, self.declared_trunks,
+                                        self.profiles))
         return self._cache["hash"]  # type: ignore[return-value]
+
+    def profile(self, dpid: int) -> Profile:
+        return self._profiles.get(dpid, FULL)
+
+    @cached_property
+    def _profiles(self) -> dict[int, Profile]:
+        return dict(self.profiles)
 
     @cached_property
     def live_trunks(self) -> frozenset[PortRef]:

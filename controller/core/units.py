@@ -112,7 +112,12 @@ class Context:
         return DST_ZONE.encode(self.zone_ids[asset.zone]) | DST_ASSET.encode(self.asset_ids[asset.name])
 
     def protections(self, home: int) -> dict[int, Protection]:
-        return protections(self.topology, home) if self.fast_failover else {}
+        if not self.fast_failover:
+            return {}
+        found = protections(self.topology, home)
+        if not self.topology.profiles:
+            return found
+        return {dpid: p for dpid, p in found.items() if self.topology.profile(dpid).fast_failover}
 
 
 # -- derivations shared by both compilers (pure functions of the policy's parts) ------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.core.model import Policy
+from controller.core.profiles import FULL, OVERRIDABLE, PROFILES, Profile, overridden
 from controller.core.topology import Link, PortRef, Topology
 from controller.policy.diagnostics import Collector, Diagnostic, did_you_mean
 from controller.policy.fields import MAX_PORT, Reader
@@ -38,6 +39,8 @@ class LabNetwork:
     links: tuple[Link, ...]
     hosts: tuple[LabHost, ...]
     budgets: tuple[tuple[int, int], ...] = ()  # (dpid, max_flows): entries the switch can hold
+    # (dpid, profile) the operator states (`profile:`), overriding what the switch reports.
+    profiles: tuple[tuple[int, Profile], ...] = ()
     switch_lines: tuple[tuple[int, int], ...] = field(default=(), compare=False)  # (dpid, line in the file)
 
     def line_of(self, dpid: int) -> int:
@@ -52,6 +55,7 @@ class LabNetwork:
             attachments=tuple(sorted((h.name, h.where) for h in self.hosts if h.name in asset_names)),
             ports=frozenset([h.where for h in self.hosts] + [end for link in self.links for end in (link.a, link.b)]),
             declared_trunks=self.trunk_ports,
+            profiles=tuple((dpid, p) for dpid, p in self.profiles if p != FULL),
         )
 
     @property
@@ -78,12 +82,15 @@ def validate_topology(tree: Node, file: str, problems: Iterable[Diagnostic] = ()
     owners: dict[int, str] = {}
     switch_map = read.mapping(root.get("switches"), "switches", "'switches'")
     budgets: dict[int, int] = {}
+    profiles: dict[int, Profile] = {}
     lines: dict[int, int] = {}
     for key, value in switch_map.items if switch_map else ():
         limit = None
-        if isinstance(value, Mapping):  # {dpid: N, max_flows: M}
-            read.keys(value, f"switch {key.text!r}", ("dpid", "max_flows"), required=("dpid",))
+        profile = None
+        if isinstance(value, Mapping):  # {dpid: N, max_flows: M, profile: NAME-or-MAPPING}
+            read.keys(value, f"switch {key.text!r}", ("dpid", "max_flows", "profile"), required=("dpid",))
             limit = read.integer(value.get("max_flows"), f"switch {key.text!r}", "max_flows", 1, 100_000_000)
+            profile = _profile(read, collector, value.get("profile"), f"switch {key.text!r}")
             value = value.get("dpid")  # type: ignore[assignment]
         dpid = read.dpid(value, f"switch {key.text!r}")
         if read.name(key, "switches", "switch") is None or dpid is None:
@@ -97,12 +104,56 @@ def validate_topology(tree: Node, file: str, problems: Iterable[Diagnostic] = ()
         lines[dpid] = key.mark.line
         if limit is not None:
             budgets[dpid] = limit
+        if profile is not None:
+            profiles[dpid] = profile
     used: dict[PortRef, str] = {}
     links = _links(read, collector, root.get("links"), switches, used)
     hosts = _hosts(read, collector, root.get("hosts"), switches, used)
     collector.raise_if_any()
     return LabNetwork(name, policy, tuple(sorted(switches.items())), tuple(links), tuple(hosts),
-                      tuple(sorted(budgets.items())), tuple(sorted(lines.items())))
+                      tuple(sorted(budgets.items())), profiles=tuple(sorted(profiles.items())),
+                      switch_lines=tuple(sorted(lines.items())))
+
+
+def _profile(read: Reader, collector: Collector, node: Node | None, context: str) -> Profile | None:
+    """`profile: NAME`, or `profile: {base: NAME, meters: false, ...}` (capabilities the switch lacks
+    or misreports): what the compiler targets for this switch, whatever it reports."""
+    if node is None:
+        return None
+    known = ", ".join(PROFILES)
+    if isinstance(node, Scalar):
+        if node.text not in PROFILES:
+            collector.error(node.mark, context, f"unknown profile {node.text!r}",
+                            did_you_mean(node.text, PROFILES) or f"use one of: {known}")
+            return None
+        return overridden(PROFILES[node.text], "override")
+    body = read.mapping(node, f"{context} profile", "a profile")
+    if body is None:
+        return None
+    read.keys(body, f"{context} profile", ("base",) + OVERRIDABLE)
+    base_node = body.get("base")
+    base = FULL
+    if base_node is not None:
+        name = base_node.text if isinstance(base_node, Scalar) else ""
+        if name not in PROFILES:
+            collector.error(base_node.mark, f"{context} profile", f"unknown profile {name!r}",
+                            did_you_mean(name, PROFILES) or f"use one of: {known}")
+            return None
+        base = PROFILES[name]
+    changes: dict[str, object] = {}
+    for option in OVERRIDABLE:
+        item = body.get(option)
+        if item is None:
+            continue
+        if option == "max_entries":
+            changes[option] = read.integer(item, f"{context} profile", option, 1, 100_000_000)
+        else:
+            text = item.text.lower() if isinstance(item, Scalar) else ""
+            if text not in ("true", "false"):
+                collector.error(item.mark, f"{context} profile", f"{option} must be true or false, not {text!r}")
+                continue
+            changes[option] = text == "true"
+    return overridden(base, "override", **changes)
 
 
 def _claim(collector: Collector, used: dict[PortRef, str], where: PortRef, owner: str, node: Node) -> bool:

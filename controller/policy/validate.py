@@ -23,7 +23,7 @@ ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
 ASSET_KEYS = ("zone", "mac", "ip", "location", "vlan", "description")
 CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "description")
 MODES = ("enforce", "monitor")
-MAX_ZONES = 8191
+MAX_ZONES = 4095  # the source zone id has 12 bits of metadata (controller/core/pipeline.py)
 MAX_ASSETS = 262143
 
 

@@ -23,6 +23,7 @@ or, for ICMP destination-unreachable between the two addresses of a recorded con
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from controller.core.flows import (
     CONTROLLER_PORT, IN_PORT, ApplyActions, ClearActions, Conntrack, Flow, PopVlan, PushVlan, GotoTable, Group, GroupAction, MeterInstruction,
@@ -110,8 +111,12 @@ class Network:
     """The compiled tables on the topology's switches; `dead_links` are cut (ports down)."""
 
     def __init__(self, tables: dict[int, SwitchTables], topology: Topology,
-                 dead_links: frozenset[Link] = frozenset(), check: bool = True) -> None:
-        """`check`: refuse flows outside otseg's declared pipeline (off for tables read from a switch)."""
+                 dead_links: frozenset[Link] = frozenset(), check: bool = True,
+                 tie: Callable[[Flow, Flow], Flow] | None = None) -> None:
+        """`check`: refuse flows outside otseg's declared pipeline (off for tables read from a switch).
+        `tie`: which of two overlapping flows of equal priority a switch uses (default: AmbiguousMatch;
+        tables in the middle of an update without bundles hold such pairs, and either may win)."""
+        self.tie = tie
         self.topology = topology
         self.peer: dict[PortRef, PortRef] = {}
         self.dead_ports = {end for link in dead_links for end in (link.a, link.b)}
@@ -124,9 +129,10 @@ class Network:
         self.tables: dict[int, dict[str, list[Flow]]] = {}
         for dpid, switch in tables.items():
             by_table: dict[str, list[Flow]] = {}
+            folded = topology.profile(dpid).single_table
             for flow in switch.flows:
                 if check:
-                    check_flow(flow)
+                    check_flow(flow, folded)
                 by_table.setdefault(flow.table, []).append(flow)
             for flows in by_table.values():
                 flows.sort(key=lambda f: -f.priority)
@@ -261,6 +267,8 @@ class Network:
             if all(_field_matches(item.name, item.value, item.mask, packet) for item in flow.match):
                 if best is None:
                     best = flow
+                elif best.instructions != flow.instructions and self.tie is not None:
+                    best = self.tie(best, flow)
                 elif best.instructions != flow.instructions:
                     raise AmbiguousMatch(f"two flows of priority {flow.priority} match {packet}: {best} / {flow}")
         return best

@@ -1,0 +1,256 @@
+"""Capability profiles: every profile's tables walk the allow/deny matrix and the attack probes
+as the reference says (but for the losses the profile names), updates without bundles never
+show a packet a fate of neither the old nor the new tables, and discovery reads what a
+switch reports."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+
+from controller.core.compiler import compile_tables
+from controller.core.diff import apply_plan, diff_flows
+from controller.core.fit import refusals, warnings
+from controller.core.flows import TCP_ACK, ApplyActions, Conntrack, MeterInstruction, SwitchTables
+from controller.core.incremental import IncrementalCompiler
+from controller.core.lowering import folded
+from controller.core.model import Policy
+from controller.core.pipeline import PORT_SECURITY, VERSION
+from controller.core.profiles import FULL, PROFILES, Profile, SwitchFeatures, TableFeature, from_features, overridden
+from controller.core.reference import judge
+from controller.core.staging import installed_version, stages, target, versioned
+from controller.core.topology import PortRef, Topology
+from controller.verify.check import verify
+from controller.verify.walk import Network, ovs_key
+from tests.conftest import EXAMPLES, load_example
+from tests.strategies import scenarios
+from tests.test_walk_examples import _free_port
+from tests.walk import Matrix, frame, probes
+
+LOSSLESS = [name for name in PROFILES if name not in ("no-tcp-flags", "minimal")]
+
+
+def everywhere(topology: Topology, profile: Profile) -> Topology:
+    return replace(topology, profiles=tuple((dpid, profile) for dpid in sorted(topology.switches)))
+
+
+@pytest.fixture(params=EXAMPLES, ids=lambda pair: pair[0].removesuffix(".yaml"))
+def example(request: pytest.FixtureRequest) -> tuple[Policy, Topology]:
+    return load_example(*request.param)
+
+
+@pytest.mark.parametrize("name", LOSSLESS)
+def test_lossless_profiles_walk_the_whole_matrix_as_the_reference_says(example: tuple[Policy, Topology],
+                                                                      name: str) -> None:
+    policy, topology = example
+    matrix = Matrix(policy, everywhere(topology, PROFILES[name]))
+    found = matrix.check_unicast() + matrix.check_multicast() + matrix.check_attacks(_free_port(topology, matrix))
+    assert not found, "\n".join(map(str, found[:10]))
+    assert matrix.walks > 1000
+
+
+@pytest.mark.parametrize("name", ["no-tcp-flags", "minimal"])
+def test_without_tcp_flags_only_flagless_tcp_from_a_service_port_changes(example: tuple[Policy, Topology],
+                                                                         name: str) -> None:
+    """The loss the profile names, and nothing else: every mismatch is a TCP frame without ACK that
+    the reference would deliver if it carried ACK (the reply rule of a conduit admits it)."""
+    policy, topology = example
+    matrix = Matrix(policy, everywhere(topology, PROFILES[name]))
+    found = matrix.check_unicast() + matrix.check_attacks(_free_port(topology, matrix)) + matrix.check_multicast()
+    assert found, "the example has TCP conduits: the loss must show"
+    assert all(m.probe.startswith(("tcp reverse syn", "tcp fin (no ack)")) for m in found), [str(m) for m in found
+                                                                                        if not m.probe.startswith(
+                                                                                            ("tcp reverse syn",
+                                                                                             "tcp fin (no ack)"))][:5]
+    lost = {origin for w in warnings(policy, everywhere(topology, PROFILES[name])) for origin in [w]}
+    assert lost, "validate must name the conduits"
+    for mismatch in found:
+        src, dst = policy.asset(mismatch.source), policy.asset(mismatch.destination)
+        label, packet = next((lbl, p) for lbl, p in probes(policy) if lbl == mismatch.probe)
+        sent = frame(src, dst, replace(packet, tcp_flags=packet.tcp_flags | TCP_ACK))
+        where = matrix.located[src.name]
+        assert judge(policy, matrix.located, where, sent).delivered, (label, src.name, dst.name)
+
+
+@pytest.mark.parametrize("name", ["single-table", "no-meters", "no-fast-failover", "no-bundles"])
+def test_the_independent_verifier_proves_each_profile(example: tuple[Policy, Topology], name: str) -> None:
+    policy, topology = example
+    profiled = everywhere(topology, PROFILES[name])
+    report = verify(policy, profiled, compile_tables(policy, profiled), failures=False)
+    assert not report.findings, [(f.invariant, f.where) for f in report.findings][:5]
+
+
+def test_single_table_tables_hold_one_table_and_no_metadata(example: tuple[Policy, Topology]) -> None:
+    policy, topology = example
+    full = compile_tables(policy, topology)
+    single = compile_tables(policy, everywhere(topology, PROFILES["single-table"]))
+    for dpid, tables in single.items():
+        assert {f.table for f in tables.flows} == {PORT_SECURITY}
+        assert not any(f.field("metadata") for f in tables.flows)
+        assert all(f.priority <= 0xFFFF for f in tables.flows)
+        assert len(tables.flows) >= len([f for f in full[dpid].flows if f.table == PORT_SECURITY])
+
+
+def test_no_meter_tables_have_no_meters_and_send_only_trunk_lldp(example: tuple[Policy, Topology]) -> None:
+    policy, topology = example
+    for tables in compile_tables(policy, everywhere(topology, PROFILES["no-meters"])).values():
+        assert not tables.meters
+        assert not any(isinstance(i, MeterInstruction) for f in tables.flows for i in f.instructions)
+        to_controller = [f for f in tables.flows for i in f.instructions if isinstance(i, ApplyActions)
+                         and any(getattr(a, "port", None) == 0xFFFFFFFD for a in i.actions)]
+        assert all(f.field("eth_type") and f.field("eth_type").value == 0x88CC and f.field("in_port")
+                   for f in to_controller), to_controller[:2]
+
+
+def test_no_fast_failover_leaves_out_groups_and_backup_entries() -> None:
+    policy, topology = load_example("plant.yaml", "plant.yaml")
+    full = compile_tables(policy, topology)
+    assert any(t.groups for t in full.values()), "the plant ring has protected links"
+    for tables in compile_tables(policy, everywhere(topology, PROFILES["no-fast-failover"])).values():
+        assert not tables.groups
+        assert not any(f.priority == 150 for f in tables.flows)
+
+
+def test_incremental_compiles_with_profiles_equal_full_compiles() -> None:
+    policy, topology = load_example("plant.yaml", "plant.yaml")
+    engine = IncrementalCompiler()
+    mixed = replace(topology, profiles=((1, PROFILES["single-table"]), (2, PROFILES["no-fast-failover"]),
+                                        (3, PROFILES["no-meters"])))
+    for step in (topology, mixed, replace(mixed, attachments=mixed.attachments[1:]), topology):
+        assert engine.compile(policy, step) == compile_tables(policy, step)
+
+
+def test_refusals_name_the_switch_and_the_reason() -> None:
+    policy, topology = load_example("water.yaml", "water.yaml")
+    profiled = everywhere(topology, PROFILES["no-conntrack"])
+    found = refusals(policy, profiled, compile_tables(policy, profiled), {3: "s3"})
+    assert [r.switch for r in found] == ["s3"]
+    assert "bms-monitoring" in found[0].describe() and "connection tracking" in found[0].describe()
+    unmetered = everywhere(topology, PROFILES["no-meters"])
+    assert any("not pinned" in r.reason for r in refusals(policy, unmetered, compile_tables(policy, unmetered)))
+    assert not refusals(policy, topology, compile_tables(policy, topology))
+
+
+# -- updates without bundles --------------------------------------------------------------------
+def _fates(network: Network, sends: list[tuple[PortRef, object]]) -> list[frozenset[PortRef]]:
+    return [frozenset(network.send(where, key).delivered_ports()) for where, key in sends]  # type: ignore[arg-type]
+
+
+def _sends(policies: list[Policy], topology: Topology) -> list[tuple[PortRef, object]]:
+    from controller.core.topology import locate_assets  # noqa: PLC0415
+
+    sends = []
+    for policy in policies:
+        located = locate_assets(policy, topology)
+        labelled = probes(policy)
+        for src in policy.assets:
+            for dst in policy.assets:
+                if src.name in located and src is not dst:
+                    sends += [(located[src.name], ovs_key(frame(src, dst, packet))) for _, packet in labelled]
+    return sends
+
+
+def _transitions(old: dict[int, SwitchTables], new: dict[int, SwitchTables], topology: Topology,
+                 folded_tables: bool) -> list[dict[int, SwitchTables]]:
+    """Every switch's tables after each stage of the update from `old` to `new` (all switches in step)."""
+    states: dict[int, list[frozenset]] = {}
+    for dpid in topology.switches:
+        desired = new[dpid] if folded_tables else target(new[dpid], old[dpid].flows)
+        installed = old[dpid].flows
+        seen = [installed]
+        for batch in stages(diff_flows(desired.flows, installed), folded_tables):
+            for op, flow in batch:
+                from controller.core.diff import Plan  # noqa: PLC0415
+                plan = Plan(delete=(flow,)) if op == "delete" else Plan(add=(flow,))
+                installed = apply_plan(installed, plan)
+            seen.append(installed)
+        assert installed == desired.flows, (sorted(installed - desired.flows)[:2], sorted(desired.flows - installed)[:2])
+        states[dpid] = seen
+    depth = max(len(s) for s in states.values())
+    return [{dpid: replace(new[dpid], flows=states[dpid][min(i, len(states[dpid]) - 1)],
+                           groups=old[dpid].groups | new[dpid].groups)  # groups: added first, deleted last
+             for dpid in topology.switches} for i in range(depth)]
+
+
+@settings(max_examples=8, deadline=None)
+@given(scenarios(), scenarios())
+def test_every_stage_of_an_update_without_bundles_gives_old_or_new_fates(
+        first: tuple[Policy, Topology], second: tuple[Policy, Topology]) -> None:
+    policy_a, topology = first
+    policy_b = second[0]
+    sends = _sends([policy_a, policy_b], topology)
+    sends = sends[::max(1, len(sends) // 400)]  # a spread of a few hundred: every stage walks them twice
+    for profile in (PROFILES["no-bundles"], PROFILES["minimal"]):
+        profiled = everywhere(topology, profile)
+        old = {d: versioned(t, 0) if not profile.single_table else t
+               for d, t in compile_tables(policy_a, profiled).items()}
+        new = compile_tables(policy_b, profiled)
+        before = _fates(Network(old, profiled), sends)
+        final = new if profile.single_table else {d: target(t, old[d].flows) for d, t in new.items()}
+        after = _fates(Network(final, profiled), sends)
+        old_flows = frozenset().union(*(t.flows for t in old.values()))
+        prefer_old = lambda a, b: a if a in old_flows else b  # noqa: E731
+        prefer_new = lambda a, b: b if a in old_flows else a  # noqa: E731
+        for tables, tie in itertools.product(_transitions(old, new, profiled, profile.single_table),
+                                             (prefer_old, prefer_new)):
+            during = _fates(Network(tables, profiled, tie=tie), sends)
+            # Nothing reaches a port neither the old nor the new tables send it to (safety), and a
+            # frame both send to the same ports reaches them throughout (hitless). A frame whose
+            # fate changes may meet the old tables on one switch and the new ones on the next
+            # (as with bundles, which are per switch too): it may then be dropped meanwhile.
+            odd = [i for i, fate in enumerate(during) if not fate <= before[i] | after[i]
+                   or (before[i] == after[i] and fate != before[i])]
+            assert not odd, (profile.name, sends[odd[0]], before[odd[0]], during[odd[0]], after[odd[0]])
+
+
+def test_versions_alternate_and_an_unchanged_switch_keeps_its_version() -> None:
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    tables = compile_tables(policy, topology)[2]
+    first = target(tables, frozenset())
+    assert installed_version(first.flows) == 0
+    assert target(tables, first.flows) == first  # nothing changed: nothing to send
+    changed = replace(tables, flows=frozenset(list(tables.flows)[1:]))
+    second = target(changed, first.flows)
+    assert installed_version(second.flows) == 1
+    assert all(f.field("metadata") and int(f.field("metadata").mask) & VERSION.mask
+               for f in second.flows if f.table in ("destination", "policy") and f.priority > 0)
+
+
+# -- discovery ------------------------------------------------------------------------------------
+OVS_FIELDS = frozenset({"in_port", "eth_src", "eth_dst", "vlan_vid", "eth_type", "ipv4_src", "ipv4_dst", "arp_spa",
+                        "arp_tpa", "arp_sha", "ip_frag", "ct_state", "ip_proto", "tcp_src", "tcp_dst", "udp_src",
+                        "udp_dst", "icmpv4_type", "tcp_flags", "metadata"})
+
+
+def _table(table_id: int, fields: frozenset[str] = OVS_FIELDS, size: int = 1_000_000, metadata: int = 2**64 - 1,
+           goto: bool = True) -> TableFeature:
+    return TableFeature(table_id, size, metadata, metadata, fields, goto, goto)
+
+
+def test_discovery_of_an_open_vswitch_gives_the_full_profile() -> None:
+    features = SwitchFeatures(tuple(_table(i) for i in range(254)), 0xF, 2**32 - 256, 262144, True)
+    profile = from_features(features)
+    assert profile == replace(FULL, max_entries=4_000_000) and profile.name == "full"
+
+
+def test_discovery_fails_closed_on_what_a_switch_lacks_or_does_not_say() -> None:
+    one_table = SwitchFeatures((_table(0, OVS_FIELDS - {"tcp_flags", "ct_state"}, 2000, 0, False),), 0x1, 0, 0,
+                               False)
+    profile = from_features(one_table)
+    assert profile.name == "minimal" and profile.max_entries == 2000
+    assert not from_features(SwitchFeatures(None, None, None, None, None)).fast_failover
+    assert from_features(SwitchFeatures(None, None, None, None, None)).single_table
+    assert overridden(profile, "override", meters=True).meters
+
+
+def test_lowering_never_keeps_a_tracker_lookup_on_a_folded_switch_out_of_table_0() -> None:
+    policy, topology = load_example("water.yaml", "water.yaml")
+    tables = compile_tables(policy, topology)
+    for switch in tables.values():
+        for flow in folded(switch).flows:
+            for i in flow.instructions:
+                if isinstance(i, ApplyActions):
+                    assert all(a.table in (None, PORT_SECURITY) for a in i.actions if isinstance(a, Conntrack))
