@@ -76,7 +76,7 @@ class SwitchRequests:
         if pending is None:
             return
         done, bodies = pending
-        bodies.extend(msg.body)
+        bodies.extend(msg.body if isinstance(msg.body, list) else [msg.body])  # features replies have one body
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             done.set()
 

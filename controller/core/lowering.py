@@ -28,7 +28,7 @@ from controller.core.flows import (
     MeterInstruction, Output, PopVlan, PushVlan, SetField, SwitchTables, Value, WriteActions, WriteMetadata,
     make_flow,
 )
-from controller.core.pipeline import PORT_SECURITY, TABLE_IDS, TABLES
+from controller.core.pipeline import FRAG_LATER, PORT_SECURITY, TABLE_IDS, TABLES
 from controller.core.profiles import FULL, Profile
 
 MAX_PRIORITY = 0xFFFF
@@ -162,6 +162,29 @@ def _intersect(acc: MatchMap, fields: Iterable[Field]) -> MatchMap | None:
     return result
 
 
+L4_FIELDS = ("tcp_src", "tcp_dst", "udp_src", "udp_dst", "tcp_flags", "icmpv4_type", "icmpv4_code")
+
+
+def _later_fragment_ports(match: MatchMap | None) -> MatchMap | None:
+    """A later fragment carries no L4 header: Open vSwitch reads its ports, flags, ICMP type and
+    code as 0, and refuses a flow that matches them together with nw_frag=later (BAD_PREREQ).
+    So on a path that only later fragments take, an L4 condition that 0 meets is dropped, and
+    one that 0 fails makes the path impossible."""
+    if match is None or "ip_frag" not in match:
+        return match
+    value, mask = match["ip_frag"]
+    if not (int(value) & int(mask if mask is not None else 0xFF) & FRAG_LATER):
+        return match
+    result = dict(match)
+    for name in L4_FIELDS:
+        if name in result:
+            field_value, field_mask = result.pop(name)
+            bits = _full_mask(name) if field_mask is None else _to_int(name, field_mask)
+            if _to_int(name, field_value) & bits:
+                return None
+    return result
+
+
 def _metadata_ok(metadata: int, flow: Flow) -> bool:
     item = flow.field("metadata")
     if item is None:
@@ -289,7 +312,7 @@ def _step(path: _Path, flow: Flow, ranks: dict[str, dict[int, int]]) -> tuple[_P
     for item in flow.match:
         if item.name in path.modified:
             raise LoweringError(f"{flow} matches {item.name} after an earlier table changed it")
-    match = _intersect(path.match, flow.match)
+    match = _later_fragment_ports(_intersect(path.match, flow.match))
     if match is None:
         return None
     applied, action_set, meter, metadata = path.applied, dict(path.action_set), path.meter, path.metadata
