@@ -30,13 +30,15 @@ DENIED = ("plc-packer-2", "hmi-2", 44818)
 
 
 class PlantBench(LabRun):
-    def __init__(self, workdir: Path, fast_failover: bool = True) -> None:
+    def __init__(self, workdir: Path, fast_failover: bool = True, topology: str | None = None) -> None:
+        """`topology`: another topology document of the plant (e.g. one that states switch profiles)."""
         self.policy_path = str(ROOT / "policies" / "plant.yaml")
         self.policy = load_policy(self.policy_path)
-        self.description = load_lab(ROOT / "topologies" / "plant.yaml", self.policy)
+        topology = topology or str(ROOT / "topologies" / "plant.yaml")
+        self.description = load_lab(topology, self.policy)
         extra = () if fast_failover else ("--no-fast-failover",)
         self.controller = ControllerProcess(self.policy_path, workdir / "controller", extra_args=extra,
-                                            topology=str(ROOT / "topologies" / "plant.yaml"))
+                                            topology=topology)
         self.lab = Lab(self.description, self.policy)
         self.workdir = workdir
 

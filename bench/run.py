@@ -114,6 +114,7 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
                      f"{case['naive_total']} |")
     lines += scale_section(results)
     lines += verify_section(results)
+    lines += profiles_section(results)
     faucet = results.get("faucet", {})
     lines += [
         "",
@@ -461,6 +462,40 @@ def verify_section(results: dict) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
+def profiles_section(results: dict) -> list[str]:  # type: ignore[type-arg]
+    profiles = results.get("profiles")
+    if not profiles:
+        return []
+    lines = ["", "## Capability profiles", "",
+             "Each example compiled for each profile on every switch (docs/operations.md, *capability profiles*):",
+             "entries per switch (in dpid order), compile time (median of 3), the allow/deny matrix and attack probes",
+             "walked through the tables against the reference (walks; mismatches), the independent verifier's findings",
+             "(links up), and the switches the profile refuses for that policy (they would keep their tables).",
+             "Command: `python -m bench.profiles_bench --no-lab`.", "",
+             "| lab | profile | entries per switch | total | compile (ms) | walks | matrix / attack mismatches | "
+             "verifier findings | refused |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in profiles.get("examples", []):
+        kinds = f" ({', '.join(row['mismatch_kinds'])})" if row["mismatch_kinds"] else ""
+        found = f"{row['verifier_findings']} ({', '.join(row['verifier_invariants'])})" if row["verifier_findings"] else "0"
+        lines.append(f"| {row['example']} | {row['profile']} | {' '.join(map(str, row['entries'].values()))} | "
+                     f"{row['total']:,} | {row['compile_s'] * 1000:.0f} | {row['walks']:,} | "
+                     f"{row['matrix_mismatches']} / {row['attack_mismatches']}{kinds} | {found} | "
+                     f"{', '.join(row['refused']) or '-'} |")
+    updates = profiles.get("no_bundles") or {}
+    if updates:
+        lines += ["", "Updates without bundles on the plant lab: ring switches `{base: single-table, bundles: false}`,",
+                  "the others `no-bundles` (version-tagged); 20 pushes of each one-conduit change of *Hitless updates*,",
+                  "a 1,000 datagrams/s stream on a conduit every version allows, one on a denied conduit.",
+                  "Command: `python -m bench.profiles_bench`.", "",
+                  "| change | pushes | apply median (ms) | max (ms) | flow-mods (median) | sent | lost | denied sent | denied received |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in updates.values():
+            lines.append(f"| {row['change']} | {row['pushes']} | {row['apply_median_s'] * 1000:.0f} | "
+                         f"{row['apply_max_s'] * 1000:.0f} | {row['flow_mods_median']:.0f} | {row['sent']:,} | {row['lost']} | "
+                         f"{row['denied_sent']:,} | {row['denied_received']} |")
+    return lines
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -548,6 +583,10 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
                        f"{row['sent']} lost across {row['pushes']} pushes"
                        + (f"; FAUCET lost {theirs['lost']} of {theirs['sent']} across {theirs['changes']} reloads"
                           if theirs else "") + ").")
+    for row in (results.get("profiles") or {}).get("no_bundles", {}).values():
+        out.append(f"hitless updates without bundles ({row['change']}): {_met(row['lost'] == 0 and row['denied_received'] == 0)} "
+                   f"({row['lost']} of {row['sent']} lost across {row['pushes']} pushes, {row['denied_received']} of "
+                   f"{row['denied_sent']} denied datagrams received; apply median {row['apply_median_s'] * 1000:.0f} ms).")
     for row in results.get("generated", {}).get("connect", []):
         full = row["full_median_s"]
         out.append(f"switch connect to fully programmed under 1 s ({row['assets']} assets, {row['flows']} entries): "
@@ -598,7 +637,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small cases only, one run of each lab scenario")
     parser.add_argument("--only", choices=("compile", "verify", "recovery", "generated", "faucet", "containment", "soak",
-                                           "render"),
+                                           "profiles", "render"),
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
@@ -609,7 +648,8 @@ def main() -> int:
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results["versions"] = versions()
-        sections = (("compile", "verify", "recovery", "generated", "faucet", "containment", "soak") if args.only is None
+        sections = (("compile", "verify", "recovery", "generated", "faucet", "containment", "soak", "profiles")
+                    if args.only is None
                     else (args.only,))
         results.setdefault("section_dates", {}).update({section: now for section in sections})
         if args.only is None:
@@ -633,6 +673,7 @@ def main() -> int:
         "containment": ("bench.containment_bench", "run_containment", (workdir / "containment",
                                                                         5 if args.quick else 30)),
         "soak": ("bench.soak_bench", "run_soak", (workdir / "soak", args.quick)),
+        "profiles": ("bench.profiles_bench", "run_profiles", (workdir / "profiles",)),
     }
     for section, (module, function, arguments) in lab_sections.items():
         if args.only in (None, section):

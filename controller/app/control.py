@@ -15,7 +15,8 @@ from typing import Any, Callable
 from controller.app.enforcer import ApplyError, Enforcer
 from controller.app.status import policy_modes
 from controller.app.store import PolicyStore, short, version_of
-from controller.core.budget import HINT
+from controller.core.budget import HINT, Overflow
+from controller.core.fit import HINT as FIT_HINT
 from controller.core.change import describe_change
 from controller.core.model import Policy
 from controller.io.files import load_policy_text
@@ -61,7 +62,8 @@ class ControlPlane:
         new_tables = self.enforcer.compiled.tables(candidate, topology, self.enforcer.fast_failover)
         over = self.enforcer.overflows(new_tables, candidate, topology)
         if over:  # refused whole: no switch gets part of a table
-            raise DocumentError([Diagnostic(name, 1, 1, o.where, o.problem(), HINT) for o in over])
+            raise DocumentError([Diagnostic(name, 1, 1, o.where, o.problem(), HINT if isinstance(o, Overflow) else FIT_HINT)
+                                 for o in over])
         if self.verify is not None:
             problems = self.executor(self.verify, candidate, text, topology, new_tables)
             if problems:  # the compiler would not do what this policy says: nothing is applied

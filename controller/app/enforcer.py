@@ -276,8 +276,8 @@ class Enforcer:
             errors[overflow.dpid] = overflow.describe()
             if self._overflow_reported.get(overflow.dpid) != overflow.count:
                 self._overflow_reported[overflow.dpid] = overflow.count
-                log.error("%s: it keeps the tables it holds until the policy or the topology fits (%s)",
-                          overflow.describe(), HINT)
+                log.error("%s: it keeps the tables it holds until the policy or the topology fits%s",
+                          overflow.describe(), f" ({HINT})" if isinstance(overflow, Overflow) else "")
         flow_mods = 0
         self._deferred = 0
         waiting = tuple(dpid for dpid, state in sorted(self.switches.items()) if self._awaiting_trunks(state))

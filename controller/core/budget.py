@@ -69,7 +69,7 @@ class Overflow:
     def problem(self) -> str:
         top = "; ".join(f"{label} {count:,}" for label, count in self.contributors)
         kinds = ", ".join(f"{label} {count:,}" for label, count in self.by_kind)
-        return (f"would hold {self.count:,} entries, over its budget of {self.limit:,} (max_flows); "
+        return (f"would hold {self.count:,} entries, over its budget of {self.limit:,} (max_flows, or max_entries of its profile); "
                 f"by kind: {kinds}; largest contributors: {top}")
 
     def describe(self) -> str:

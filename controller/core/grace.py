@@ -11,14 +11,17 @@ which stale entries may stay during the start-up grace.
 from __future__ import annotations
 
 from controller.core.flows import (
+    ETH_LLDP,
     ApplyActions, Flow, GroupAction, Output, SetField, SwitchTables, WriteActions, WriteMetadata,
 )
 from controller.core.pipeline import DESTINATION, DST_MASK, METER_LLDP, PORT_SECURITY
-from controller.core.rules import PRIO_LLDP
 
 
 def lldp_bootstrap(tables: SwitchTables) -> SwitchTables:
-    lldp = frozenset(f for f in tables.flows if f.table == PORT_SECURITY and f.priority == PRIO_LLDP)
+    # By match, not priority: a switch of the single-table profile holds it at a folded priority.
+    lldp = frozenset(f for f in tables.flows if f.table == PORT_SECURITY and f.field("in_port") is not None
+                     and (eth_type := f.field("eth_type")) is not None and eth_type.value == ETH_LLDP
+                     and len(f.match) == 2)
     return SwitchTables(tables.dpid, lldp, frozenset(m for m in tables.meters if m.meter_id == METER_LLDP))
 
 

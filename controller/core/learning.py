@@ -86,7 +86,8 @@ def trunks_in_flows(flows: Iterable[Flow]) -> frozenset[int]:
     return frozenset(
         int(flow.field("in_port").value) for flow in flows  # type: ignore[union-attr]
         if flow.table == PORT_SECURITY and flow.field("in_port") is not None
-        and any(isinstance(i, WriteMetadata) and i.mask == TRANSIT.mask for i in flow.instructions))
+        and any(isinstance(i, WriteMetadata) and i.mask & TRANSIT.mask and i.value & TRANSIT.mask
+                for i in flow.instructions))  # (a switch updated without bundles also writes a VERSION bit)
 
 
 def bindings_in_flows(policy: Policy, dpid: int, flows: Iterable[Flow],
