@@ -480,16 +480,24 @@ def profiles_section(results: dict) -> list[str]:  # type: ignore[type-arg]
         lines.append(f"| {row['example']} | {row['profile']} | {' '.join(map(str, row['entries'].values()))} | "
                      f"{row['total']:,} | {row['compile_s'] * 1000:.0f} | {row['walks']:,} | "
                      f"{row['matrix_mismatches']} / {row['attack_mismatches']}{kinds} | {found} | "
-                     f"{', '.join(row['refused']) or '-'} |")
+                     f"{', '.join(sorted(set(row['refused']))) or '-'} |")
     updates = profiles.get("no_bundles") or {}
     if updates:
         lines += ["", "Updates without bundles on the plant lab: ring switches `{base: single-table, bundles: false}`,",
                   "the others `no-bundles` (version-tagged); 20 pushes of each one-conduit change of *Hitless updates*,",
-                  "a 1,000 datagrams/s stream on a conduit every version allows, one on a denied conduit.",
+                  "a 1,000 datagrams/s stream on a conduit every version allows, one on a denied conduit. A version",
+                  "flip rewrites the changed switches' destination and policy entries: more flow-mods than a bundle",
+                  "carrying only the diff (the row above each, from another run of the same machine).",
                   "Command: `python -m bench.profiles_bench`.", "",
                   "| change | pushes | apply median (ms) | max (ms) | flow-mods (median) | sent | lost | denied sent | denied received |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for row in updates.values():
+        recovery = results.get("recovery") or {}
+        for key, row in updates.items():
+            bundled = recovery.get({"other_devices": "policy_updates", "stream_sender": "policy_updates_sender"}.get(key, ""))
+            if bundled:
+                lines.append(f"| {row['change']}, with bundles (*Hitless updates*) | {bundled['pushes']} | "
+                             f"{bundled['apply_median_s'] * 1000:.0f} | {bundled['apply_max_s'] * 1000:.0f} | "
+                             f"{bundled['flow_mods_median']:.0f} | {bundled['sent']:,} | {bundled['lost']} | | |")
             lines.append(f"| {row['change']} | {row['pushes']} | {row['apply_median_s'] * 1000:.0f} | "
                          f"{row['apply_max_s'] * 1000:.0f} | {row['flow_mods_median']:.0f} | {row['sent']:,} | {row['lost']} | "
                          f"{row['denied_sent']:,} | {row['denied_received']} |")
