@@ -10,12 +10,13 @@ from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.app.enforcer import Enforcer
 from controller.app.switch_profiles import SwitchProfiles
 from controller.core.compiler import compile_tables
 from controller.core.learning import Sighting, trunks_in_flows
-from controller.core.diff import apply_plan, diff_flows
+from controller.core.diff import Plan, apply_plan, diff_flows
 from controller.core.fit import refusals, warnings
 from controller.core.flows import TCP_ACK, ApplyActions, Conntrack, MeterInstruction, SwitchTables
 from controller.core.incremental import IncrementalCompiler
@@ -34,7 +35,9 @@ from tests.strategies import scenarios
 from tests.test_walk_examples import _free_port
 from tests.walk import Matrix, frame, probes
 
-LOSSLESS = [name for name in PROFILES if name not in ("no-tcp-flags", "minimal")]
+# Profiles whose tables differ from the full ones (no-bundles and no-conntrack compile to the
+# full tables: `test_profiles_that_change_nothing_in_the_tables_compile_to_the_full_ones`).
+LOSSLESS = ["full", "single-table", "no-fast-failover", "no-meters"]
 
 
 def everywhere(topology: Topology, profile: Profile) -> Topology:
@@ -54,6 +57,13 @@ def test_lossless_profiles_walk_the_whole_matrix_as_the_reference_says(example: 
     found = matrix.check_unicast() + matrix.check_multicast() + matrix.check_attacks(_free_port(topology, matrix))
     assert not found, "\n".join(map(str, found[:10]))
     assert matrix.walks > 1000
+
+
+def test_profiles_that_change_nothing_in_the_tables_compile_to_the_full_ones(example: tuple[Policy, Topology]) -> None:
+    policy, topology = example
+    full = compile_tables(policy, topology)
+    for name in ("no-bundles", "no-conntrack"):
+        assert compile_tables(policy, everywhere(topology, PROFILES[name])) == full, name
 
 
 @pytest.mark.parametrize("name", ["no-tcp-flags", "minimal"])
@@ -162,12 +172,11 @@ def _transitions(old: dict[int, SwitchTables], new: dict[int, SwitchTables], top
     """Every switch's tables after each stage of the update from `old` to `new` (all switches in step)."""
     states: dict[int, list[frozenset]] = {}
     for dpid in topology.switches:
-        desired = new[dpid] if folded_tables else target(new[dpid], old[dpid].flows)
+        desired = new[dpid] if folded_tables else target(new[dpid], old[dpid].flows)[0]
         installed = old[dpid].flows
         seen = [installed]
         for batch in stages(diff_flows(desired.flows, installed), folded_tables):
             for op, flow in batch:
-                from controller.core.diff import Plan  # noqa: PLC0415
                 plan = Plan(delete=(flow,)) if op == "delete" else Plan(add=(flow,))
                 installed = apply_plan(installed, plan)
             seen.append(installed)
@@ -179,21 +188,21 @@ def _transitions(old: dict[int, SwitchTables], new: dict[int, SwitchTables], top
              for dpid in topology.switches} for i in range(depth)]
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(scenarios(), scenarios())
 def test_every_stage_of_an_update_without_bundles_gives_old_or_new_fates(
         first: tuple[Policy, Topology], second: tuple[Policy, Topology]) -> None:
     policy_a, topology = first
     policy_b = second[0]
     sends = _sends([policy_a, policy_b], topology)
-    sends = sends[::max(1, len(sends) // 400)]  # a spread of a few hundred: every stage walks them twice
+    sends = sends[::max(1, len(sends) // 300)]  # a spread of a few hundred: every stage walks them twice
     for profile in (PROFILES["no-bundles"], PROFILES["minimal"]):
         profiled = everywhere(topology, profile)
         old = {d: versioned(t, 0) if not profile.single_table else t
                for d, t in compile_tables(policy_a, profiled).items()}
         new = compile_tables(policy_b, profiled)
         before = _fates(Network(old, profiled), sends)
-        final = new if profile.single_table else {d: target(t, old[d].flows) for d, t in new.items()}
+        final = new if profile.single_table else {d: target(t, old[d].flows)[0] for d, t in new.items()}
         after = _fates(Network(final, profiled), sends)
         old_flows = frozenset().union(*(t.flows for t in old.values()))
         prefer_old = lambda a, b: a if a in old_flows else b  # noqa: E731
@@ -213,11 +222,14 @@ def test_every_stage_of_an_update_without_bundles_gives_old_or_new_fates(
 def test_versions_alternate_and_an_unchanged_switch_keeps_its_version() -> None:
     policy, topology = load_example("linear.yaml", "linear.yaml")
     tables = compile_tables(policy, topology)[2]
-    first = target(tables, frozenset())
-    assert installed_version(first.flows) == 0
-    assert target(tables, first.flows) == first  # nothing changed: nothing to send
-    changed = replace(tables, flows=frozenset(list(tables.flows)[1:]))
-    second = target(changed, first.flows)
+    first, quarantine = target(tables, frozenset())
+    assert installed_version(first.flows) == 0 and not quarantine
+    assert target(tables, first.flows) == (first, ())  # nothing changed: nothing to send
+    fewer = replace(tables, flows=frozenset(f for f in tables.flows if f.table != "policy" or f.priority != 2000))
+    assert target(fewer, first.flows)[0] == versioned(fewer, 0)  # only deletions: in place, no flip
+    grown = replace(tables, flows=tables.flows | {replace(next(f for f in tables.flows if f.table == "policy"
+                                                                and f.priority == 2000), priority=2001)})
+    second = target(grown, first.flows)[0]  # an entry added: the other version
     assert installed_version(second.flows) == 1
     assert all(f.field("metadata") and int(f.field("metadata").mask) & VERSION.mask
                for f in second.flows if f.table in ("destination", "policy") and f.priority > 0)
@@ -285,8 +297,10 @@ def test_a_switch_without_bundles_gets_versioned_tables_and_each_change_flips_th
     assert switches[3].flows == expected[3].flows and switches[1].flows == expected[1].flows
     enforcer.apply_policy(replace(policy, conduits=policy.conduits[1:]))
     changed = compile_tables(enforcer.policy, enforcer.topology())
-    assert switches[2].flows == versioned(changed[2], 1).flows
+    assert switches[2].flows == versioned(changed[2], 0).flows  # only deletions: in place
     assert switches[3].flows == changed[3].flows
+    enforcer.apply_policy(policy)  # entries added: the other version
+    assert switches[2].flows == versioned(expected[2], 1).flows
     assert enforcer.reconcile().flow_mods == 0  # nothing changed: no flip
     assert trunks_in_flows(switches[2].flows) == {p.port for p in topology.live_trunks if p.dpid == 2}
 
@@ -324,3 +338,47 @@ def test_the_matrix_catches_a_fold_that_forgets_its_shadowing_drops(pair: tuple[
     assert mutant != tables
     matrix = Matrix(policy, profiled, mutant)
     assert matrix.check_unicast() + matrix.check_attacks(_free_port(topology, matrix))
+
+
+@settings(max_examples=6, deadline=None)
+@given(scenarios(), scenarios(), st.integers(0, 10_000))
+def test_an_interrupted_update_recovers_without_admitting_what_both_policies_deny(
+        first: tuple[Policy, Topology], second: tuple[Policy, Topology], cut: int) -> None:
+    """An update from A to B stops part-way (a refused flow-mod, a lost connection); the next reconcile
+    goes to A (the rollback) or to B again. Whatever state it starts from, no stage of the recovery,
+    its quarantine included, lets a frame reach a port neither A nor B sends it to."""
+    policy_a, topology = first
+    profiled = everywhere(topology, PROFILES["no-bundles"])
+    old = {d: versioned(t, 0) for d, t in compile_tables(policy_a, profiled).items()}
+    new = compile_tables(second[0], profiled)
+    sends = _sends([policy_a, second[0]], topology)
+    sends = sends[::max(1, len(sends) // 300)]
+    allowed = [a | b for a, b in zip(_fates(Network(old, profiled), sends), _fates(Network(
+        {d: target(t, old[d].flows)[0] for d, t in new.items()}, profiled), sends))]
+    interrupted: dict[int, SwitchTables] = {}
+    for dpid in profiled.switches:
+        installed = old[dpid].flows
+        ops = [op for batch in stages(diff_flows(target(new[dpid], installed)[0].flows, installed), False)
+               for op in batch]
+        for op, flow in ops[:cut % (len(ops) + 1)]:
+            installed = apply_plan(installed, Plan(delete=(flow,)) if op == "delete" else Plan(add=(flow,)))
+        interrupted[dpid] = replace(new[dpid], flows=installed, groups=old[dpid].groups | new[dpid].groups)
+    for goal in (compile_tables(policy_a, profiled), new):
+        states = dict(interrupted)
+        steps = [dict(states)]
+        for dpid in profiled.switches:
+            tables, quarantine = target(goal[dpid], states[dpid].flows)
+            installed = apply_plan(states[dpid].flows, Plan(modify=quarantine))
+            states[dpid] = replace(states[dpid], flows=installed)
+            steps.append(dict(states))
+            for batch in stages(diff_flows(tables.flows, installed), False):
+                for op, flow in batch:
+                    installed = apply_plan(installed, Plan(delete=(flow,)) if op == "delete" else Plan(add=(flow,)))
+                states[dpid] = replace(states[dpid], flows=installed)
+                steps.append(dict(states))
+            assert installed == tables.flows
+        for step in steps:
+            for tie in (lambda a, b: a, lambda a, b: b):
+                during = _fates(Network(step, profiled, tie=tie), sends)
+                odd = [i for i, fate in enumerate(during) if not fate <= allowed[i]]
+                assert not odd, (sends[odd[0]], allowed[odd[0]], during[odd[0]])

@@ -133,7 +133,8 @@ class OsKenChannel:
         self._bundle_id = (getattr(self, "_bundle_id", 0) + 1) & 0xFFFFFFFF
         reply, error = self._bundle_ctrl("open")
         if reply is None:
-            self.bundles = False  # the switch has no bundles: ordered, barrier-confirmed sends instead
+            if error and not error.startswith("no answer"):
+                self.bundles = False  # refused: no bundles here; make-before-break from now on
             return False
         return True
 

@@ -24,11 +24,11 @@ from controller.app.switch_profiles import SwitchProfiles
 from controller.core.budget import HINT, Overflow, entry_limits, overflows
 from controller.core.fit import Refusal, refusals
 from controller.core.compiler import CompileCache, locate_assets
-from controller.core.diff import apply_plan, diff_switch, is_ours
+from controller.core.diff import Plan, SwitchPlan, apply_plan, diff_switch, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
 from controller.core.flows import SwitchTables
 from controller.core.grace import lldp_bootstrap, may_wait
-from controller.core.staging import target
+from controller.core.staging import VERSIONED_TABLES, target
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.model import Policy
 from controller.core.profiles import Profile
@@ -105,6 +105,7 @@ class Enforcer:
 
     def switch_connected(self, channel: SwitchChannel, ports: Iterable[int] = ()) -> None:
         self.switches[channel.dpid] = SwitchState(channel, connected_at=self.clock())
+        self.profiles.connected(channel.dpid)
         self.headless.discard(channel.dpid)
         self.ports[channel.dpid] = set(ports)
         # Links are not known until LLDP has crossed them: let the topology settle (see
@@ -316,12 +317,13 @@ class Enforcer:
         policy within their profile."""
         refused: list[Overflow | Refusal] = list(refusals(policy, topology, tables, self.switch_names))
         limits = entry_limits(self.budgets, topology)
-        over = [dpid for dpid, limit in limits.items() if dpid in tables and len(tables[dpid].flows) > limit]
+        over = [dpid for dpid, limit in limits.items() if dpid in tables and self._peak(dpid, tables[dpid]) > limit]
         if not over:
             return refused
         contributions = self.compiled.contributions(self.fast_failover, policy, topology, over)
-        return refused + list(overflows(tables, {dpid: limits[dpid] for dpid in over}, contributions,
-                                        self.switch_names))
+        return refused + [replace(o, count=self._peak(o.dpid, tables[o.dpid]))  # at the peak of its update
+                          for o in overflows(tables, {dpid: limits[dpid] for dpid in over}, contributions,
+                                             self.switch_names)]
 
     def _destination_tags(self) -> dict[str, int]:
         """Each asset's MAC and the destination ids (metadata) the policy in force gives it."""
@@ -338,7 +340,8 @@ class Enforcer:
         one bundle once the links are known. Nothing it admits carries traffic."""
         assert state.installed is not None
         plan = diff_switch(lldp_bootstrap(tables), state.installed, state.meters, state.groups, False)
-        plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=())  # add only
+        plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=(),  # add only
+                       atomic=self._atomic(state))
         if plan.empty:
             return 0
         try:
@@ -352,6 +355,19 @@ class Enforcer:
         log.info("switch %s: LLDP entries first (%s); its tables follow once its declared links are up",
                  _dpid(state.channel.dpid), plan.summary())
         return len(plan)
+
+    def _peak(self, dpid: int, tables: SwitchTables) -> int:
+        """Entries the switch holds at most while it takes these tables: a version-tagged update holds
+        both versions' destination and policy entries for a while."""
+        state = self.switches.get(dpid)
+        profile = self.profiles.of(dpid)
+        if state is None or self._atomic(state) or profile.single_table:
+            return len(tables.flows)
+        return len(tables.flows) + sum(1 for f in tables.flows if f.table in VERSIONED_TABLES and f.priority > 0)
+
+    def _atomic(self, state: SwitchState) -> bool:
+        """Does this switch take its flow changes in one ONF bundle?"""
+        return self.profiles.of(state.channel.dpid).bundles and getattr(state.channel, "bundles", True)
 
     def _awaiting_trunks(self, state: SwitchState) -> bool:
         if not state.expected_trunks or self.clock() - state.connected_at > TRUNK_WAIT_SECONDS:
@@ -398,11 +414,17 @@ class Enforcer:
         if tables is state.synced_to and state.installed is state.synced_installed and not state.unreadable:
             state.enforces = self.policy_serial
             return 0
+        compiled = tables
         profile = self.profiles.of(state.channel.dpid)
-        atomic = profile.bundles and getattr(state.channel, "bundles", True)
+        atomic = self._atomic(state)
         if not atomic and not profile.single_table:
             # Without bundles the tables carry a version bit, flipped by each change (staging.py).
-            tables = target(tables, state.installed, self.remove_foreign)
+            tables, quarantine = target(tables, state.installed, self.remove_foreign)
+            if quarantine:
+                log.warning("switch %s holds tables from an interrupted update or without version tags: %d entries "
+                            "drop their frames until this update completes", _dpid(state.channel.dpid), len(quarantine))
+                state.channel.send(SwitchPlan(Plan(modify=quarantine), atomic=False))
+                state.installed = apply_plan(state.installed, Plan(modify=quarantine))
         plan = replace(diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign),
                        atomic=atomic, folded=profile.single_table)
         if state.unreadable:
@@ -439,7 +461,7 @@ class Enforcer:
         if plan.empty:
             state.programmed = True
             if not deferred_here:
-                state.synced_to, state.synced_installed = tables, state.installed
+                state.synced_to, state.synced_installed = compiled, state.installed
             return 0
         state.channel.send(plan)
         state.installed = apply_plan(state.installed, plan.flows)
@@ -454,7 +476,7 @@ class Enforcer:
             log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
         state.programmed = True
         if not deferred_here:
-            state.synced_to, state.synced_installed = tables, state.installed
+            state.synced_to, state.synced_installed = compiled, state.installed
         return len(plan)
 
     def apply_policy(self, policy: Policy) -> ReconcileReport:

@@ -243,11 +243,18 @@ def folded(tables: SwitchTables) -> SwitchTables:
         weights[i] = weights[i + 1] * sizes[i + 1]
     if weights[0] * sizes[0] > MAX_PRIORITY + 1:
         raise LoweringError(f"{weights[0] * sizes[0]} priority levels do not fit one table")
-    result: set[Flow] = set()
+    result: dict[tuple[object, ...], Flow] = {}
     for first in by_table[PORT_SECURITY]:
         band = list(_paths(first, by_table, ranks))
-        result.update(_pruned(band, first, weights))
-    return replace(tables, flows=frozenset(result))
+        for flow in _pruned(band, first, weights):
+            # Two conduits may yield the same path: one entry per key (a switch holds one), the
+            # lowest cookie, as the compiler's merge does; different effects would be a bug.
+            other = result.get(flow.key)
+            if other is not None and other.instructions != flow.instructions:
+                raise LoweringError(f"two paths fold into one entry with different effects: {other} / {flow}")
+            if other is None or flow.cookie < other.cookie:
+                result[flow.key] = flow
+    return replace(tables, flows=frozenset(result.values()))
 
 
 def _paths(first: Flow, by_table: dict[str, list[Flow]], ranks: dict[str, dict[int, int]]) -> Iterable[_Path]:
@@ -341,13 +348,15 @@ def _step(path: _Path, flow: Flow, ranks: dict[str, dict[int, int]]) -> tuple[_P
 
 
 def _effect(path: _Path) -> tuple[Instruction, ...]:
+    """One apply-actions: the applied actions in order, then the action set as the switch would run
+    it at the end of the pipeline. In a single table nothing comes between, and switches that do
+    not execute write-actions (Zodiac FX) still forward."""
     instructions: list[Instruction] = []
     if path.meter is not None:
         instructions.append(MeterInstruction(path.meter))
-    if path.applied:
-        instructions.append(ApplyActions(path.applied))
-    if path.action_set:
-        instructions.append(WriteActions(_ordered_set(path.action_set)))
+    actions = path.applied + _ordered_set(path.action_set)
+    if actions:
+        instructions.append(ApplyActions(actions))
     return tuple(instructions)
 
 

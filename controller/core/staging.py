@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Iterable
 
-from controller.core.diff import Plan, diff_flows
+from controller.core.diff import Plan, diff_flows, is_ours
 from controller.core.flows import Field, Flow, SwitchTables, WriteMetadata
 from controller.core.pipeline import DESTINATION, POLICY, PORT_SECURITY, VERSION
 
@@ -64,24 +64,65 @@ def _with_version(match: tuple[Field, ...], bit: int) -> tuple[Field, ...]:
 
 def installed_version(flows: Iterable[Flow]) -> int | None:
     """The version most port_security entries write; None if none writes metadata."""
-    votes: Counter[int] = Counter()
-    for flow in flows:
-        if flow.table == PORT_SECURITY:
-            for i in flow.instructions:
-                if isinstance(i, WriteMetadata) and i.mask & VERSION.mask:
-                    votes[VERSION.decode(i.value)] += 1
+    votes = Counter({version: len(entries) for version, entries in _writers(flows).items() if version is not None})
     return votes.most_common(1)[0][0] if votes else None
 
 
-def target(tables: SwitchTables, installed: frozenset[Flow], remove_foreign: bool = False) -> SwitchTables:
-    """The versioned tables to install: the current version if nothing changes, else the other one."""
-    current = installed_version(installed)
-    if current is None:
-        return versioned(tables, 0)
-    same = versioned(tables, current)
-    if diff_flows(same.flows, installed, remove_foreign).empty:
-        return same
-    return versioned(tables, 1 - current)
+def _writers(flows: Iterable[Flow]) -> dict[int | None, list[Flow]]:
+    """Our port_security entries that write metadata, by the version they write (None: no version)."""
+    found: dict[int | None, list[Flow]] = {0: [], 1: [], None: []}
+    for flow in flows:
+        if flow.table == PORT_SECURITY and is_ours(flow):
+            for i in flow.instructions:
+                if isinstance(i, WriteMetadata):
+                    found[VERSION.decode(i.value) if i.mask & VERSION.mask else None].append(flow)
+    return found
+
+
+def _later(flows: Iterable[Flow], version: int | None) -> frozenset[Flow]:
+    """Our destination and policy entries above the miss that `version` reaches (None: that match no version)."""
+    chosen = set()
+    for flow in flows:
+        if flow.table in VERSIONED_TABLES and flow.priority > 0 and is_ours(flow):
+            item = flow.field("metadata")
+            tagged = item is not None and (item.mask is None or int(item.mask) & VERSION.mask)
+            if (version is None and not tagged) or (tagged and version is not None
+                                                    and VERSION.decode(int(item.value)) == version):  # type: ignore[union-attr]
+                chosen.add(flow)
+    return frozenset(chosen)
+
+
+def target(tables: SwitchTables, installed: frozenset[Flow], remove_foreign: bool = False
+           ) -> tuple[SwitchTables, tuple[Flow, ...]]:
+    """The versioned tables to install, and the port_security entries to turn into drops first.
+
+    - One version live (the normal case): that version if the change only deletes entries (done in
+      place, lowest priority first), else the other one.
+    - Both live (an update was interrupted): a version whose destination and policy entries are
+      already the wanted ones (then only port_security changes), else the version fewer entries
+      write, after those entries are made drops: its entries can then be rewritten unseen.
+    - Entries without version tags (an upgrade, or a switch that stopped taking bundles): every
+      port_security entry that writes metadata is made a drop first. That one update is not hitless;
+      it fails closed."""
+    writers = _writers(installed)
+    if writers[None] or (_later(installed, None) and (writers[0] or writers[1])):
+        quarantine = tuple(replace(f, instructions=()) for v in (0, 1, None) for f in writers[v])
+        return versioned(tables, 0), quarantine
+    live = [v for v in (0, 1) if writers[v]]
+    if not live:
+        return versioned(tables, 0), ()
+    if len(live) == 1:
+        same = versioned(tables, live[0])
+        plan = diff_flows(same.flows, installed, remove_foreign)
+        if not (plan.add or plan.modify or plan.replace):
+            return same, ()
+        return versioned(tables, 1 - live[0]), ()
+    for version in (0, 1):
+        wanted = versioned(tables, version)
+        if _later(wanted.flows, version) == _later(installed, version):
+            return wanted, ()
+    minority = min((0, 1), key=lambda v: len(writers[v]))
+    return versioned(tables, minority), tuple(replace(f, instructions=()) for f in writers[minority])
 
 
 def stages(plan: Plan, folded: bool) -> list[list[Operation]]:
@@ -97,6 +138,8 @@ def stages(plan: Plan, folded: bool) -> list[list[Operation]]:
         result.append([op for op in first_writes if op[1].priority == priority])
     for priority in sorted({f.priority for _, f in first_deletes}):
         result.append([op for op in first_deletes if op[1].priority == priority])
-    if not folded:
-        result.append([op for op in deletes if op[1].table != PORT_SECURITY])
+    if not folded:  # lowest priority first: in place (a change that only deletes) this keeps each table old or new
+        later = [op for op in deletes if op[1].table != PORT_SECURITY]
+        for priority in sorted({f.priority for _, f in later}):
+            result.append([op for op in later if op[1].priority == priority])
     return [batch for batch in result if batch]
