@@ -48,6 +48,6 @@ $(FAUCET_STAMP):
 	$(FAUCET_VENV)/bin/pip install --quiet faucet==1.10.12
 	touch $@
 
-# Benchmarks (not tests): rewrites docs/benchmarks.md and bench/results.json. About 75 minutes.
+# Benchmarks (not tests): rewrites docs/benchmarks.md and bench/results.json. About 80 minutes.
 bench: system $(STAMP) $(FAUCET_STAMP)
 	FAUCET_VENV=$(FAUCET_VENV) $(PY) -m bench.run
