@@ -66,9 +66,7 @@ def profile_rows() -> list[dict]:  # type: ignore[type-arg]
 
 
 def lab_updates(workdir: Path) -> dict:  # type: ignore[type-arg]
-    from bench.changes import conduit_yaml, policy_texts  # noqa: PLC0415
-    from bench.recovery_bench import ALLOWED, CHANGES, DENIED, PlantBench  # noqa: PLC0415
-    from controller.lab.traffic import Stream  # noqa: PLC0415
+    from bench.recovery_bench import CHANGES, PlantBench, policy_updates  # noqa: PLC0415
 
     document = yaml.safe_load((ROOT / "topologies" / "plant.yaml").read_text())
     for name in list(document["switches"]):
@@ -81,24 +79,7 @@ def lab_updates(workdir: Path) -> dict:  # type: ignore[type-arg]
     results: dict = {}  # type: ignore[type-arg]
     with PlantBench(workdir / "run", topology=str(topology)) as bench:
         for label, (source, target) in CHANGES.items():
-            pushes = 20
-            texts = policy_texts(Path(bench.policy_path).read_bytes(), pushes, lambda k: conduit_yaml(k, source, target))
-            allowed = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / f"nb-{label}")
-            denied = Stream(bench.lab, *DENIED, pushes * 0.6 + 2, bench.workdir / f"nb-{label}")
-            allowed.start()
-            denied.start()
-            time.sleep(1)
-            seconds, flow_mods = [], []
-            for text in texts:
-                answer = bench.controller.post("/v1/policy", text, timeout=60)
-                seconds.append(answer["seconds"])
-                flow_mods.append(answer["flow_mods"])
-                time.sleep(0.5)
-            kept, blocked = allowed.result(), denied.result()
-            results[label] = {"pushes": pushes, "change": f"{source} -> {target}",
-                              "apply_median_s": statistics.median(seconds), "apply_max_s": max(seconds),
-                              "flow_mods_median": statistics.median(flow_mods), "sent": kept.sent, "lost": kept.lost,
-                              "denied_sent": blocked.sent, "denied_received": blocked.received}
+            results[label] = policy_updates(bench, source, target)
             print(json.dumps(results[label]), flush=True)
     return results
 

@@ -96,7 +96,9 @@ def policy_updates(bench: PlantBench, source: str, target: str, pushes: int = 20
     compiled before) and packets lost on a conduit present in every version, across `pushes` pushes."""
     texts = policy_texts(Path(bench.policy_path).read_bytes(), pushes, lambda k: conduit_yaml(k, source, target))
     stream = Stream(bench.lab, *ALLOWED, pushes * 0.6 + 2, bench.workdir / f"updates-{source}")
+    denied = Stream(bench.lab, *DENIED, pushes * 0.6 + 2, bench.workdir / f"updates-{source}")
     stream.start()
+    denied.start()
     time.sleep(1)
     seconds, flow_mods = [], []
     for text in texts:
@@ -104,10 +106,11 @@ def policy_updates(bench: PlantBench, source: str, target: str, pushes: int = 20
         seconds.append(answer["seconds"])
         flow_mods.append(answer["flow_mods"])
         time.sleep(0.5)
-    result = stream.result()
+    result, blocked = stream.result(), denied.result()
     return {"pushes": pushes, "apply_median_s": statistics.median(seconds), "apply_min_s": min(seconds),
             "apply_max_s": max(seconds), "flow_mods_median": statistics.median(flow_mods), "sent": result.sent,
-            "lost": result.lost, "change": f"{source} -> {target}"}
+            "lost": result.lost, "change": f"{source} -> {target}", "denied_sent": blocked.sent,
+            "denied_received": blocked.received}
 
 
 def _cpu_seconds(pid: int) -> float:

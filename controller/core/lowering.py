@@ -98,16 +98,22 @@ def without_meters(tables: SwitchTables) -> SwitchTables:
 
 # -- tcp_flags ------------------------------------------------------------------------------
 def without_tcp_flags(tables: SwitchTables) -> SwitchTables:
+    stripped = (replace(flow, match=tuple(f for f in flow.match if f.name != "tcp_flags"))
+                if flow.field("tcp_flags") is not None else flow for flow in sorted(tables.flows))
+    return replace(tables, flows=_one_per_key(stripped, "without tcp_flags, two entries become one"))
+
+
+def _one_per_key(flows: Iterable[Flow], what: str) -> frozenset[Flow]:
+    """One entry per key (a switch holds one), the lowest cookie, as the compiler's merge does; two
+    entries of one key with different effects would be a compiler bug."""
     by_key: dict[tuple[object, ...], Flow] = {}
-    for flow in sorted(tables.flows):
-        if flow.field("tcp_flags") is not None:
-            flow = replace(flow, match=tuple(f for f in flow.match if f.name != "tcp_flags"))
+    for flow in flows:
         other = by_key.get(flow.key)
         if other is not None and other.instructions != flow.instructions:
-            raise LoweringError(f"without tcp_flags, two entries become one with different effects: {other} / {flow}")
+            raise LoweringError(f"{what} with different effects: {other} / {flow}")
         if other is None or flow.cookie < other.cookie:
             by_key[flow.key] = flow
-    return replace(tables, flows=frozenset(by_key.values()))
+    return frozenset(by_key.values())
 
 
 # -- folding into one table -----------------------------------------------------------------
@@ -243,18 +249,10 @@ def folded(tables: SwitchTables) -> SwitchTables:
         weights[i] = weights[i + 1] * sizes[i + 1]
     if weights[0] * sizes[0] > MAX_PRIORITY + 1:
         raise LoweringError(f"{weights[0] * sizes[0]} priority levels do not fit one table")
-    result: dict[tuple[object, ...], Flow] = {}
-    for first in by_table[PORT_SECURITY]:
-        band = list(_paths(first, by_table, ranks))
-        for flow in _pruned(band, first, weights):
-            # Two conduits may yield the same path: one entry per key (a switch holds one), the
-            # lowest cookie, as the compiler's merge does; different effects would be a bug.
-            other = result.get(flow.key)
-            if other is not None and other.instructions != flow.instructions:
-                raise LoweringError(f"two paths fold into one entry with different effects: {other} / {flow}")
-            if other is None or flow.cookie < other.cookie:
-                result[flow.key] = flow
-    return replace(tables, flows=frozenset(result.values()))
+    # Two conduits may yield the same path: one entry per key.
+    paths = (flow for first in by_table[PORT_SECURITY]
+             for flow in _pruned(list(_paths(first, by_table, ranks)), first, weights))
+    return replace(tables, flows=_one_per_key(paths, "two paths fold into one entry"))
 
 
 def _paths(first: Flow, by_table: dict[str, list[Flow]], ranks: dict[str, dict[int, int]]) -> Iterable[_Path]:
