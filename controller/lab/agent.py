@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -30,20 +31,28 @@ TOKEN = b"OTSEG-PROBE:"
 ETH_P_ALL = 0x0003
 
 
-def _tcp_listener(bind: str, port: int) -> None:
+def _tcp_socket(bind: str, port: int) -> socket.socket:
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((bind, port))
     server.listen(256)
+    return server
+
+
+def _tcp_listener(server: socket.socket) -> None:
     while True:
         connection, _ = server.accept()
         connection.close()
 
 
-def _udp_responder(bind: str, port: int) -> None:
+def _udp_socket(bind: str, port: int) -> socket.socket:
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((bind, port))
+    return server
+
+
+def _udp_responder(server: socket.socket) -> None:
     while True:
         data, peer = server.recvfrom(2048)
         server.sendto(data, peer)
@@ -68,11 +77,15 @@ def received_tag(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> int |
     return None
 
 
-def _sniffer(intf: str, log_path: str) -> None:
-    """Log each probe token received (one per line); `<log>.tags` also gets the tag it came with."""
+def _sniffer_socket(intf: str) -> socket.socket:
     raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     raw.bind((intf, 0))
+    return raw
+
+
+def _sniffer(raw: socket.socket, log_path: str) -> None:
+    """Log each probe token received (one per line); `<log>.tags` also gets the tag it came with."""
     with open(log_path, "a", buffering=1) as log, open(log_path + ".tags", "a", buffering=1) as tags:
         while True:
             frame, ancillary, _, address = raw.recvmsg(65535, socket.CMSG_SPACE(AUXDATA.size))
@@ -88,13 +101,17 @@ def _sniffer(intf: str, log_path: str) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    workers = [threading.Thread(target=_sniffer, args=(args.intf, args.log), daemon=True)]
+    """Every socket is bound before `<log>.ready` appears: a test that waits for that file
+    cannot send a probe the agent would miss (a fixed sleep did, on a loaded machine)."""
+    workers = [threading.Thread(target=_sniffer, args=(_sniffer_socket(args.intf), args.log), daemon=True)]
     for port in _ports(args.tcp):
-        workers.append(threading.Thread(target=_tcp_listener, args=(args.bind, port), daemon=True))
+        workers.append(threading.Thread(target=_tcp_listener, args=(_tcp_socket(args.bind, port),), daemon=True))
     for port in _ports(args.udp):
-        workers.append(threading.Thread(target=_udp_responder, args=(args.bind, port), daemon=True))
+        workers.append(threading.Thread(target=_udp_responder, args=(_udp_socket(args.bind, port),), daemon=True))
     for worker in workers:
         worker.start()
+    with open(args.log + ".ready", "w") as ready:
+        ready.write(f"{os.getpid()}\n")
     print("ready", flush=True)
     while True:
         time.sleep(3600)

@@ -49,7 +49,11 @@ class Verifier:
 
     def start_agents(self, tcp_ports: set[int], udp_ports: set[int]) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        ready = []
         for info in self.lab.hosts.values():
+            marker = self.workdir / f"{info.name}.sniff.ready"
+            marker.unlink(missing_ok=True)
+            ready.append((info.name, marker))
             args = [self._python(), "-m", "controller.lab.agent", "serve", "--intf", info.intf,
                     "--log", str(self.workdir / f"{info.name}.sniff"), "--bind", info.ip or "0.0.0.0"]
             if info.ip:
@@ -57,7 +61,19 @@ class Verifier:
             process = self.lab.node(info.name).popen(args, env=env, stdout=open(os.devnull, "w"),
                                                      stderr=open(self.workdir / f"{info.name}.agent.err", "w"))
             self.agents.append(process)
-        time.sleep(0.5)
+        self._await_agents(ready)
+
+    def _await_agents(self, ready: list[tuple[str, Path]], timeout: float = 30.0) -> None:
+        """Until every agent has bound its sockets (it writes its marker after that)."""
+        deadline = time.monotonic() + timeout
+        while waiting := [name for name, marker in ready if not marker.exists()]:
+            dead = [name for (name, _), process in zip(ready, self.agents[-len(ready):]) if process.poll() is not None]
+            if dead:
+                raise RuntimeError(f"probe agents exited before they were ready: {dead}; see "
+                                   f"{self.workdir}/<host>.agent.err")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"probe agents not ready after {timeout:.0f} s: {waiting}")
+            time.sleep(0.05)
 
     def stop_agents(self) -> None:
         for process in self.agents:
