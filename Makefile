@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_TOPOLOGY ?= topologies/plant.yaml
 
-.PHONY: demo test test-fast lint venv system clean bench
+.PHONY: demo demo-ha test test-fast lint venv system clean bench
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ lint: $(STAMP)
 demo: system $(STAMP)
 	mn -c >/dev/null 2>&1 || true
 	$(VENV)/bin/otseg lab --topology $(DEMO_TOPOLOGY) --start-controller
+
+# The same plant run by two otseg instances coordinated by etcd: the leader is SIGKILLed under traffic.
+demo-ha: system $(STAMP)
+	mn -c >/dev/null 2>&1 || true
+	$(VENV)/bin/otseg lab --topology $(DEMO_TOPOLOGY) --ha
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q

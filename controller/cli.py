@@ -117,6 +117,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verify-pushes", action="store_true",
                      help="prove a pushed policy's compiled tables before applying them; a violation refuses the "
                           "push with its counterexample (costs one verification per push: see docs/benchmarks.md)")
+    run.add_argument("--cluster", metavar="etcd://HOST:PORT[,...]",
+                     help="run as one instance of a cluster coordinated by etcd: one leader (OpenFlow MASTER, "
+                          "generation_id from etcd), followers warm (SLAVE); policy versions, the version in force, "
+                          "approvals and the audit log live in etcd (the state directory is only a cache)")
+    run.add_argument("--cluster-name", default="otseg", metavar="NAME",
+                     help="the cluster's name in etcd (several clusters may share one etcd; default otseg)")
+    run.add_argument("--instance", metavar="NAME",
+                     help="this instance's name in the cluster (default HOSTNAME-APIPORT)")
+    run.add_argument("--lease-seconds", type=int, default=2, metavar="S",
+                     help="the leader's etcd lease (default 2): a follower takes over within about this plus "
+                          "a quarter second of the leader's death")
     run.add_argument("--foreign-flows", choices=("remove", "keep"), default="remove",
                      help="flows in otseg's tables (0-3) that otseg did not install: remove them (default) or keep "
                           "them, for a switch shared with another application")
@@ -198,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
                               args.fast_failover, args.state_dir, args.api_host, args.api_port, args.api_token_file,
                               args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
                               args.foreign_flows == "remove", args.verify_compile_seconds,
-                              args.verify_tables_seconds, args.verify_pushes))
+                              args.verify_tables_seconds, args.verify_pushes, args.cluster, args.cluster_name,
+                              args.instance, args.lease_seconds))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -23,6 +23,8 @@ from typing import Any, Callable
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from controller.app.cluster_kv import StoreUnavailable
+from controller.app.cluster_store import StoreConflict
 from controller.app.control import ControlPlane, Refused
 from controller.app.link_control import LinkControl, LinkRequestError
 from controller.io.yamlload import MAX_BYTES
@@ -88,9 +90,12 @@ OPENAPI: dict[str, Any] = {
 def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], token: tuple[str, str] | None,
                metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None,
                reads_need_token: bool = True, host: str = "127.0.0.1",
-               tables: Callable[[], dict[str, Any]] | None = None) -> Flask:
+               tables: Callable[[], dict[str, Any]] | None = None,
+               forward: Callable[[str, bytes, dict[str, str]], tuple[bytes, int, dict[str, str]] | None] | None = None
+               ) -> Flask:
     """token: (name, secret); None refuses every change (only a test builds that). `reads_need_token`:
-    False when the token was generated (not configured), so that local reads stay open."""
+    False when the token was generated (not configured), so that local reads stay open. `forward`
+    (cluster mode): a change this instance may not make itself goes to the leader (or is refused)."""
     app = Flask("otseg")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BYTES
     allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
@@ -137,6 +142,11 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                 return jsonify(error=f"missing or wrong bearer token: {what} needs the API token (the CLI reads it "
                                      "from the state directory, or give --token-file)"), 401
             who = who or "local"
+            if forward is not None and request.method == "POST" and request.path != "/v1/policy/validate":
+                answer = forward(request.path, request.get_data(), dict(request.headers))
+                if answer is not None:
+                    body, code, headers = answer
+                    return Response(body, status=code, headers=headers)
             try:
                 return handler(who)
             except DocumentError as error:
@@ -147,6 +157,10 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                 return jsonify(error=str(error).strip("'\"")), 404
             except LinkRequestError as error:
                 return jsonify(error=str(error)), 422
+            except StoreUnavailable as error:
+                return jsonify(error=f"no quorum: {error}; nothing was changed, what is in force stays enforced"), 503
+            except StoreConflict as error:
+                return jsonify(error=f"{error}; nothing was changed: retry"), 409
         wrapper.__name__ = handler.__name__
         return wrapper
 

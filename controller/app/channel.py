@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from controller.app.enforcer import ApplyError
+from controller.app.switch_state import ConnectionLost
 from controller.app.ofp_edge import (
     flow_from_stats, flow_mod, group_from_stats, group_mod, meter_from_stats, meter_mod,
 )
@@ -24,8 +25,11 @@ from controller.core.flows import Flow, Group, Meter
 class OsKenChannel:
     def __init__(self, datapath: Any, request: Callable[[Any, Any], list[Any] | None],
                  barrier: Callable[[Any, set[int]], list[str]],
-                 call: Callable[[Any, Any], tuple[Any | None, str | None]]) -> None:
+                 call: Callable[[Any, Any], tuple[Any | None, str | None]],
+                 may_write: Callable[[], bool] = lambda: True) -> None:
         self.datapath = datapath
+        # Cluster mode: only while the switch has confirmed us as its master (roles.py).
+        self.may_write = may_write
         self._send_request = request
         self._call = call
         self.bundles = True  # until the switch refuses to open one
@@ -35,6 +39,8 @@ class OsKenChannel:
     def _request(self, message: Any) -> list[Any]:
         bodies = self._send_request(self.datapath, message)
         if bodies is None:
+            if not getattr(self.datapath, "is_active", True):
+                raise ConnectionLost(f"connection closed during {type(message).__name__}")
             raise ApplyError(f"no reply to {type(message).__name__}")
         return bodies
 
@@ -110,7 +116,13 @@ class OsKenChannel:
                 for name in OWNED_TABLES]
         self._send_bundle(wipe + [flow_mod(dp, f, "add") for f in plan.flows.add])
 
+    def _writing(self) -> None:
+        if not self.may_write():
+            raise ApplyError("this instance is not the switch's OpenFlow master (cluster follower, or deposed): "
+                             "nothing was sent")
+
     def _send_confirmed(self, messages: list[Any]) -> None:
+        self._writing()
         xids: set[int] = set()
         for message in messages:
             self.datapath.set_xid(message)
@@ -123,6 +135,7 @@ class OsKenChannel:
 
     def _bundle_ctrl(self, kind: str) -> tuple[Any | None, str | None]:
         ofproto, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        self._writing()
         types = {"open": ofproto.ONF_BCT_OPEN_REQUEST, "commit": ofproto.ONF_BCT_COMMIT_REQUEST,
                  "discard": ofproto.ONF_BCT_DISCARD_REQUEST}
         message = parser.ONFBundleCtrlMsg(self.datapath, self._bundle_id, types[kind],

@@ -93,8 +93,12 @@ class ControlPlane:
                           short(previous), error)
                 raise Refused(str(error)) from error
             seconds = time.monotonic() - start
-            version = self.store.save(data)
-            self.store.set_current(version, self.store.current().get("file_version"))
+            try:
+                version = self.store.save(data)
+                self.store.set_current(version, self.store.current().get("file_version"), previous=previous)
+            except Exception as error:  # the cluster store: unreachable, or another writer (StoreConflict)
+                self._undo(candidate, previous, error)
+                raise
             self.version, self.text = version, data
             pending = {f"{dpid:#x}": why for dpid, why in self.enforcer.pending_switches().items()}
             record = self.store.audit(who=who, source=source, action="apply", from_version=previous,
@@ -114,6 +118,16 @@ class ControlPlane:
         applied = sorted(f"{d:#x}" for d in self.enforcer.switches if f"{d:#x}" not in pending)
         return {"policy": candidate.name, "version": version, "previous": previous, "seconds": seconds,
                 "flow_mods": report.flow_mods, "change": change, "applied_on": applied, "pending": pending}
+
+    def _undo(self, candidate: Policy, previous: str, error: Exception) -> None:
+        """The switches took `candidate` but the store did not record it: put the previous policy
+        back on them, so that what is enforced is what the history says is in force."""
+        log.error("policy %s applied but not recorded (%s): putting %s back on the switches", candidate.name, error,
+                  short(previous))
+        try:
+            self.enforcer.apply_policy(load_policy_text(self.text, f"version {short(previous)}"))
+        except ApplyError as undo_error:
+            log.error("restoring %s failed on a switch (%s): the reconcile retries it", short(previous), undo_error)
 
     def rollback(self, version: str | None, who: str) -> dict[str, Any]:
         if version is None:  # the version that was in force before the one in force now

@@ -133,6 +133,11 @@ class LinkDiscovery:
         self._hold_until = max(self._hold_until, self.clock() + hold)
         return hold
 
+    def hold(self, seconds: float) -> None:
+        """No link expires from silence for `seconds` (a cluster follower does not send LLDP; a new
+        leader needs a few rounds of its own before silence means anything)."""
+        self._hold_until = max(self._hold_until, self.clock() + seconds)
+
     def check(self, due: float) -> list[Link]:
         """Expire silent links; `due` is when this check should have run."""
         now = self.clock()

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 from controller.app.sightings import SightingLog
 from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchChannel are part of this module's API)
-    SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ReconcileReport, SwitchChannel,
+    SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ConnectionLost, ReconcileReport, SwitchChannel,
     SwitchState,
 )
 from controller.app.switch_profiles import SwitchProfiles
@@ -47,8 +47,11 @@ class Enforcer:
                  on_flow_mods: Callable[[int], object] = lambda count: None,
                  executor: Callable[..., dict[int, SwitchTables]] = lambda function, *args: function(*args),
                  resumed: bool = False, budgets: dict[int, int] | None = None,
-                 switch_names: dict[int, str] | None = None, profiles: SwitchProfiles | None = None) -> None:
+                 switch_names: dict[int, str] | None = None, profiles: SwitchProfiles | None = None,
+                 writable: Callable[[int], bool] = lambda dpid: True) -> None:
         self.policy = policy
+        # Cluster mode: a switch is written only while it has confirmed this instance as its master.
+        self.writable = writable
         # Each switch's capability profile (stated in the topology document, or discovered).
         self.profiles = profiles or SwitchProfiles()
         # Entries each switch can hold (max_flows in the topology document): a switch whose
@@ -228,6 +231,11 @@ class Enforcer:
         LLDP has not crossed yet, or around switches that have not reconnected yet."""
         if self.known_switches is not None and self.declared_links <= self.links:
             return 0.0
+        if self.resumed and self.known_switches is not None:
+            # A restart with the policy the switches hold: they enforce it meanwhile, so wait (up to
+            # the start-up grace) for every declared link, rather than compile paths around a switch
+            # whose connection is still coming back (a reconnect backs off for seconds).
+            return max(0.0, self.settled_at - self.clock(), self.deletions_from - self.clock())
         return max(0.0, self.settled_at - self.clock())
     def locate_candidates(self, asset_name: str) -> list[PortRef]:
         """Edge ports where an unlocated asset could be: up, on a connected switch, bound to nobody."""
@@ -284,7 +292,7 @@ class Enforcer:
         waiting = tuple(dpid for dpid, state in sorted(self.switches.items()) if self._awaiting_trunks(state))
         for dpid, state in sorted(self.switches.items()):
             tables = desired.get(dpid)
-            if tables is None or dpid in errors:
+            if tables is None or dpid in errors or not self.writable(dpid):
                 continue
             if self.profiles.awaiting(dpid, self.clock() - state.connected_at):
                 continue  # never programmed for capabilities it may not have
@@ -390,7 +398,7 @@ class Enforcer:
             state.installed = frozenset(state.channel.read_flows())  # ours, and foreign flows in our tables
             state.unreadable = False
         except ApplyError as error:
-            if not hasattr(state.channel, "rewrite"):
+            if not hasattr(state.channel, "rewrite") or isinstance(error, ConnectionLost):
                 raise
             # Nothing it holds can be trusted or diffed: it gets the desired tables whole, atomically.
             log.error("switch %s: its flows cannot be read (%s): they will be replaced whole, in one bundle",
@@ -503,6 +511,20 @@ class Enforcer:
             raise ApplyError(detail)
         return report
 
+    def adopt_policy(self, policy: Policy) -> None:
+        """A cluster follower takes the policy the leader put in force, without writing anything:
+        its compiled state stays warm for a takeover."""
+        self.policy = policy
+        self.policy_serial += 1
+        self.bound = {name: b for name, b in self.bound.items() if _same_mac(policy, name, b.mac)}
+
+    def take_over(self) -> None:
+        """This instance became the switches' master: what they hold is re-read (the previous
+        leader wrote it), and diffed, never flushed. They hold the policy in force."""
+        self.resumed = True
+        for state in self.switches.values():
+            state.installed, state.synced_to, state.synced_installed = None, None, None
+
     def audit(self) -> dict[int, list[Repair]]:
         """Re-read every programmed switch and compare with what we believe it holds; the caller
         then reconciles, which repairs each difference. Returns the repairs per switch (foreign
@@ -546,7 +568,9 @@ class Enforcer:
         for dpid, state in sorted(self.switches.items()):
             if state.enforces == self.policy_serial:
                 continue
-            if self._awaiting_trunks(state):
+            if not self.writable(dpid):
+                why = "this instance is not its OpenFlow master"
+            elif self._awaiting_trunks(state):
                 why = "waiting for its trunk links to be verified"
             elif not state.programmed:
                 why = "connected, not programmed yet (the topology is settling)"

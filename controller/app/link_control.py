@@ -44,11 +44,12 @@ def parse_end(text: str, switch_names: dict[str, int]) -> PortRef:
 def load_approved(store: PolicyStore) -> frozenset[Link]:
     """The approved links; a missing file is none. An unreadable entry is left out (fail closed:
     that link is pending again) and said loudly, naming the file, so the operator can approve it again."""
-    path = store.root / LINKS_FILE
-    if not path.exists():
-        return frozenset()
+    path = store.describe(LINKS_FILE)
     try:
-        items = json.loads(path.read_text())
+        data = store.read(LINKS_FILE)
+        if data is None:
+            return frozenset()
+        items = json.loads(data)
     except (OSError, ValueError) as error:
         log.error("%s cannot be read (%s): no approved link is trusted; approve them again with "
                   "`otseg links approve`", path, error)
@@ -76,6 +77,16 @@ class LinkControl:
 
     def declared(self) -> frozenset[Link]:
         return self.documented | self.approved
+
+    def reload(self) -> bool:
+        """Read the approvals again (a cluster's store may hold ones another instance made)."""
+        approved = load_approved(self.store) - self.documented
+        if approved == self.approved:
+            return False
+        self.approved = approved
+        self.book.declare(self.declared())
+        self.on_change(self.declared())
+        return True
 
     def listing(self) -> dict[str, Any]:
         summary = self.book.summary()

@@ -99,6 +99,10 @@ class Metrics:
         """Unsafe switch settings found in OVSDB (in-band control, fail mode, protocols)."""
         self.registry.register(_SafetyCollector(findings))
 
+    def install_cluster(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Cluster mode: this instance's role, term, store reachability, takeovers, switch roles."""
+        self.registry.register(_ClusterCollector(status))
+
     def install_state(self, enforcer: "Enforcer", version: Callable[[], str], unknown_devices: Callable[[], int]) -> None:
         self.registry.register(_StateCollector(enforcer, version, unknown_devices, self.counters))
 
@@ -218,3 +222,37 @@ class _SafetyCollector:
             for finding in findings:
                 gauge.add_metric([f"{dpid:#x}", finding.code, finding.severity], 1)
         yield gauge
+
+
+class _ClusterCollector:
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self.status = status
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        status = self.status()
+        leader = GaugeMetricFamily("otseg_cluster_leader", "1 while this instance leads the cluster (holds the "
+                                   "OpenFlow MASTER role), else 0", labels=["instance"])
+        leader.add_metric([status["instance"]], 1 if status["role"] == "leader" else 0)
+        yield leader
+        term = GaugeMetricFamily("otseg_cluster_term", "The leader's term (the generation_id of its MASTER role "
+                                 "requests) as this instance last read it")
+        term.add_metric([], status["term"])
+        yield term
+        store = GaugeMetricFamily("otseg_cluster_store_up", "1 while this instance reaches the etcd quorum")
+        store.add_metric([], 1 if status["store"] == "up" else 0)
+        yield store
+        takeovers = CounterMetricFamily("otseg_cluster_takeovers", "Times this instance became leader")
+        takeovers.add_metric([], status["takeovers"])
+        yield takeovers
+        refused = CounterMetricFamily("otseg_cluster_writes_refused", "Writes a switch refused because this "
+                                      "instance was not its master (OFPBRC_IS_SLAVE)")
+        refused.add_metric([], status["writes_refused_as_slave"])
+        yield refused
+        roles = GaugeMetricFamily("otseg_switch_role", "The OpenFlow role each switch granted this instance (1)",
+                                  labels=["switch", "role"])
+        for switch, held in sorted(status["switch_roles"].items()):
+            roles.add_metric([switch, held["role"]], 1)
+        yield roles

@@ -102,6 +102,18 @@ def switch_config(datapath: Any) -> Any:
     return datapath.ofproto_parser.OFPSetConfig(datapath, OFPC_FRAG_NX_MATCH, 128)
 
 
+def async_config(datapath: Any) -> Any:
+    """Cluster mode: packet-ins (samples, LLDP) and port events reach every role, so a SLAVE keeps
+    its topology and bindings warm; flow-removed only the master (OpenFlow 1.3 OFPT_SET_ASYNC:
+    one mask for the MASTER/EQUAL role, one for SLAVE)."""
+    ofproto, parser = datapath.ofproto, datapath.ofproto_parser
+    packet_in = 1 << ofproto.OFPR_NO_MATCH | 1 << ofproto.OFPR_ACTION | 1 << ofproto.OFPR_INVALID_TTL
+    port_status = 1 << ofproto.OFPPR_ADD | 1 << ofproto.OFPPR_DELETE | 1 << ofproto.OFPPR_MODIFY
+    flow_removed = (1 << ofproto.OFPRR_IDLE_TIMEOUT | 1 << ofproto.OFPRR_HARD_TIMEOUT | 1 << ofproto.OFPRR_DELETE
+                    | 1 << ofproto.OFPRR_GROUP_DELETE)
+    return parser.OFPSetAsync(datapath, [packet_in, packet_in], [port_status, port_status], [flow_removed, 0])
+
+
 def packet_out(datapath: Any, port: int, data: bytes) -> Any:
     """A frame the controller itself sends (LLDP, ARP probes) out of one port."""
     ofproto, parser = datapath.ofproto, datapath.ofproto_parser

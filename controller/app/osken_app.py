@@ -39,7 +39,11 @@ from controller.app.metrics import Metrics
 from controller.app.api import create_api
 from controller.app.api_server import serve_api
 from controller.app.control import ControlPlane
-from controller.app.ofp_edge import packet_out, switch_config
+from controller.app.ofp_edge import async_config, packet_out, switch_config
+from controller.app.forward import forwarder
+from controller.app.ha import ClusterMember
+from controller.app.roles import SwitchRoles
+from controller.io.files import load_policy_text
 from controller.app.requests import SwitchRequests
 from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
@@ -87,6 +91,13 @@ class Settings:
     budgets: tuple[tuple[int, int], ...] = ()  # (dpid, max_flows) from the topology document
     profiles: tuple[tuple[int, Profile], ...] = ()  # (dpid, profile) stated by the topology document
     discover: bool = True  # read each switch's capabilities on connect (table, group, meter features, bundles)
+    cluster: Any = None  # cluster mode: a ClusterSetup (election on etcd, the cluster's LLDP key)
+
+
+@dataclass
+class ClusterSetup:
+    election: Any  # controller.app.election.Election
+    lldp_key: bytes  # shared: a follower verifies the leader's LLDP, so its topology stays warm
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -98,7 +109,11 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         assert self.settings is not None, "the runner must set OtsegApp.settings"
         settings = self.settings
         self.requests = SwitchRequests(hub.Event)
+        self.member: ClusterMember | None = None
+        self.roles = SwitchRoles(settings.cluster is not None, self.requests.call,
+                                 on_lost=lambda dpid: self.member.switch_lost(dpid) if self.member else None)
         self.lock = hub.BoundedSemaphore(1)
+        self._discovering = hub.BoundedSemaphore(1)
         self.metrics = Metrics(CollectorRegistry())
         self.errors = ErrorBudget(count=lambda where: self.metrics.handler_errors.labels(where).inc())
         self.book = LinkBook(frozenset())
@@ -115,8 +130,10 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                  # One at a time: the incremental compiler keeps state between compiles.
                                  executor=serialised(tpool.execute), resumed=settings.resumed,
                                  budgets=dict(settings.budgets), switch_names={d: n for n, d in names.items()},
-                                 profiles=SwitchProfiles(dict(settings.profiles), settings.discover))
-        self.discovery = LinkDiscovery(self.book, secrets.token_bytes(32), self._packet_out,
+                                 profiles=SwitchProfiles(dict(settings.profiles), settings.discover),
+                                 writable=self.roles.writable)
+        lldp_key = settings.cluster.lldp_key if settings.cluster else secrets.token_bytes(32)
+        self.discovery = LinkDiscovery(self.book, lldp_key, self._packet_out,
                                        lambda: {d: set(p) for d, p in self.enforcer.ports.items()
                                                 if d in self.enforcer.switches},
                                        DiscoveryEvents(self._link_up, self._link_down, self._link_pending,
@@ -128,6 +145,12 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                     settings.policy_text, self._policy_changed, executor=tpool.execute,
                                     verify=PushVerifier(self.switch_names) if settings.verify_pushes else None)
         self.safety: dict[int, list[Any]] = {}
+        if settings.cluster is not None:
+            self.member = ClusterMember(settings.cluster.election, settings.store, self.roles,  # type: ignore[arg-type]
+                                        self._datapaths, self._elected, self._deposed, self._follow_policy,
+                                        lambda: self.control.version, hub.sleep, lock=self.lock,
+                                        run_all=_concurrently)
+            self.metrics.install_cluster(self.member.status)
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: self.enforcer.reported.count("unknown-device"))
         self.metrics.install_links(self.links.listing)
@@ -149,6 +172,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
                           hub.spawn(self._check_safety),
+                          *([hub.spawn(self._guarded_loop, "cluster", self._cluster_loop)] if self.member else []),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
                           hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
                           *([hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
@@ -166,6 +190,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     def _extra_status(self) -> dict[str, Any]:
         return {"link_states": self.links.listing(),
+                **({"cluster": self.member.status()} if self.member else {}),
                 "switch_safety": {f"{dpid:#x}": [f.line() for f in findings]
                                   for dpid, findings in sorted(self.safety.items()) if findings}}
 
@@ -190,7 +215,55 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 self.errors.report("switch-safety", error)
             hub.sleep(SAFETY_PERIOD)
 
+    # -- cluster mode -----------------------------------------------------------------------
+    def _cluster_loop(self) -> None:
+        assert self.member is not None
+        while True:
+            self.member.step()
+            if not self.member.leading:  # it sends no LLDP: the leader's keeps its links fresh
+                self.discovery.hold(self.discovery.book.timeout)
+            hub.sleep(self.member.election.period)
+
+    def _datapaths(self) -> dict[int, Any]:
+        return {dpid: state.channel.datapath for dpid, state in self.enforcer.switches.items()
+                if getattr(state.channel, "datapath", None) is not None}
+
+    def _elected(self, term: int) -> None:
+        """This instance leads (called with the lock held, after the MASTER claims): take the
+        store's approvals, re-read every switch (the previous leader wrote it) and reconcile:
+        diffed, never flushed."""
+        self.links.reload()
+        self.enforcer.take_over()
+        self.discovery.hold(self.discovery.book.timeout + 1.0)  # our own LLDP rounds start now
+        hub.spawn(self._guarded, "lldp-round", self.discovery.send_round)
+        self._event("cluster", {"verdict": "leader", "kind": "cluster", "term": term,
+                                "reason": "this instance took the OpenFlow MASTER role"})
+        self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
+        self._wake()
+
+    def _deposed(self) -> None:
+        self._event("cluster", {"verdict": "follower", "kind": "cluster",
+                                "reason": "another instance leads: this one holds the SLAVE role and writes nothing"})
+        self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
+        self._wake()
+
+    def _follow_policy(self, version: str, data: bytes) -> None:
+        """A follower takes the version the leader put in force (without writing anything)."""
+        try:
+            policy = tpool.execute(load_policy_text, data, f"cluster version {version[:12]}")
+        except DocumentError as error:
+            log.error("cluster: the version in force %s cannot be read here: %s", version[:12],
+                      "; ".join(map(str, error.diagnostics[:3])))
+            return
+        with self.lock:
+            self.enforcer.adopt_policy(policy)
+            self.control.version, self.control.text = version, data
+        self.status.policy_version = version
+        log.info("cluster: following policy %r version %s (put in force by the leader)", policy.name, version[:12])
+
     def _packet_out(self, dpid: int, port: int, data: bytes) -> bool:
+        if not self.roles.writable(dpid):
+            return False
         state = self.enforcer.switches.get(dpid)
         datapath = getattr(getattr(state, "channel", None), "datapath", None)
         if datapath is None:
@@ -238,7 +311,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
                                                          self.control, self._extra_status()), settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
-                         host=settings.api_host, tables=self._live_tables)
+                         host=settings.api_host, tables=self._live_tables,
+                         forward=forwarder(self.member) if self.member else None)
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
 
     def _live_tables(self) -> dict[str, Any]:
@@ -266,8 +340,12 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
+            if self.member is not None and (refused := self.member.change_refused()):
+                log.error("reload of %s refused: %s", path, refused)
+                return
             self.control.apply(data, "local", source=f"file {path}", name=path)
-            self.settings.store.set_current(self.control.version, version_of(data))  # type: ignore[union-attr]
+            self.settings.store.set_current(self.control.version, version_of(data),  # type: ignore[union-attr]
+                                            previous=self.control.version)
         except DocumentError as error:
             for diagnostic in error.diagnostics:
                 log.error("reload refused: %s", diagnostic)
@@ -305,7 +383,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
 
     # -- OpenFlow events: translated, never decided here ------------------------------------
-    @set_ev_cls(ofp_event.EventONFBundleCtrlMsg, MAIN_DISPATCHER)
+    @set_ev_cls([ofp_event.EventONFBundleCtrlMsg, ofp_event.EventOFPRoleReply], MAIN_DISPATCHER)
     def _bundle_reply(self, ev: Any) -> None:
         self.requests.call_reply(ev.msg)
 
@@ -323,6 +401,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:
         self.requests.error(ev.msg)
+        self.roles.error(ev.msg.datapath.id, ev.msg.type, getattr(ev.msg, "code", -1))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev: Any) -> None:
@@ -330,12 +409,17 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         if datapath.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            dpid = datapath.id
+            self.roles.forget(dpid)  # a new connection starts EQUAL: nothing is written until it says MASTER
             self.enforcer.switch_connected(OsKenChannel(datapath, self.requests.request, self.requests.barrier,
-                                                        self.requests.call))
+                                                        self.requests.call, lambda: self.roles.writable(dpid)))
             self.metrics.topology_changes.labels("switch-connected").inc()
             hub.spawn(self._guarded, "port-description", self._describe_ports, datapath)
         else:
             self.enforcer.switch_disconnected(datapath.id)
+            self.roles.forget(datapath.id)
+            if self.member is not None:
+                self.member.disconnected(datapath.id)
             self.discovery.switch_disconnected(datapath.id)
             self.metrics.counters.forget(datapath.id)
             self.metrics.topology_changes.labels("switch-disconnected").inc()
@@ -346,8 +430,13 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         then send LLDP out of them at once: links come up without waiting for a port event."""
         parser = datapath.ofproto_parser
         datapath.send_msg(switch_config(datapath))
+        if self.member is not None:
+            datapath.send_msg(async_config(datapath))  # a SLAVE still hears packet-ins and port events
         if self.enforcer.profiles.discover:
-            self._discover_capabilities(datapath)
+            with self._discovering:  # one switch at a time: os-ken parses each reply in the event loop
+                self._discover_capabilities(datapath)
+        if self.member is not None and self.enforcer.switches.get(datapath.id) is not None:
+            self.member.connected(datapath)
         bodies = self.requests.request(datapath, parser.OFPPortDescStatsRequest(datapath, 0))
         if bodies is None or self.enforcer.switches.get(datapath.id) is None:
             return
@@ -421,6 +510,12 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _count(self, reason: str) -> None:
         self.packet_ins[reason] = self.packet_ins.get(reason, 0) + 1
         self.metrics.packet_ins.labels(reason).inc()
+
+
+def _concurrently(calls: list[Callable[[], object]]) -> None:
+    """Run each call in its own greenthread and wait for all (role claims: one reply each)."""
+    threads = [hub.spawn(call) for call in calls]
+    hub.joinall(threads)
 
 
 def hub_time() -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.app.status import policy_modes
+from controller.app.cluster_kv import StoreUnavailable
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.budget import HINT, policy_overflows
 from controller.core.compiler import compile_tables
@@ -52,6 +53,10 @@ class RunOptions:
     verify_compile_seconds: float = 300.0  # compare the incremental compiler with a full compile this often
     verify_tables_seconds: float = 600.0  # prove the switches' tables against the policy this often
     verify_pushes: bool = False  # prove a candidate's tables before applying it
+    cluster: str | None = None  # etcd://HOST:PORT[,...]: one instance of a cluster (controller/app/ha.py)
+    cluster_name: str = "otseg"
+    instance: str | None = None
+    lease_seconds: int = 2
 
 
 class StartError(Exception):
@@ -89,10 +94,36 @@ def starting_policy(options: RunOptions, store: PolicyStore) -> tuple[Policy, st
 TOKEN_FILE = "api-token"
 
 
-def local_token(state_dir: Path) -> str:
-    """A fresh API token for this run, in STATE_DIR/api-token (mode 0600): the CLI on this host
-    reads it there; a web page the operator visits cannot."""
-    secret = secrets.token_urlsafe(32)
+def starting_policy_in_cluster(options: RunOptions, store: Any) -> tuple[Policy, str, bytes, bool]:
+    """The cluster's version in force; the --policy file only seeds an empty cluster (the first
+    instance to start, by compare-and-swap). Also says whether the switches hold it already."""
+    file_data = Path(options.policy).read_bytes()
+    file_version = version_of(file_data)
+    for _ in range(3):
+        current = store.current()
+        if current.get("version"):
+            version, data = store.load(current["version"])
+            if version != file_version:
+                logging.getLogger("otseg").warning(
+                    "the cluster's version in force %s is not the --policy file (%s): the cluster's wins; push the "
+                    "file (`otseg push`) to change it", short(version), short(file_version))
+            return load_policy_text(data, f"cluster version {short(version)}"), version, data, True
+        policy = load_policy_text(file_data, options.policy)  # DocumentError: printed, exit 2
+        version = store.save(file_data)
+        try:
+            store.set_current(version, file_version, previous=None)
+        except Exception:  # another instance seeded it first: take theirs  # noqa: BLE001
+            continue
+        store.audit(who="local", source=f"file {options.policy}", action="start", from_version=None,
+                    to_version=version, policy=policy.name)
+        return policy, version, file_data, False
+    raise StartError("the cluster's version in force keeps changing during start-up: retry")
+
+
+def local_token(state_dir: Path, secret: str | None = None) -> str:
+    """The API token for this run, in STATE_DIR/api-token (mode 0600): the CLI on this host
+    reads it there; a web page the operator visits cannot. Fresh, unless a cluster shares one."""
+    secret = secret or secrets.token_urlsafe(32)
     path = state_dir / TOKEN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -127,12 +158,25 @@ def run(options: RunOptions) -> int:
     for host, port, what in ((options.ofp_host, options.ofp_port, "--ofp-port"),
                              (options.api_host, options.api_port, "--api-port")):
         ensure_free(host, port, what)
-    store = PolicyStore(options.state_dir)
+    cluster = None
+    if options.cluster:
+        store, cluster = join_cluster(options)
+    else:
+        store = PolicyStore(options.state_dir)
     generated = token is None
     if token is None:  # changes always need a token: make one the local CLI can read, nobody else
-        token = ("local", local_token(Path(options.state_dir)))
-    in_force_before = store.current().get("version")
-    policy, version, data = starting_policy(options, store)
+        shared = store.secret("api-token").hex() if cluster is not None else None  # type: ignore[union-attr]
+        token = ("local", local_token(Path(options.state_dir), shared))
+    if cluster is not None:
+        try:
+            policy, version, data, resumed = starting_policy_in_cluster(options, store)
+        except StoreUnavailable as error:
+            raise StartError(f"{error}: a cluster instance starts only once it reads the cluster's history from "
+                             "etcd; start etcd (or fix --cluster), then otseg") from None
+        in_force_before = version if resumed else None
+    else:
+        in_force_before = store.current().get("version")
+        policy, version, data = starting_policy(options, store)
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
     if lab is not None and (lab.budgets or lab.profiles):  # it must fit the declared switches before any is programmed
         names = {dpid: name for name, dpid in lab.switches}
@@ -166,7 +210,7 @@ def run(options: RunOptions) -> int:
         verify_compile_seconds=options.verify_compile_seconds, budgets=lab.budgets if lab else (),
         profiles=lab.profiles if lab else (),
         verify_tables_seconds=options.verify_tables_seconds, verify_pushes=options.verify_pushes,
-        resumed=in_force_before == version)
+        resumed=in_force_before == version, cluster=cluster)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")
@@ -200,10 +244,45 @@ def run(options: RunOptions) -> int:
             hub.sleep(0.2)
         log.info("stopping on %s; switches keep enforcing their tables (fail-mode secure)", stopping[0])
     finally:
+        if cluster is not None:  # free the leader key: a follower takes over at once, not after the lease
+            cluster.election.resign()
         manager.close()
         for thread in services:
             thread.kill()
     return 0
+
+
+def join_cluster(options: RunOptions) -> tuple[Any, Any]:
+    """The cluster's store and this instance's election (etcd over its JSON gateway)."""
+    from controller.app import hub_compat  # noqa: PLC0415  (sockets patched before the etcd client loads)
+
+    hub_compat.install()
+    from controller.app.cluster_kv import EtcdKV, parse_endpoints  # noqa: PLC0415
+    from controller.app.cluster_store import ClusterStore  # noqa: PLC0415
+    from controller.app.election import Election  # noqa: PLC0415
+    from controller.app.lease_keeper import LeaseKeeper  # noqa: PLC0415
+    from controller.app.osken_app import ClusterSetup  # noqa: PLC0415
+
+    try:
+        endpoints = parse_endpoints(options.cluster or "")
+    except ValueError as error:
+        raise StartError(str(error)) from None
+    if options.lease_seconds < 2:
+        raise StartError(f"--lease-seconds {options.lease_seconds}: etcd's shortest lease is 2 s (with its "
+                         "default election timeout); give 2 or more")
+    instance = options.instance or f"{socket.gethostname()}-{options.api_port}"
+    kv = EtcdKV(endpoints)
+    store = ClusterStore(kv, options.cluster_name, instance, options.state_dir)
+    try:
+        lldp_key = store.secret("lldp-key")
+    except StoreUnavailable as error:
+        raise StartError(f"{error}: a cluster instance starts only once it reaches etcd; start etcd (or fix "
+                         "--cluster), then otseg") from None
+    api_host = f"[{options.api_host}]" if ":" in options.api_host else options.api_host
+    election = Election(kv, options.cluster_name, instance, f"http://{api_host}:{options.api_port}",
+                        ttl=options.lease_seconds,
+                        keeper=lambda lease, ttl: LeaseKeeper(endpoints, lease, ttl).start())
+    return store, ClusterSetup(election, lldp_key)
 
 
 def safety_check(ovsdb: str | None, log: logging.Logger) -> Callable[[], dict[int, list[Any]]] | None:

@@ -56,7 +56,8 @@ class PolicyStore:
         except (OSError, ValueError):
             return {}
 
-    def set_current(self, version: str, file_version: str | None) -> None:
+    def set_current(self, version: str, file_version: str | None, previous: str | None = None) -> None:
+        """`previous`: the version the caller believes in force (checked by the cluster store)."""
         self._write(self.root / "current.json",
                     json.dumps({"version": version, "file_version": file_version}).encode())
 
@@ -74,6 +75,16 @@ class PolicyStore:
         except OSError:
             return []
         return [json.loads(line) for line in lines if line.strip()]
+
+    def read(self, name: str) -> bytes | None:
+        """A file of the state directory, or None if there is none."""
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def describe(self, name: str) -> str:
+        return str(self.root / name)
 
     def write(self, name: str, data: bytes) -> None:
         """Write a file of the state directory atomically."""

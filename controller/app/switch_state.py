@@ -19,6 +19,10 @@ class ApplyError(Exception):
     """A switch refused part of a change; nothing is assumed installed."""
 
 
+class ConnectionLost(ApplyError):
+    """The switch's connection closed under a request: nothing can be said about its tables."""
+
+
 class SwitchChannel(Protocol):
     dpid: int
 

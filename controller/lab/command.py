@@ -12,10 +12,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
-from controller.lab.mission import run_mission
+from controller.lab.ha import ClusterLab, kill_leader_once
+from controller.lab.mission import _pushed_policy, _udp_pairs, run_mission
 from controller.lab.process import ControllerProcess
 from controller.lab.report import render
 from controller.lab.scenarios import Scenarios
@@ -34,6 +36,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     lab.add_argument("--workdir", help="where agent logs and the controller log go (default: a new temp folder)")
     lab.add_argument("--no-mission", dest="mission", action="store_false",
                      help="skip the streams through a ring cut, a push and a controller restart after the matrix")
+    lab.add_argument("--ha", action="store_true",
+                     help="run two otseg instances coordinated by an etcd (started on loopback) and show a takeover: "
+                          "the leader is SIGKILLed right after a push, with an allowed and a denied stream running")
     lab.set_defaults(handler=run_lab)
 
 
@@ -52,6 +57,8 @@ def run_lab(args: argparse.Namespace) -> int:
     lab_description = load_lab(args.topology, policy)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="otseg-lab-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.ha:
+        return run_ha_lab(lab_description, policy, policy_path, str(args.topology), workdir, args.controller_port)
     controller = None
     if args.start_controller:
         controller = ControllerProcess(policy_path, workdir, args.controller_port, topology=str(args.topology))
@@ -104,3 +111,35 @@ def _reader(path: Path):  # type: ignore[no-untyped-def]
 
     return read
 
+
+
+def run_ha_lab(description: Any, policy: Any, policy_path: str, topology: str, workdir: Path, port: int) -> int:
+    """`otseg lab --ha`: the matrix through a cluster's leader, then a takeover under traffic."""
+    for name, _ in description.switches:
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", Lab.switch_node(name)], check=False)
+    lab = Lab(description, policy, port, more_controllers=(port + 1,))
+    cluster = ClusterLab(lab, policy_path, topology, workdir, ofp_port=port)
+    started = time.monotonic()
+    try:
+        print(f"Starting etcd ({cluster.etcd.endpoints}) and otseg instances a (leader) and b (follower)", flush=True)
+        cluster.start_controllers()
+        lab.start()
+        outcome = Verifier(lab, policy, cluster.instances["a"].status, str(workdir / "agents")).run()
+        print(render(outcome, policy))
+        leader, _ = cluster.wait_leader()
+        print(f"Leader {leader}: MASTER on every switch, the other instance SLAVE (read from Open vSwitch)")
+        allowed, denied = _udp_pairs(policy, lab)
+        breaches = 0
+        if allowed is not None and denied is not None:
+            result = kill_leader_once(cluster, allowed, denied, _pushed_policy(policy_path), workdir / "takeover")
+            breaches = result.denied_received
+            print(f"Leader SIGKILLed right after a push: a follower holds MASTER everywhere after {result.seconds:.2f} s; "
+                  f"allowed stream {allowed[0]} -> {allowed[1]}: {result.allowed_lost} lost of {result.allowed_sent}; "
+                  f"denied stream: {result.denied_received} received; the push is "
+                  f"{'in force' if result.pushed_in_force else 'NOT in force'}")
+            breaches += 0 if result.pushed_in_force else 1
+        print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
+        return 0 if not outcome.mismatches and not breaches else 1
+    finally:
+        lab.stop()
+        cluster.stop()

@@ -49,10 +49,13 @@ def _short(name: str) -> str:
 
 
 class Lab:
-    def __init__(self, lab: LabNetwork, policy: Policy, controller_port: int = 6653) -> None:
+    def __init__(self, lab: LabNetwork, policy: Policy, controller_port: int = 6653,
+                 more_controllers: tuple[int, ...] = ()) -> None:
         self.lab = lab
         self.policy = policy
         self.controller_port = controller_port
+        # A cluster: every switch connects to each of these ports too (Open vSwitch takes several controllers).
+        self.controller_ports = (controller_port, *more_controllers)
         self.hosts = {info.name: info for info in host_table(lab, policy)}
         short = [_short(name) for name in self.hosts] + [self.switch_node(name) for name, _ in lab.switches]
         clashes = sorted({n for n in short if short.count(n) > 1})
@@ -93,6 +96,8 @@ class Lab:
         for name, _ in self.lab.switches:  # exactly the switch setup docs/operations.md gives an operator
             subprocess.run(["ovs-vsctl", "set", "bridge", self.switch_node(name), "other-config:disable-in-band=true",
                             "fail_mode=secure", "protocols=OpenFlow13"], check=True)
+            if len(self.controller_ports) > 1:
+                self.restore_control(name)
         for switch in net.switches:  # the root-namespace ends of switch ports must stay silent
             for intf in switch.intfList():
                 if intf.name != "lo":
@@ -129,7 +134,7 @@ class Lab:
 
     def restore_control(self, switch_name: str) -> None:
         subprocess.run(["ovs-vsctl", "set-controller", self.switch_node(switch_name),
-                        f"tcp:127.0.0.1:{self.controller_port}"], check=True)
+                        *(f"tcp:127.0.0.1:{port}" for port in self.controller_ports)], check=True)
 
     def node(self, host_name: str) -> Any:
         return self.net.get(_short(host_name))
