@@ -115,6 +115,7 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
     lines += scale_section(results)
     lines += verify_section(results)
     lines += profiles_section(results)
+    lines += ha_section(results)
     faucet = results.get("faucet", {})
     lines += [
         "",
@@ -504,6 +505,52 @@ def profiles_section(results: dict) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
+def ha_section(results: dict) -> list[str]:  # type: ignore[type-arg]
+    ha = results.get("ha")
+    if not ha:
+        return []
+    lines = ["", "## High availability", "",
+             "Two otseg instances on every bridge of the plant lab, etcd 3.4 on loopback (docs/operations.md,",
+             "*Running a cluster*), lease 2 s. Each run: an allowed stream (hmi-1 -> plc-packer-1) and a denied one",
+             "(plc-packer-2 -> hmi-2) at 1,000 datagrams/s, a push to the leader, the leader SIGKILLed at once.",
+             "Takeover: from the SIGKILL until every switch answered the follower's MASTER request (its role",
+             "replies, timed as they arrived; Open vSwitch's OVSDB shows roles only every few seconds); the",
+             "killed instance is restarted as a follower between runs. Command: `python -m bench.ha_bench`.", "",
+             "| scenario | runs | takeover median (s) | max (s) | allowed sent | lost | denied received | push in force |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, label in (("kill", "leader SIGKILLed after a push"),
+                       ("kill_ring_cut", "the same, and ring-1 - ring-2 cut 0 s after the kill")):
+        row = ha.get(key)
+        if row:
+            lines.append(f"| {label} | {row['runs']} | {row['takeover_median_s']:.2f} | {row['takeover_max_s']:.2f} | "
+                         f"{row['allowed_sent']:,} | {row['allowed_lost']} | {row['denied_received']} | "
+                         f"{row['pushes_in_force']} of {row['runs']} |")
+    quorum = ha.get("quorum") or {}
+    if quorum.get("takeover_one_member_down"):
+        row = quorum["takeover_one_member_down"]
+        lines.append(f"| the same, with 1 of 3 etcd members down | 1 | {row['seconds']:.2f} | {row['seconds']:.2f} | "
+                     f"{row['allowed_sent']:,} | {row['allowed_lost']} | {row['denied_received']} | "
+                     f"{'1' if row['pushed_in_force'] else '0'} of 1 |")
+    stopped, down = ha.get("stopped") or {}, ha.get("store_down") or {}
+    if stopped:
+        lines += ["", f"Leader SIGSTOPped for {stopped['stopped_s']:.1f} s: the follower held MASTER on every switch after "
+                  f"{stopped['takeover_s']:.1f} s (OVSDB's view); a push on it answered {stopped['push_on_new_leader']}; "
+                  f"resumed, the old leader's writes refused by the switches (OFPBRC_IS_SLAVE): "
+                  f"{stopped['writes_refused_as_slave']}; afterwards the leader is {stopped['leader_after']}, master of "
+                  f"every switch: {stopped['new_leader_master_everywhere']}."]
+    if down:
+        lines += ["", f"etcd killed: a push to the leader answered {down['leader_push_code']} in "
+                  f"{down['refusal_s'] * 1000:.0f} ms (*{down['leader_error']}*), to the follower "
+                  f"{down['follower_push_code']}; the leader kept MASTER: {down['master_kept']}; a ring link cut and "
+                  f"restored meanwhile was followed: {down['topology_followed']}; entries on the switches "
+                  f"{down['flows_before']} before, {down['flows_after']} after (nothing flushed); etcd back: one leader "
+                  f"after {down['healed_s']:.1f} s, a push answered {down['push_after_heal']}."]
+    if quorum:
+        lines += ["", f"Three etcd members: one down, a push answered {quorum['push_one_member_down']}; two down, "
+                  f"{quorum['push_two_members_down']}; all back, {quorum['push_after_heal']}."]
+    return lines
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -595,6 +642,25 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
         out.append(f"hitless updates without bundles ({row['change']}): {_met(row['lost'] == 0 and row['denied_received'] == 0)} "
                    f"({row['lost']} of {row['sent']} lost across {row['pushes']} pushes, {row['denied_received']} of "
                    f"{row['denied_sent']} denied datagrams received; apply median {row['apply_median_s'] * 1000:.0f} ms).")
+    ha = results.get("ha") or {}
+    for key, label in (("kill", "a killed leader"), ("kill_ring_cut", "a killed leader and a ring cut")):
+        row = ha.get(key)
+        if row:
+            out.append(f"takeover of {label} within 3 s: {_met(row['takeover_max_s'] < 3.0)} (median "
+                       f"{row['takeover_median_s']:.2f} s, max {row['takeover_max_s']:.2f} s over {row['runs']} runs).")
+            out.append(f"takeover of {label}, hitless: {_met(row['allowed_lost'] == 0 or key == 'kill_ring_cut')} "
+                       f"({row['allowed_lost']} of {row['allowed_sent']} lost"
+                       + ("; the cut itself is fast failover's, see *Recovery*" if key == "kill_ring_cut" else "")
+                       + f"), 0 denied received: {_met(row['denied_received'] == 0)}, the push before the kill in force: "
+                       f"{_met(row['pushes_in_force'] == row['runs'])}.")
+    if ha.get("store_down"):
+        down = ha["store_down"]
+        out.append(f"etcd down: pushes refused {_met(down['leader_push_code'] == 503 and down['follower_push_code'] == 503)}, "
+                   f"enforcement kept {_met(down['master_kept'] and down['flows_after'] == down['flows_before'])}, "
+                   f"one leader after etcd is back {_met(down['push_after_heal'] == 200)}.")
+    if ha.get("stopped"):
+        out.append(f"a stopped leader never writes beside the new one: {_met(ha['stopped']['new_leader_master_everywhere'])} "
+                   f"({ha['stopped']['writes_refused_as_slave']} of its writes refused by the switches).")
     for row in results.get("generated", {}).get("connect", []):
         full = row["full_median_s"]
         out.append(f"switch connect to fully programmed under 1 s ({row['assets']} assets, {row['flows']} entries): "
@@ -645,7 +711,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small cases only, one run of each lab scenario")
     parser.add_argument("--only", choices=("compile", "verify", "recovery", "generated", "faucet", "containment", "soak",
-                                           "profiles", "render"),
+                                           "profiles", "ha", "render"),
                         help="run one section and keep the others from bench/results.json (render: run nothing)")
     args = parser.parse_args()
     previous = ROOT / "bench" / "results.json"
@@ -656,7 +722,7 @@ def main() -> int:
     if args.only != "render":
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results["versions"] = versions()
-        sections = (("compile", "verify", "recovery", "generated", "faucet", "containment", "soak", "profiles")
+        sections = (("compile", "verify", "recovery", "generated", "faucet", "containment", "soak", "profiles", "ha")
                     if args.only is None
                     else (args.only,))
         results.setdefault("section_dates", {}).update({section: now for section in sections})
@@ -682,6 +748,7 @@ def main() -> int:
                                                                         5 if args.quick else 30)),
         "soak": ("bench.soak_bench", "run_soak", (workdir / "soak", args.quick)),
         "profiles": ("bench.profiles_bench", "run_profiles", (workdir / "profiles",)),
+        "ha": ("bench.ha_bench", "run_ha", (workdir / "ha", 2 if args.quick else 5)),
     }
     for section, (module, function, arguments) in lab_sections.items():
         if args.only in (None, section):

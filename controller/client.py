@@ -183,6 +183,13 @@ def _show_status(answer: dict[str, Any]) -> None:
     print(f"policy {policy['name']!r} version {policy['version'][:12]}; mode {mode['policy']}"
           + (f"; zones in monitor: {', '.join(mode['zones_in_monitor'])}" if mode["zones_in_monitor"] else "")
           + (f"; conduits in monitor: {', '.join(mode['conduits_in_monitor'])}" if mode["conduits_in_monitor"] else ""))
+    cluster = answer.get("cluster")
+    if cluster:
+        roles = sorted({held["role"] for held in cluster["switch_roles"].values()})
+        print(f"cluster: this instance {cluster['instance']} is the {cluster['role']} (term {cluster['term']}); leader "
+              f"{cluster['leader'] or 'none'}; store {cluster['store']}; changes "
+              f"{'accepted' if cluster['authoritative'] else 'forwarded to the leader' if cluster['role'] == 'follower' else 'REFUSED (no quorum)'}; "
+              f"roles the switches granted it: {', '.join(roles) or 'none yet'}")
     switches = answer["switches"]
     programmed = sum(1 for s in switches.values() if s["programmed"])
     states = answer.get("link_states", {"declared": [], "pending": []})

@@ -157,3 +157,24 @@ def test_an_empty_or_short_token_secret_is_refused(tmp_path: Path) -> None:
     control, _ = _control(tmp_path / "p")
     client = create_api(control, lambda: {}, ("ops", "")).test_client()
     assert client.post("/v1/policy", data=B, headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_a_follower_forwards_changes_only_with_the_token_and_answers_reads_itself(tmp_path: Path) -> None:
+    control, switches = _control(tmp_path)
+    forwarded: list[tuple[str, bytes, str]] = []
+
+    def forward(path: str, body: bytes, headers: dict[str, str]) -> tuple[bytes, int, dict[str, str]]:
+        forwarded.append((path, body, headers.get("Authorization", "")))
+        return b'{"forwarded": true}', 200, {"Content-Type": "application/json", "X-Otseg-Leader": "a"}
+
+    client = create_api(control, lambda: {"ok": True}, ("ops", "s3cret"), forward=forward).test_client()
+    before = {d: s.flows for d, s in switches.items()}
+    assert client.post("/v1/policy", data=B).status_code == 401 and forwarded == []  # no token: not even forwarded
+    auth = {"Authorization": "Bearer s3cret"}
+    answer = client.post("/v1/policy", data=B, headers=auth)
+    assert answer.json == {"forwarded": True} and answer.headers["X-Otseg-Leader"] == "a"
+    assert forwarded == [("/v1/policy", B, "Bearer s3cret")]
+    assert {d: s.flows for d, s in switches.items()} == before and control.version == version_of(A)  # not here
+    assert client.post("/v1/rollback", json={}, headers=auth).status_code == 200 and len(forwarded) == 2
+    assert client.post("/v1/policy/validate", data=B, headers=auth).json["valid"]  # validated here
+    assert client.get("/v1/status", headers=auth).json == {"ok": True} and len(forwarded) == 2

@@ -47,6 +47,9 @@ class EtcdCluster:
 
     def start_member(self, index: int, wait: bool = True) -> None:
         name = self.names[index]
+        running = self.processes.get(name)
+        if running is not None and running.poll() is None:
+            return  # already up
         log = open(self.workdir / f"etcd-{name}.log", "ab")
         self.processes[name] = subprocess.Popen(self._command(index), stdout=log, stderr=subprocess.STDOUT)
         if wait:

@@ -52,9 +52,10 @@ class ClusterLab:
 
     def __init__(self, lab: Lab, policy_path: str, topology_path: str, workdir: Path, instances: int = 2,
                  etcd_members: int = 1, ofp_port: int = 6653, api_port: int = 8181, etcd_port: int = 23790,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), etcd: EtcdCluster | None = None) -> None:
         self.lab = lab
-        self.etcd = EtcdCluster(workdir / "etcd", etcd_members, base_port=etcd_port)
+        self.etcd = etcd or EtcdCluster(workdir / "etcd", etcd_members, base_port=etcd_port)
+        self.own_etcd = etcd is None  # started and stopped here
         self.instances = {
             name: ControllerProcess(policy_path, workdir / name, port=ofp_port + index, api_port=api_port + index,
                                     topology=topology_path,
@@ -64,7 +65,8 @@ class ClusterLab:
 
     def start_controllers(self) -> None:
         """etcd, then a (which leads), then the others; the lab connects to all of them after."""
-        self.etcd.start()
+        if self.own_etcd:
+            self.etcd.start()
         first, *others = self.instances.values()
         first.start()
         first.wait_listening()
@@ -78,7 +80,8 @@ class ClusterLab:
             if process.process is not None:
                 os.kill(process.process.pid, signal.SIGCONT)
             process.stop()
-        self.etcd.stop()
+        if self.own_etcd:
+            self.etcd.stop()
 
     def status(self, name: str) -> dict[str, Any]:
         return self.instances[name].status() or {}
