@@ -141,6 +141,7 @@ def store_down(cluster: Any) -> dict[str, Any]:
         cluster.etcd.start_member(index, wait=False)
     cluster.etcd.wait_healthy(range(len(cluster.etcd.names)))
     healed, _ = cluster.wait_leader(timeout=30)
+    cluster.instances[healed].wait_for(lambda s: s["cluster"]["authoritative"], 30, "the lease renewed")
     healed_s = time.monotonic() - started
     code, _, _ = cluster.post(healed, "/v1/policy", plant)
     row = {"leader_push_code": leader_code, "leader_error": leader_answer.get("error", "")[:160],
@@ -155,7 +156,9 @@ def quorum(cluster: Any) -> dict[str, Any]:
     """Three etcd members: one killed (pushes still work, a takeover still happens), then two (refused)."""
     plant, without = _texts()
     cluster.etcd.stop_member(0)
+    cluster.etcd.wait_healthy([1, 2])  # the two left elect an etcd leader (a second or two, if it was member 0)
     leader, _ = cluster.wait_leader()
+    cluster.instances[leader].wait_for(lambda s: s["cluster"]["authoritative"], 20, "the lease renewed")
     one_down, _, _ = cluster.post(leader, "/v1/policy", without)
     from controller.lab.ha import kill_leader_once  # noqa: PLC0415
 
@@ -169,6 +172,7 @@ def quorum(cluster: Any) -> dict[str, Any]:
     cluster.etcd.start_member(1, wait=False)
     cluster.etcd.wait_healthy([0, 1, 2])
     healed, _ = cluster.wait_leader(timeout=30)
+    cluster.instances[healed].wait_for(lambda s: s["cluster"]["authoritative"], 30, "the lease renewed")
     after, _, _ = cluster.post(healed, "/v1/policy", plant)
     row = {"push_one_member_down": one_down, "takeover_one_member_down": asdict(result),
            "push_two_members_down": two_down, "push_after_heal": after}

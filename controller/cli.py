@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="the cluster's name in etcd (several clusters may share one etcd; default otseg)")
     run.add_argument("--instance", metavar="NAME",
                      help="this instance's name in the cluster (default HOSTNAME-APIPORT)")
+    run.add_argument("--advertise-api", metavar="URL",
+                     help="cluster mode: where the other instances reach this one's control API to forward changes "
+                          "(default http://API-HOST:API-PORT; give it when the instances run on different hosts)")
     run.add_argument("--lease-seconds", type=int, default=2, metavar="S",
                      help="the leader's etcd lease (default 2): a follower takes over within about this plus "
                           "a quarter second of the leader's death")
@@ -210,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
                               args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
                               args.foreign_flows == "remove", args.verify_compile_seconds,
                               args.verify_tables_seconds, args.verify_pushes, args.cluster, args.cluster_name,
-                              args.instance, args.lease_seconds))
+                              args.instance, args.lease_seconds, args.advertise_api))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

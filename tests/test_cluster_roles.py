@@ -287,3 +287,92 @@ def test_the_lease_keeper_extends_from_the_send_time_and_notices_expiry() -> Non
     keeper.keepalive_once()  # no TTL: the lease is gone
     assert keeper.expired and keeper.valid_until == 14.0
     assert _dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n") == b"abcde"
+
+
+def test_a_master_request_without_answer_is_asked_again_and_nothing_is_written_meanwhile() -> None:
+    leading = Leadership("b", "http://b", 9, True, 102.0, True)
+    member, calls, switch = _member([leading])
+    answers = iter([(None, "no answer to OFPRoleRequest within 10 s")])
+    real = switch.call
+    member.roles._call = lambda d, m: next(answers, None) or real(d, m)  # noqa: SLF001  (the first one is lost)
+    wall = [1000.0]
+    member.roles.wall = lambda: wall[0]
+    member.step()
+    assert member.leading and [member.roles.writable(d) for d in (1, 2)].count(True) == 1
+    member.step()  # too soon to ask again
+    assert [member.roles.writable(d) for d in (1, 2)].count(True) == 1
+    wall[0] += 3
+    member.step()
+    assert member.roles.writable(1) and member.roles.writable(2)
+
+
+def test_an_elected_hook_that_fails_is_retried_from_the_start() -> None:
+    leading = Leadership("b", "http://b", 9, True, 102.0, True)
+    member, calls, _ = _member([leading])
+    failures = [RuntimeError("store unreachable during the takeover")]
+
+    def elected(term: int) -> None:
+        if failures:
+            raise failures.pop()
+        calls["elected"].append(term)
+
+    member.on_elected = elected
+    with pytest.raises(RuntimeError):
+        member.step()
+    assert not member.leading and member.takeovers == 0
+    member.step()
+    assert member.leading and calls["elected"] == [9] and member.takeovers == 1
+
+
+def test_forwarding_refuses_loops_bad_leader_addresses_and_redirects() -> None:
+    from controller.app.forward import valid_api_url  # noqa: PLC0415
+
+    assert valid_api_url("http://10.0.0.2:8181") and valid_api_url("https://[::1]:8181/")
+    for bad in ("file:///etc/hostname#", "http://10.0.0.2", "http://h:1/v1/policy", "http://u:p@h:1", "gopher://h:1"):
+        assert not valid_api_url(bad), bad
+    member, _, _ = _member([Leadership("a", "file:///etc/hostname#", 5, False, 0.0, True)])
+    member.step()
+    body, code, _ = forwarder(member)("/v1/policy", b"x", {})  # type: ignore[misc]
+    assert code == 503 and "advertises" in json.loads(body)["error"]
+    member, _, _ = _member([Leadership("a", "http://127.0.0.1:8181", 5, False, 0.0, True)])
+    member.step()
+    body, code, _ = forwarder(member, "http://127.0.0.1:8182")("/v1/policy", b"x", {"X-Otseg-Forwarded": "1"})  # type: ignore[misc]
+    assert code == 503 and "changing leader" in json.loads(body)["error"]  # never forwarded twice
+    body, code, _ = forwarder(member, "http://127.0.0.1:8181")("/v1/policy", b"x", {})  # type: ignore[misc]
+    assert code == 503  # to itself: refused, not a loop
+
+
+def test_a_redirecting_leader_does_not_get_the_token_carried_elsewhere() -> None:
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    seen: list[str | None] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    elsewhere = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}/steal")
+            self.end_headers()
+
+    leader = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, leader):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        member, _, _ = _member([Leadership("a", f"http://127.0.0.1:{leader.server_port}", 5, False, 0.0, True)])
+        member.step()
+        _, code, _ = forwarder(member)("/v1/policy", b"x", {"Authorization": "Bearer s3cret"})  # type: ignore[misc]
+        assert code == 307 and seen == []  # the redirect is answered as it came, never followed
+    finally:
+        leader.shutdown()
+        elsewhere.shutdown()

@@ -79,7 +79,9 @@ class EtcdKV:
     def describe(self) -> str:
         return ",".join(f"{host}:{port}" for host, port in self.endpoints)
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any], idempotent: bool = True) -> dict[str, Any]:
+        """`idempotent=False` (a transaction): after a timeout it may have committed, so it is not
+        sent to another member (the caller reads back what happened instead)."""
         failures = []
         for attempt in range(len(self._clients)):
             index = (self._next + attempt) % len(self._clients)
@@ -89,6 +91,8 @@ class EtcdKV:
             except self._errors as error:
                 failures.append(f"{self.endpoints[index][0]}:{self.endpoints[index][1]}: "
                                 f"{type(error).__name__} {str(error)[:120]}")
+                if not idempotent and "Timeout" in type(error).__name__:
+                    break
                 continue
             self._next = index
             return result  # type: ignore[no-any-return]
@@ -127,6 +131,12 @@ class EtcdKV:
         result = self._post("/kv/txn", {"compare": [compare], "success": [{"request_put": put}], "failure": []})
         return bool(result.get("succeeded", False)), int(result.get("header", {}).get("revision", 0))
 
+    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> tuple[bool, int]:
+        """A transaction (see `compare_*` and `put_op`); (succeeded, revision). Not re-sent elsewhere
+        after a timeout: it may have committed."""
+        result = self._post("/kv/txn", {"compare": compare, "success": success, "failure": []}, idempotent=False)
+        return bool(result.get("succeeded", False)), int(result.get("header", {}).get("revision", 0))
+
     def delete(self, key: str, only_lease: int = 0) -> bool:
         """Delete `key` (if `only_lease`, only while it is held by that lease)."""
         compare = [{"key": _b64(key), "result": "EQUAL", "target": "LEASE", "lease": only_lease}] if only_lease else []
@@ -145,3 +155,19 @@ class EtcdKV:
 
     def revoke(self, lease: int) -> None:
         self._post("/lease/revoke", {"ID": lease})
+
+
+def compare_mod_revision(key: str, revision: int) -> dict[str, Any]:
+    """`key` was last written at `revision` (0: it does not exist)."""
+    if revision == 0:
+        return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+    return {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": revision}
+
+
+def compare_lease(key: str, lease: int) -> dict[str, Any]:
+    """`key` is held by `lease` (the leader key by our lease: we still lead)."""
+    return {"key": _b64(key), "result": "EQUAL", "target": "LEASE", "lease": lease}
+
+
+def put_op(key: str, value: bytes) -> dict[str, Any]:
+    return {"request_put": {"key": _b64(key), "value": _b64(value)}}

@@ -21,9 +21,9 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from controller.app.cluster_kv import EtcdKV
+from controller.app.cluster_kv import EtcdKV, StoreUnavailable, compare_lease, compare_mod_revision, put_op
 from controller.app.store import PolicyStore, short, version_of
 
 
@@ -32,10 +32,15 @@ class StoreConflict(Exception):
 
 
 class ClusterStore:
-    def __init__(self, kv: EtcdKV, cluster: str, instance: str, cache_dir: str | Path) -> None:
+    def __init__(self, kv: EtcdKV, cluster: str, instance: str, cache_dir: str | Path,
+                 fence: Callable[[], int] = lambda: 0) -> None:
         self.kv = kv
         self.prefix = f"/otseg/{cluster}/"
         self.instance = instance
+        # Our lease while we lead (0: we do not): every change of what is in force, and every
+        # approval, is a transaction that also checks the leader key is held by it. A deposed
+        # leader resuming mid-push cannot write over its successor.
+        self.fence = fence
         self.cache = PolicyStore(cache_dir)
         self.root = self.cache.root
 
@@ -71,8 +76,11 @@ class ClusterStore:
         except ValueError:
             return {}
 
-    def set_current(self, version: str, file_version: str | None, previous: str | None = None) -> None:
-        """Compare-and-swap: only from `previous` (the version the writer had in force)."""
+    def set_current(self, version: str, file_version: str | None, previous: str | None = None,
+                    fenced: bool = True) -> None:
+        """Compare-and-swap: only from `previous` (the version the writer had in force), only if
+        nothing wrote it since we read it (its mod revision: no ABA), and (`fenced`) only while we
+        lead. `fenced=False` only for seeding an empty cluster at start."""
         key = self._key("current")
         entry = self.kv.get(key)
         held = json.loads(entry.value).get("version") if entry is not None else None
@@ -80,9 +88,32 @@ class ClusterStore:
             raise StoreConflict(f"the version in force in the cluster is {short(held) or 'none'}, not "
                                 f"{short(previous) or 'none'}: another instance changed it")
         value = json.dumps({"version": version, "file_version": file_version}, sort_keys=True).encode()
-        done, _ = self.kv.swap(key, value, entry.value if entry is not None else None)
-        if not done:
-            raise StoreConflict("the version in force changed during the update: another instance changed it")
+        self._fenced_put(key, value, entry.mod_revision if entry is not None else 0, fenced)
+
+    def _fenced_put(self, key: str, value: bytes, mod_revision: int | None, fenced: bool) -> None:
+        compare = [] if mod_revision is None else [compare_mod_revision(key, mod_revision)]
+        if fenced:
+            lease = self.fence()
+            if not lease:
+                raise StoreConflict("this instance does not lead the cluster (its lease is gone)")
+            compare.append(compare_lease(self.prefix + "leader", lease))
+        try:
+            done, _ = self.kv.txn(compare, [put_op(key, value)])
+        except StoreUnavailable:
+            done = False
+            if not self._landed(key, value):  # a timeout may have committed it: read back
+                raise
+            return
+        if not done and not self._landed(key, value):
+            raise StoreConflict("the cluster's state changed during the update, or this instance no longer leads: "
+                                "nothing was recorded")
+
+    def _landed(self, key: str, value: bytes) -> bool:
+        try:
+            entry = self.kv.get(key)
+        except StoreUnavailable:
+            return False
+        return entry is not None and entry.value == value
 
     # -- audit -------------------------------------------------------------------------------
     def audit(self, **entry: Any) -> dict[str, Any]:
@@ -110,7 +141,8 @@ class ClusterStore:
         return f"etcd {self.kv.describe()} key {self._key(f'files/{name}')}"
 
     def write(self, name: str, data: bytes) -> None:
-        self.kv.put(self._key(f"files/{name}"), data)
+        """Only while we lead (approvals change what is trusted)."""
+        self._fenced_put(self._key(f"files/{name}"), data, None, True)
 
     def secret(self, name: str, size: int = 32) -> bytes:
         """A random value made once for the cluster (the first instance to ask makes it)."""

@@ -124,9 +124,13 @@ class ControlPlane:
         back on them, so that what is enforced is what the history says is in force."""
         log.error("policy %s applied but not recorded (%s): putting %s back on the switches", candidate.name, error,
                   short(previous))
+        restored = load_policy_text(self.text, f"version {short(previous)}")
         try:
-            self.enforcer.apply_policy(load_policy_text(self.text, f"version {short(previous)}"))
+            self.enforcer.apply_policy(restored)
         except ApplyError as undo_error:
+            # apply_policy put the candidate back when the restore failed: the previous policy is
+            # the one in force (the history says so), and the reconcile converges to it.
+            self.enforcer.adopt_policy(restored)
             log.error("restoring %s failed on a switch (%s): the reconcile retries it", short(previous), undo_error)
 
     def rollback(self, version: str | None, who: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Leadership:
 class Election:
     def __init__(self, kv: EtcdKV, cluster: str, instance: str, api_url: str, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], float] = time.monotonic,
-                 keeper: Callable[[int, int], Any] | None = None) -> None:
+                 keeper: Callable[[int, int, float], Any] | None = None) -> None:
         self.kv = kv
         self.key = f"/otseg/{cluster}/leader"
         self.instance = instance
@@ -75,7 +75,7 @@ class Election:
             valid_until = state.valid_until
             if self.lease and self.keeper is not None:
                 valid_until = self.keeper.valid_until
-                if self.keeper.expired:
+                if self.keeper.expired or not self.keeper.alive:
                     log.warning("cluster: this instance's lease expired (it was stopped, or cut off from etcd)")
                     self._forget_lease()
             elif self.lease:
@@ -88,9 +88,10 @@ class Election:
             entry = self.kv.get(self.key)
             if entry is None:
                 if not self.lease:
-                    self.lease, valid_until = self.kv.grant(self.ttl), now + self.ttl
+                    asked = self.clock()
+                    self.lease, valid_until = self.kv.grant(self.ttl), asked + self.ttl
                     if self.keeper_factory is not None:
-                        self.keeper = self.keeper_factory(self.lease, self.ttl)
+                        self.keeper = self.keeper_factory(self.lease, self.ttl, asked)
                 value = json.dumps({"instance": self.instance, "api": self.api_url}).encode()
                 self.kv.swap(self.key, value, None, lease=self.lease)
                 entry = self.kv.get(self.key)
@@ -100,6 +101,8 @@ class Election:
             try:
                 holder = json.loads(entry.value)
             except ValueError:
+                holder = {}
+            if not isinstance(holder, dict):
                 holder = {}
             mine = bool(self.lease) and entry.lease == self.lease
             if not mine and self.lease:
@@ -140,6 +143,8 @@ class Election:
             self.keeper.stop()
             self.keeper = None
         self.lease = 0
+        # Not ours any more, whatever the store says next (or cannot say: it may be unreachable).
+        self.state = replace(self.state, mine=False, valid_until=0.0)
 
     def _drop_lease(self) -> None:
         try:

@@ -27,6 +27,7 @@ from controller.app.election import Election, Leadership
 from controller.app.roles import SwitchRoles
 
 log = logging.getLogger("otseg.cluster")
+RECLAIM_SECONDS = 2.0
 
 
 class ClusterMember:
@@ -79,6 +80,13 @@ class ClusterMember:
             return
         if state.mine and (not self.leading or state.term != self.term):
             self._lead(state, started)
+        elif state.mine and self.leading:
+            # A MASTER request that got no answer (the switch busy), or a switch that connected
+            # during the takeover: ask again, at most every RECLAIM_SECONDS per switch.
+            now = self.roles.wall()
+            self._claim_all("master", self.term, only=lambda dpid: dpid in self.ready and (
+                (held := self.roles.held.get(dpid)) is None
+                or (held.role != "master" and now - held.since > RECLAIM_SECONDS)))
         elif state.store_up and not state.mine and self.leading:
             self._step_down(state)
         elif not self.leading and state.store_up:
@@ -110,9 +118,13 @@ class ClusterMember:
         self.sync_policy()  # the push made just before a takeover is in force after it
         with self.lock:
             self.leading, self.term = True, state.term
-            self._claim_all("master", state.term)
+            try:
+                self._claim_all("master", state.term)
+                self.on_elected(state.term)  # called with the lock held
+            except Exception:
+                self.leading = False  # the next step takes over again, from the start
+                raise
             self.takeovers += 1
-            self.on_elected(state.term)  # called with the lock held
         self.last_takeover_seconds = self.clock() - started
 
     def _step_down(self, state: Leadership) -> None:
@@ -124,8 +136,10 @@ class ClusterMember:
 
     def _follow(self, state: Leadership) -> None:
         if state.term:  # switches that connected before we knew a leader are still EQUAL: make them SLAVE
+            now = self.roles.wall()
             self._claim_all("slave", state.term, only=lambda dpid: dpid in self.ready and (
-                (held := self.roles.held.get(dpid)) is None or held.role != "slave"))
+                (held := self.roles.held.get(dpid)) is None
+                or (held.role != "slave" and now - held.since > RECLAIM_SECONDS)))
         self.sync_policy()
 
     def sync_policy(self) -> None:

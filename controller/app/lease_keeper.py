@@ -66,7 +66,7 @@ def http_post(host: str, port: int, path: str, body: dict[str, Any], timeout: fl
 
 
 class LeaseKeeper:
-    def __init__(self, endpoints: list[tuple[str, int]], lease: int, ttl: int,
+    def __init__(self, endpoints: list[tuple[str, int]], lease: int, ttl: int, granted_at: float | None = None,
                  clock: Callable[[], float] = time.monotonic, timeout: float = 0.5,
                  post: Callable[..., dict[str, Any]] = http_post) -> None:
         self.endpoints = endpoints
@@ -75,7 +75,8 @@ class LeaseKeeper:
         self.clock = clock
         self.timeout = timeout
         self.post = post
-        self.valid_until = clock() + ttl  # granted just now
+        # From when the grant was *sent*: the lease may have started any time after that.
+        self.valid_until = (clock() if granted_at is None else granted_at) + ttl
         self.expired = False
         self.last_error = ""
         self._stopped = False
@@ -97,7 +98,11 @@ class LeaseKeeper:
             except (OSError, ValueError) as error:
                 self.last_error = f"{host}:{port}: {error}"
                 continue
-            ttl = int(answer.get("result", {}).get("TTL", 0))
+            result = answer.get("result") if isinstance(answer, dict) else None
+            if not isinstance(result, dict) or "error" in answer:
+                self.last_error = f"{host}:{port}: unexpected answer {str(answer)[:120]}"
+                continue
+            ttl = int(result.get("TTL", 0) or 0)  # etcd leaves TTL out once the lease is gone
             if ttl <= 0:
                 self.expired = True
             else:
@@ -105,7 +110,15 @@ class LeaseKeeper:
                 self.last_error = ""
             return
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() or not self._thread.ident  # not started yet (tests) counts as alive
+
     def _run(self) -> None:
         while not self._stopped and not self.expired:
-            self.keepalive_once()
+            try:
+                self.keepalive_once()
+            except Exception as error:  # noqa: BLE001  (never die silently: the lease would lapse unseen)
+                self.last_error = f"keep-alive failed: {type(error).__name__}: {error}"
+                log.error("cluster: lease keep-alive failed (%s); retrying", self.last_error)
             self._sleep(self.ttl / 8)

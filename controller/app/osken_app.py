@@ -312,7 +312,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                                          self.control, self._extra_status()), settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
                          host=settings.api_host, tables=self._live_tables,
-                         forward=forwarder(self.member) if self.member else None)
+                         forward=forwarder(self.member, self.member.election.api_url) if self.member else None)
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
 
     def _live_tables(self) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class SwitchRoles:
             self.held[datapath.id] = Held("slave", generation, "asked")
         reply, error = self._call(datapath, parser.OFPRoleRequest(datapath, wanted, generation))
         if reply is None:
-            self.held[datapath.id] = Held("refused" if role == "master" else "slave", generation, error or "")
+            self.held[datapath.id] = Held("refused" if role == "master" else "unknown", generation, error or "",
+                                          since=self.wall())
             log.error("switch %#x refused role %s with generation %d: %s%s", datapath.id, role, generation, error,
                       " (a stale generation: another instance leads with a later term)" if error and "type 11 code 1"
                       in error else "")

@@ -17,9 +17,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from controller.app.status import policy_modes
 from controller.app.cluster_kv import StoreUnavailable
+from controller.app.cluster_store import StoreConflict
 from controller.app.store import PolicyStore, short, version_of
 from controller.core.budget import HINT, policy_overflows
 from controller.core.compiler import compile_tables
@@ -57,6 +59,7 @@ class RunOptions:
     cluster_name: str = "otseg"
     instance: str | None = None
     lease_seconds: int = 2
+    advertise_api: str | None = None  # where the other instances reach this one's API (default: --api-host:port)
 
 
 class StartError(Exception):
@@ -111,8 +114,8 @@ def starting_policy_in_cluster(options: RunOptions, store: Any) -> tuple[Policy,
         policy = load_policy_text(file_data, options.policy)  # DocumentError: printed, exit 2
         version = store.save(file_data)
         try:
-            store.set_current(version, file_version, previous=None)
-        except Exception:  # another instance seeded it first: take theirs  # noqa: BLE001
+            store.set_current(version, file_version, previous=None, fenced=False)
+        except StoreConflict:  # another instance seeded it first: take theirs
             continue
         store.audit(who="local", source=f"file {options.policy}", action="start", from_version=None,
                     to_version=version, policy=policy.name)
@@ -260,6 +263,7 @@ def join_cluster(options: RunOptions) -> tuple[Any, Any]:
     from controller.app.cluster_kv import EtcdKV, parse_endpoints  # noqa: PLC0415
     from controller.app.cluster_store import ClusterStore  # noqa: PLC0415
     from controller.app.election import Election  # noqa: PLC0415
+    from controller.app.forward import valid_api_url  # noqa: PLC0415
     from controller.app.lease_keeper import LeaseKeeper  # noqa: PLC0415
     from controller.app.osken_app import ClusterSetup  # noqa: PLC0415
 
@@ -279,9 +283,14 @@ def join_cluster(options: RunOptions) -> tuple[Any, Any]:
         raise StartError(f"{error}: a cluster instance starts only once it reaches etcd; start etcd (or fix "
                          "--cluster), then otseg") from None
     api_host = f"[{options.api_host}]" if ":" in options.api_host else options.api_host
-    election = Election(kv, options.cluster_name, instance, f"http://{api_host}:{options.api_port}",
+    advertised = options.advertise_api or f"http://{api_host}:{options.api_port}"
+    if not valid_api_url(advertised) or urlsplit(advertised).hostname in ("0.0.0.0", "::"):
+        raise StartError(f"--advertise-api {advertised!r}: give the address where the other instances reach this "
+                         "one's API, as http(s)://HOST:PORT (with --api-host 0.0.0.0, the host's own address)")
+    election = Election(kv, options.cluster_name, instance, advertised,
                         ttl=options.lease_seconds,
-                        keeper=lambda lease, ttl: LeaseKeeper(endpoints, lease, ttl).start())
+                        keeper=lambda lease, ttl, granted_at: LeaseKeeper(endpoints, lease, ttl, granted_at).start())
+    store.fence = lambda: election.lease if election.state.mine else 0
     return store, ClusterSetup(election, lldp_key)
 
 

@@ -46,13 +46,24 @@ def test_the_store_swaps_the_version_in_force_only_from_what_the_writer_had(etcd
     one, other = ClusterStore(kv, "store-test", "one", workdir / "one"), ClusterStore(kv, "store-test", "two",
                                                                                        workdir / "two")
     first = one.save(b"policy: one\n")
-    one.set_current(first, None, previous=None)
+    one.set_current(first, None, previous=None, fenced=False)  # seeding an empty cluster
     with pytest.raises(StoreConflict):
-        other.set_current(first, None, previous=None)  # it believed nothing was in force
+        other.set_current(first, None, previous=None, fenced=False)  # it believed nothing was in force
+    with pytest.raises(StoreConflict):
+        other.set_current(first, None, previous=first)  # fenced: it does not lead
+    election = Election(kv, "store-test", "two", "http://two:1")
+    assert election.step().mine
+    other.fence = lambda: election.lease if election.state.mine else 0
     second = other.save(b"policy: two\n")
     other.set_current(second, None, previous=first)
     with pytest.raises(StoreConflict):
         one.set_current(first, None, previous=first)  # stale: `two` changed it since
+    one.fence = lambda: 12345  # a lease that does not hold the leader key
+    with pytest.raises(StoreConflict):
+        one.set_current(first, None, previous=second)
+    election.resign()
+    with pytest.raises(StoreConflict):  # deposed: its own writes are refused by the store
+        other.set_current(first, None, previous=second)
     assert one.current()["version"] == second and one.load(second[:8]) == (second, b"policy: two\n")
     one.audit(action="apply", to_version=first)
     other.audit(action="apply", to_version=second)
