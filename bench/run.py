@@ -540,7 +540,7 @@ def ha_section(results: dict) -> list[str]:  # type: ignore[type-arg]
                   f"every switch: {stopped['new_leader_master_everywhere']}."]
     if down:
         lines += ["", f"etcd killed: a push to the leader answered {down['leader_push_code']} in "
-                  f"{down['refusal_s'] * 1000:.0f} ms (*{down['leader_error']}*), to the follower "
+                  f"{down['refusal_s'] * 1000:.0f} ms (*{down['leader_error'].split(';')[0]}*), to the follower "
                   f"{down['follower_push_code']}; the leader kept MASTER: {down['master_kept']}; a ring link cut and "
                   f"restored meanwhile was followed: {down['topology_followed']}; entries on the switches "
                   f"{down['flows_before']} before, {down['flows_after']} after (nothing flushed); etcd back: one leader "
@@ -648,11 +648,12 @@ def verdicts(results: dict) -> list[str]:  # type: ignore[type-arg]
         if row:
             out.append(f"takeover of {label} within 3 s: {_met(row['takeover_max_s'] < 3.0)} (median "
                        f"{row['takeover_median_s']:.2f} s, max {row['takeover_max_s']:.2f} s over {row['runs']} runs).")
-            out.append(f"takeover of {label}, hitless: {_met(row['allowed_lost'] == 0 or key == 'kill_ring_cut')} "
-                       f"({row['allowed_lost']} of {row['allowed_sent']} lost"
-                       + ("; the cut itself is fast failover's, see *Recovery*" if key == "kill_ring_cut" else "")
-                       + f"), 0 denied received: {_met(row['denied_received'] == 0)}, the push before the kill in force: "
-                       f"{_met(row['pushes_in_force'] == row['runs'])}.")
+            lost = (f"hitless: {_met(row['allowed_lost'] == 0)} ({row['allowed_lost']} of {row['allowed_sent']} lost)"
+                    if key == "kill" else
+                    f"{row['allowed_lost']} of {row['allowed_sent']} lost while the switches' fast failover moved the "
+                    "stream (no target: a cut with a live controller loses as many, see *Recovery*)")
+            out.append(f"takeover of {label}: {lost}; 0 denied received: {_met(row['denied_received'] == 0)}; the push "
+                       f"before the kill in force: {_met(row['pushes_in_force'] == row['runs'])}.")
     if ha.get("store_down"):
         down = ha["store_down"]
         out.append(f"etcd down: pushes refused {_met(down['leader_push_code'] == 503 and down['follower_push_code'] == 503)}, "

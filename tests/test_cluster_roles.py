@@ -20,10 +20,8 @@ from controller.app.roles import SwitchRoles
 from controller.core.compiler import compile_tables
 from controller.core.diff import Plan, SwitchPlan
 from controller.core.flows import make_flow
-from controller.core.learning import Sighting
 from controller.io.files import load_policy
-from tests.conftest import load_example
-from tests.test_enforcer import FakeSwitch
+from tests.test_enforcer import FakeSwitch, enforced_linear
 
 from os_ken.ofproto import ofproto_v1_3 as ofproto
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -101,19 +99,7 @@ def test_the_channel_sends_nothing_while_it_may_not_write() -> None:
 
 
 def _cluster_enforcer(writable: dict[int, bool]) -> tuple[Enforcer, dict[int, FakeSwitch], Any, Any]:
-    policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links,
-                        writable=lambda dpid: writable.get(dpid, False))
-    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
-                for dpid in topology.switches}
-    for fake in switches.values():
-        enforcer.switch_connected(fake, fake.ports())
-    for link in topology.links:
-        enforcer.link_up(link)
-    for name, where in topology.attachments:
-        asset = policy.asset(name)
-        enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip))
-    return enforcer, switches, policy, topology
+    return enforced_linear(writable=lambda dpid: writable.get(dpid, False))
 
 
 def test_a_follower_stays_warm_and_writes_nothing_then_takes_over_by_diffing() -> None:

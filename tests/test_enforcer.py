@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,18 @@ def _linear(remove_foreign: bool = True) -> tuple[Enforcer, dict[int, FakeSwitch
         asset = policy.asset(name)
         assert enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip)).kind == "bind"
     return enforcer, switches
+
+
+def enforced_linear(**options: Any) -> tuple[Enforcer, dict[int, FakeSwitch], Any, Topology]:
+    """An enforcer (with `options`) on the linear lab's fake switches, links up, every asset seen once."""
+    policy, topology = load_example("linear.yaml", "linear.yaml")
+    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links, **options)
+    switches = _fakes(topology)
+    _connect(enforcer, switches, topology)
+    for name, where in topology.attachments:
+        asset = policy.asset(name)
+        enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip))
+    return enforcer, switches, policy, topology
 
 
 def _fakes(topology: Topology) -> dict[int, FakeSwitch]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from controller.app.enforcer import Enforcer
 from controller.app.switch_profiles import SwitchProfiles
 from controller.core.compiler import compile_tables
-from controller.core.learning import Sighting, trunks_in_flows
+from controller.core.learning import trunks_in_flows
 from controller.core.diff import Plan, apply_plan, diff_flows
 from controller.core.fit import refusals, warnings
 from controller.core.flows import TCP_ACK, ApplyActions, Conntrack, MeterInstruction, SwitchTables
@@ -30,7 +30,7 @@ from controller.core.topology import PortRef, Topology
 from controller.verify.check import verify
 from controller.verify.walk import Network, ovs_key
 from tests.conftest import EXAMPLES, load_example
-from tests.test_enforcer import FakeSwitch
+from tests.test_enforcer import FakeSwitch, enforced_linear
 from tests.strategies import scenarios
 from tests.test_walk_examples import _free_port
 from tests.walk import Matrix, frame, probes
@@ -282,18 +282,7 @@ def test_lowering_never_keeps_a_tracker_lookup_on_a_folded_switch_out_of_table_0
 
 # -- the enforcer with profiles (fake switches) ------------------------------------------------------
 def _enforced(profiles: SwitchProfiles) -> tuple[Enforcer, dict[int, FakeSwitch], Policy, Topology]:
-    policy, topology = load_example("linear.yaml", "linear.yaml")
-    enforcer = Enforcer(policy, settle_seconds=0, startup_grace=0, declared_links=topology.links, profiles=profiles)
-    switches = {dpid: FakeSwitch(dpid, port_numbers=tuple(sorted(p.port for p in topology.ports if p.dpid == dpid)))
-                for dpid in topology.switches}
-    for switch in switches.values():
-        enforcer.switch_connected(switch, switch.ports())
-    for link in topology.links:
-        enforcer.link_up(link)
-    for name, where in topology.attachments:
-        asset = policy.asset(name)
-        enforcer.frame_sampled(Sighting(where, asset.mac, asset.ip))
-    return enforcer, switches, policy, topology
+    return enforced_linear(profiles=profiles)
 
 
 def test_a_switch_without_bundles_gets_versioned_tables_and_each_change_flips_the_version() -> None:
