@@ -131,9 +131,10 @@ class LinkControl:
         return Link.between(a, b)
 
     def _save(self, links: frozenset[Link]) -> None:
-        self.approved = links
+        """Stored first (a cluster store may refuse: then nothing changes here either)."""
         data = [{"a": [l.a.dpid, l.a.port], "b": [l.b.dpid, l.b.port]} for l in sorted(links)]
         self.store.write(LINKS_FILE, json.dumps(data, indent=1).encode())
+        self.approved = links
 
 
 def _end(where: PortRef) -> str:

@@ -10,6 +10,7 @@ and logged rate-limited, never dumped per frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -41,9 +42,9 @@ from controller.app.api_server import serve_api
 from controller.app.control import ControlPlane
 from controller.app.ofp_edge import async_config, packet_out, switch_config
 from controller.app.forward import forwarder
+from controller.app.cluster_shell import ClusterShell
 from controller.app.ha import ClusterMember
 from controller.app.roles import SwitchRoles
-from controller.io.files import load_policy_text
 from controller.app.requests import SwitchRequests
 from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
@@ -145,11 +146,20 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                     settings.policy_text, self._policy_changed, executor=tpool.execute,
                                     verify=PushVerifier(self.switch_names) if settings.verify_pushes else None)
         self.safety: dict[int, list[Any]] = {}
+        self.cluster: ClusterShell | None = None
         if settings.cluster is not None:
             self.member = ClusterMember(settings.cluster.election, settings.store, self.roles,  # type: ignore[arg-type]
-                                        self._datapaths, self._elected, self._deposed, self._follow_policy,
+                                        lambda: self.cluster.datapaths() if self.cluster else {},
+                                        lambda term: self.cluster.elected(term) if self.cluster else None,
+                                        lambda: self.cluster.deposed() if self.cluster else None,
+                                        lambda v, d: self.cluster.follow(v, d) if self.cluster else None,
                                         lambda: self.control.version, hub.sleep, lock=self.lock,
                                         run_all=_concurrently)
+            self.cluster = ClusterShell(
+                self.member, self.enforcer, self.control, self.links, self.discovery, self.lock, tpool.execute,
+                lambda f: hub.spawn(self._guarded, "cluster", f), hub.sleep, self._event,
+                lambda: self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status()),
+                lambda version: setattr(self.status, "policy_version", version), self._wake)
             self.metrics.install_cluster(self.member.status)
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: self.enforcer.reported.count("unknown-device"))
@@ -172,7 +182,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self._services = [hub.spawn(self._worker), hub.spawn(self._serve_api), hub.spawn(self._guarded_loop, "counter-poll", self.counters.run),
                           hub.spawn(self._guarded_loop, "discovery", lambda: self.discovery.run(hub.sleep)),
                           hub.spawn(self._check_safety),
-                          *([hub.spawn(self._guarded_loop, "cluster", self._cluster_loop)] if self.member else []),
+                          *([hub.spawn(self._guarded_loop, "cluster", self.cluster.run)] if self.cluster else []),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
                           hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
                           *([hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
@@ -214,52 +224,6 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
             except Exception as error:  # noqa: BLE001
                 self.errors.report("switch-safety", error)
             hub.sleep(SAFETY_PERIOD)
-
-    # -- cluster mode -----------------------------------------------------------------------
-    def _cluster_loop(self) -> None:
-        assert self.member is not None
-        while True:
-            self.member.step()
-            if not self.member.leading:  # it sends no LLDP: the leader's keeps its links fresh
-                self.discovery.hold(self.discovery.book.timeout)
-            hub.sleep(self.member.election.period)
-
-    def _datapaths(self) -> dict[int, Any]:
-        return {dpid: state.channel.datapath for dpid, state in self.enforcer.switches.items()
-                if getattr(state.channel, "datapath", None) is not None}
-
-    def _elected(self, term: int) -> None:
-        """This instance leads (called with the lock held, after the MASTER claims): take the
-        store's approvals, re-read every switch (the previous leader wrote it) and reconcile:
-        diffed, never flushed."""
-        self.links.reload()
-        self.enforcer.take_over()
-        self.discovery.hold(self.discovery.book.timeout + 1.0)  # our own LLDP rounds start now
-        hub.spawn(self._guarded, "lldp-round", self.discovery.send_round)
-        self._event("cluster", {"verdict": "leader", "kind": "cluster", "term": term,
-                                "reason": "this instance took the OpenFlow MASTER role"})
-        self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
-        self._wake()
-
-    def _deposed(self) -> None:
-        self._event("cluster", {"verdict": "follower", "kind": "cluster",
-                                "reason": "another instance leads: this one holds the SLAVE role and writes nothing"})
-        self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status())
-        self._wake()
-
-    def _follow_policy(self, version: str, data: bytes) -> None:
-        """A follower takes the version the leader put in force (without writing anything)."""
-        try:
-            policy = tpool.execute(load_policy_text, data, f"cluster version {version[:12]}")
-        except DocumentError as error:
-            log.error("cluster: the version in force %s cannot be read here: %s", version[:12],
-                      "; ".join(map(str, error.diagnostics[:3])))
-            return
-        with self.lock:
-            self.enforcer.adopt_policy(policy)
-            self.control.version, self.control.text = version, data
-        self.status.policy_version = version
-        log.info("cluster: following policy %r version %s (put in force by the leader)", policy.name, version[:12])
 
     def _packet_out(self, dpid: int, port: int, data: bytes) -> bool:
         if not self.roles.writable(dpid):
@@ -433,7 +397,10 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         if self.member is not None:
             datapath.send_msg(async_config(datapath))  # a SLAVE still hears packet-ins and port events
         if self.enforcer.profiles.discover:
-            with self._discovering:  # one switch at a time: os-ken parses each reply in the event loop
+            # In a cluster, one switch at a time: every instance parses each reply in its event loop,
+            # and a bundle probe that times out meanwhile would cost the switch its bundles. Alone,
+            # all at once: a restart must rediscover every switch within the start-up grace.
+            with self._discovering if self.member is not None else contextlib.nullcontext():
                 self._discover_capabilities(datapath)
         if self.member is not None and self.enforcer.switches.get(datapath.id) is not None:
             self.member.connected(datapath)
