@@ -274,6 +274,11 @@ def join_cluster(options: RunOptions) -> tuple[Any, Any]:
     if options.lease_seconds < 2:
         raise StartError(f"--lease-seconds {options.lease_seconds}: etcd's shortest lease is 2 s (with its "
                          "default election timeout); give 2 or more")
+    api_host = f"[{options.api_host}]" if ":" in options.api_host else options.api_host
+    advertised = options.advertise_api or f"http://{api_host}:{options.api_port}"
+    if not valid_api_url(advertised) or urlsplit(advertised).hostname in ("0.0.0.0", "::"):
+        raise StartError(f"--advertise-api {advertised!r}: give the address where the other instances reach this "
+                         "one's API, as http(s)://HOST:PORT (with --api-host 0.0.0.0, the host's own address)")
     instance = options.instance or f"{socket.gethostname()}-{options.api_port}"
     kv = EtcdKV(endpoints)
     store = ClusterStore(kv, options.cluster_name, instance, options.state_dir)
@@ -282,11 +287,6 @@ def join_cluster(options: RunOptions) -> tuple[Any, Any]:
     except StoreUnavailable as error:
         raise StartError(f"{error}: a cluster instance starts only once it reaches etcd; start etcd (or fix "
                          "--cluster), then otseg") from None
-    api_host = f"[{options.api_host}]" if ":" in options.api_host else options.api_host
-    advertised = options.advertise_api or f"http://{api_host}:{options.api_port}"
-    if not valid_api_url(advertised) or urlsplit(advertised).hostname in ("0.0.0.0", "::"):
-        raise StartError(f"--advertise-api {advertised!r}: give the address where the other instances reach this "
-                         "one's API, as http(s)://HOST:PORT (with --api-host 0.0.0.0, the host's own address)")
     election = Election(kv, options.cluster_name, instance, advertised,
                         ttl=options.lease_seconds,
                         keeper=lambda lease, ttl, granted_at: LeaseKeeper(endpoints, lease, ttl, granted_at).start())
