@@ -10,7 +10,6 @@ and logged rate-limited, never dumped per frame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -22,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
-from os_ken.ofproto import ofproto_v1_3
+from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
 from eventlet import tpool
 
@@ -50,6 +49,7 @@ from controller.app.samples import ErrorBudget, SampleHandler
 from controller.app.status import StatusWriter, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.app.switch_profiles import SwitchProfiles
+from controller.app import table_features
 from controller.policy.diagnostics import DocumentError
 from controller.core.model import Policy
 from controller.core.profiles import Profile, from_features
@@ -109,12 +109,12 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         assert self.settings is not None, "the runner must set OtsegApp.settings"
         settings = self.settings
+        table_features.install(ofproto_v1_3_parser)  # os-ken's own decoding blocked the loop 1 s per bridge
         self.requests = SwitchRequests(hub.Event)
         self.member: ClusterMember | None = None
         self.roles = SwitchRoles(settings.cluster is not None, self.requests.call,
                                  on_lost=lambda dpid: self.member.switch_lost(dpid) if self.member else None)
         self.lock = hub.BoundedSemaphore(1)
-        self._discovering = hub.BoundedSemaphore(1)
         self.metrics = Metrics(CollectorRegistry())
         self.errors = ErrorBudget(count=lambda where: self.metrics.handler_errors.labels(where).inc())
         self.book = LinkBook(frozenset())
@@ -396,12 +396,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         datapath.send_msg(switch_config(datapath))
         if self.member is not None:
             datapath.send_msg(async_config(datapath))  # a SLAVE still hears packet-ins and port events
-        if self.enforcer.profiles.discover:
-            # In a cluster, one switch at a time: every instance parses each reply in its event loop,
-            # and a bundle probe that times out meanwhile would cost the switch its bundles. Alone,
-            # all at once: a restart must rediscover every switch within the start-up grace.
-            with self._discovering if self.member is not None else contextlib.nullcontext():
-                self._discover_capabilities(datapath)
+        if self.enforcer.profiles.discover:  # every switch at once: a restart rediscovers all within the grace
+            self._discover_capabilities(datapath)
         if self.member is not None and self.enforcer.switches.get(datapath.id) is not None:
             self.member.connected(datapath)
         bodies = self.requests.request(datapath, parser.OFPPortDescStatsRequest(datapath, 0))

@@ -16,6 +16,10 @@ REQUEST_TIMEOUT = 10.0
 BARRIER_TIMEOUT = 10.0
 
 
+class Unanswered(str):
+    """The error text of a call that got no answer in time (not a refusal: it may be asked again)."""
+
+
 class SwitchRequests:
     def __init__(self, new_event: Callable[[], Any]) -> None:
         self._new_event = new_event
@@ -58,7 +62,7 @@ class SwitchRequests:
         self._calls[(datapath.id, message.xid)] = (done, box)
         try:
             if not datapath.send_msg(message) or not done.wait(timeout=REQUEST_TIMEOUT):
-                return None, f"no answer to {type(message).__name__} within {REQUEST_TIMEOUT:.0f} s"
+                return None, Unanswered(f"no answer to {type(message).__name__} within {REQUEST_TIMEOUT:.0f} s")
         finally:
             self._calls.pop((datapath.id, message.xid), None)
         kind, value = box[0]
