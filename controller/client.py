@@ -67,6 +67,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
             a, "POST", f"/v1/links/{action}", json.dumps({"a": a.a, "b": a.b}).encode(), None,
             lambda answer: print(f"{action}d link {' <-> '.join(answer.get(action + 'd', []))}"),
             content_type="application/json"))
+    from controller.override_client import add_parsers as add_override_parsers  # noqa: PLC0415  (it imports this)
+    add_override_parsers(commands, common)
 
 
 def _read(path: str) -> bytes:
@@ -211,6 +213,12 @@ def _show_status(answer: dict[str, Any]) -> None:
     assets = answer["assets"]
     print(f"assets: {len(assets['located'])} located, {len(assets['unlocated'])} unlocated"
           + (f" ({', '.join(assets['unlocated'])})" if assets["unlocated"] else ""))
+    overrides = answer.get("overrides") or {"grants": [], "isolations": []}
+    for isolation in overrides["isolations"]:
+        print(f"  ISOLATED {isolation['describe']} (by {isolation['who']}: {isolation['reason']})")
+    for grant in overrides["grants"]:
+        print(f"  {'GRANT' if grant['active'] else 'GRANT WAITING'} {grant['describe']} (by {grant['who']}: "
+              f"{grant['reason']})")
     last = answer.get("last_policy_apply")
     if last:
         print(f"last apply: {last['time']} by {last['who']} ({last['source']}): version {last['to_version'][:12]}, "

@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 def from_live(document: dict[str, Any]) -> tuple[Policy, Topology, dict[str, PortRef], dict[int, SwitchTables],
                                                  dict[int, str]]:
-    from controller.io.files import load_policy_text  # noqa: PLC0415
-    policy = load_policy_text(document["policy"]["text"].encode(), document["policy"].get("name", "in-force.yaml"))
+    from controller.io.files import load_in_force  # noqa: PLC0415
+    policy = load_in_force(document["policy"])
     topology, located, tables, names = read_live_document(document)
     return policy, topology, located, tables, names
 

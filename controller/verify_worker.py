@@ -13,7 +13,7 @@ import os
 import sys
 
 from controller.core.codec import read_live_document
-from controller.io.files import load_policy_text
+from controller.io.files import load_in_force
 from controller.policy.diagnostics import DocumentError
 from controller.verify.check import Verifier
 from controller.verify_cli import report_json
@@ -26,7 +26,7 @@ def main() -> int:
         pass
     document = json.load(sys.stdin)
     try:
-        policy = load_policy_text(document["policy"]["text"].encode(), document["policy"].get("name", "policy.yaml"))
+        policy = load_in_force(document["policy"])
     except DocumentError as error:
         print(json.dumps({"error": "; ".join(str(d) for d in error.diagnostics)}))
         return 2

@@ -27,6 +27,8 @@ from controller.app.cluster_kv import StoreUnavailable
 from controller.app.cluster_store import StoreConflict
 from controller.app.control import ControlPlane, Refused
 from controller.app.link_control import LinkControl, LinkRequestError
+from controller.app.override_control import OverrideControl, OverrideError
+from controller.core.overrides import MAX_GRANT_SECONDS
 from controller.io.yamlload import MAX_BYTES
 from controller.policy.diagnostics import DocumentError
 
@@ -91,22 +93,29 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                metrics: Callable[[], tuple[bytes, str]] | None = None, links: LinkControl | None = None,
                reads_need_token: bool = True, host: str = "127.0.0.1",
                tables: Callable[[], dict[str, Any]] | None = None,
-               forward: Callable[[str, bytes, dict[str, str]], tuple[bytes, int, dict[str, str]] | None] | None = None
+               forward: Callable[[str, bytes, dict[str, str]], tuple[bytes, int, dict[str, str]] | None] | None = None,
+               overrides: OverrideControl | None = None, more_tokens: tuple[tuple[str, str], ...] = ()
                ) -> Flask:
-    """token: (name, secret); None refuses every change (only a test builds that). `reads_need_token`:
+    """token: (name, secret); None refuses every change (only a test builds that); `more_tokens`:
+    other operators' (a grant that needs approval is approved by a token other than its asker's). `reads_need_token`:
     False when the token was generated (not configured), so that local reads stay open. `forward`
     (cluster mode): a change this instance may not make itself goes to the leader (or is refused)."""
     app = Flask("otseg")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BYTES
     allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
 
+    known = [t for t in ([token] if token else []) + list(more_tokens) if t[1]]
+
     def caller() -> str | None:
-        if token is None or not token[1]:
-            return None
         header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token[1].encode()):
-            return token[0]
-        return None
+        if not header.startswith("Bearer "):
+            return None
+        offered = header[7:].strip().encode()
+        found = None
+        for name, secret in known:  # every token compared, in constant time each
+            if hmac.compare_digest(offered, secret.encode()):
+                found = name
+        return found
 
     def _hostname(value: str) -> str:
         value = value.strip().lower()
@@ -155,7 +164,7 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                 return jsonify(error=f"refused by a switch; the previous policy stays in force: {error}"), 409
             except KeyError as error:
                 return jsonify(error=str(error).strip("'\"")), 404
-            except LinkRequestError as error:
+            except (LinkRequestError, OverrideError) as error:
                 return jsonify(error=str(error)), 422
             except StoreUnavailable as error:
                 return jsonify(error=f"no quorum: {error}; nothing was changed, what is in force stays enforced"), 503
@@ -224,6 +233,63 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
         @guarded
         def revoke_link(who: str) -> Any:
             return jsonify(links.revoke(*ends(), who))
+
+    if overrides is not None:
+        def body_of(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+            body = request.get_json(silent=True, force=True)  # JSON whatever the Content-Type (the token guards)
+            shape = ", ".join(f'"{k}": {getattr(t, "__name__", "number")}'
+                              for k, t in {**required, **(optional or {})}.items())
+            if not isinstance(body, dict) or any(not isinstance(body.get(k), t) for k, t in required.items()) or any(
+                    k in body and not isinstance(body[k], t) for k, t in (optional or {}).items()):
+                raise OverrideError(f"give JSON {{{shape}}}")
+            unknown = set(body) - set(required) - set(optional or {})
+            if unknown:
+                raise OverrideError(f"unknown field(s) {', '.join(sorted(unknown))}: give JSON {{{shape}}}")
+            for key, kind in {**required, **(optional or {})}.items():
+                if kind is list and key in body and not all(isinstance(item, str) for item in body[key]):
+                    raise OverrideError(f'"{key}" is a list of names')
+            return body
+
+        @app.get("/v1/grants")
+        @guarded
+        def get_grants(who: str) -> Any:
+            return jsonify(overrides.listing())
+
+        @app.post("/v1/grants")
+        @guarded
+        def post_grant(who: str) -> Any:
+            body = body_of({"from": list, "to": list, "services": list, "seconds": (int, float), "reason": str},  # type: ignore[dict-item]
+                           {"needs_approval": bool})
+            if not 0 < body["seconds"] <= MAX_GRANT_SECONDS:
+                raise OverrideError(f'"seconds" must be above 0 and at most {MAX_GRANT_SECONDS} (30 days)')
+            return jsonify(overrides.grant(body["from"], body["to"], body["services"], float(body["seconds"]),
+                                           body["reason"], who, bool(body.get("needs_approval", False))))
+
+        @app.post("/v1/grants/approve")
+        @guarded
+        def approve_grant(who: str) -> Any:
+            return jsonify(overrides.approve(body_of({"id": str})["id"], who))
+
+        @app.post("/v1/grants/revoke")
+        @guarded
+        def revoke_grant(who: str) -> Any:
+            return jsonify(overrides.revoke(body_of({"id": str})["id"], who))
+
+        @app.post("/v1/isolations")
+        @guarded
+        def post_isolation(who: str) -> Any:
+            body = body_of({"kind": str, "reason": str}, {"target": str, "keep": list})
+            if body["kind"] not in ("zone", "asset", "island", "auto"):
+                raise OverrideError('"kind" is zone, asset, island, or auto (a zone if one has that name, else an asset)')
+            if (body["kind"] == "island") == bool(body.get("target")):
+                raise OverrideError('"target" names the zone or asset to isolate (and is left out for the island)')
+            return jsonify(overrides.isolate(body["kind"], body.get("target", ""), body.get("keep", []),
+                                             body["reason"], who))
+
+        @app.post("/v1/isolations/release")
+        @guarded
+        def release_isolation(who: str) -> Any:
+            return jsonify(overrides.release(body_of({"id": str})["id"], who))
 
     if tables is not None:
         @app.get("/v1/tables")

@@ -3,7 +3,7 @@ for this instance's enforcer, discovery, control plane and status (the app wires
 
 `ClusterMember` (ha.py) decides *when*; this module does *what*, through injected parts:
 - elected (called with the reconcile lock held, after the MASTER claims): the store's
-  approvals, every switch re-read (the previous leader wrote it) and reconciled: diffed,
+  approvals and overrides (grants, isolations), every switch re-read (the previous leader wrote it) and reconciled: diffed,
   never flushed; link expiry held until our own LLDP has gone round;
 - deposed: an event and the status, and a wake (the worker then writes nothing);
 - follow: the version the leader put in force, parsed off the event loop and adopted without
@@ -38,6 +38,7 @@ class ClusterShell:
     write_status: Callable[[], None]
     set_status_version: Callable[[str], None]
     wake: Callable[[], None]
+    before_take_over: Callable[[], None] = lambda: None  # called with the reconcile lock held
 
     def run(self) -> None:
         while True:
@@ -52,6 +53,7 @@ class ClusterShell:
 
     def elected(self, term: int) -> None:
         self.links.reload()
+        self.before_take_over()  # the grants and isolations the last leader recorded
         self.enforcer.take_over()
         self.discovery.hold(self.discovery.book.timeout + 1.0)  # our own LLDP rounds start now
         self.spawn(self.discovery.send_round)
@@ -74,7 +76,8 @@ class ClusterShell:
                       "; ".join(map(str, error.diagnostics[:3])))
             return
         with self.lock:
-            self.enforcer.adopt_policy(policy)
+            self.control.base = policy
+            self.enforcer.adopt_policy(self.control.effective(policy))  # with the grants and isolations in force
             self.control.version, self.control.text = version, data
         self.set_status_version(version)
         log.info("cluster: following policy %r version %s (put in force by the leader)", policy.name, version[:12])

@@ -8,6 +8,7 @@ an invalid or refused candidate leaves the policy in force untouched.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable
@@ -19,6 +20,8 @@ from controller.core.budget import HINT, Overflow
 from controller.core.fit import HINT as FIT_HINT
 from controller.core.change import describe_change
 from controller.core.model import Policy
+from controller.core.overrides import Overrides, effective
+from controller.core.overrides import problems as override_problems
 from controller.io.files import load_policy_text
 from controller.policy.diagnostics import Diagnostic, DocumentError
 
@@ -37,8 +40,15 @@ class ControlPlane:
     def __init__(self, enforcer: Enforcer, store: PolicyStore, lock: Any, version: str, text: bytes,
                  on_change: Callable[[str], None] = lambda version: None,
                  executor: Callable[..., Any] = lambda function, *args: function(*args),
-                 verify: Callable[[Policy, bytes, Any, Any], list[str]] | None = None) -> None:
+                 verify: Callable[[Policy, bytes, Any, Any], list[str]] | None = None,
+                 base: Policy | None = None, overrides: Overrides = Overrides(),
+                 clock: Callable[[], float] = time.time) -> None:
+        """`base`: the policy of `text` (default: the enforcer's, when no override is in force);
+        `overrides`: the grants and isolations in force on top of it; `clock`: wall time (expiry)."""
         self.enforcer = enforcer
+        self.base = base if base is not None else enforcer.policy
+        self.overrides = overrides
+        self.clock = clock
         self.store = store
         self.lock = lock
         self.version = version
@@ -51,10 +61,25 @@ class ControlPlane:
         self.verify = verify
 
     def in_force(self) -> dict[str, Any]:
-        return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode()}
+        """The policy text in force and the overrides on top of it (as of `now`, wall time)."""
+        now = self.clock()
+        overrides = Overrides(tuple(g for g in self.overrides.grants if g.active(now)), self.overrides.isolations,
+                              self.overrides.sequence)
+        return {"name": self.enforcer.policy.name, "version": self.version, "text": self.text.decode(),
+                "overrides": json.loads(overrides.to_json()), "now": now}
 
     def _candidate(self, data: bytes, name: str) -> Policy:
-        return self.executor(load_policy_text, data, name)  # type: ignore[no-any-return]  # DocumentError: nothing changes
+        """The candidate base policy (DocumentError: nothing changes), checked against the overrides in force."""
+        candidate: Policy = self.executor(load_policy_text, data, name)
+        orphaned = override_problems(candidate, self.overrides, self.clock())
+        if orphaned:
+            raise DocumentError([Diagnostic(name, 1, 1, "overrides", problem,
+                                            "revoke the grant or release the isolation first (`otseg grants`, "
+                                            "`otseg isolations`), or keep what it names") for problem in orphaned])
+        return candidate
+
+    def effective(self, base: Policy, overrides: Overrides | None = None) -> Policy:
+        return effective(base, self.overrides if overrides is None else overrides, self.clock())
 
     def _change(self, candidate: Policy, name: str = "candidate.yaml", text: bytes = b"") -> dict[str, Any]:
         topology = self.enforcer.topology()
@@ -74,14 +99,15 @@ class ControlPlane:
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:
         candidate = self._candidate(data, name)
         with self.lock:
-            change = self._change(candidate, name, data)
+            change = self._change(self.effective(candidate), name, data)
         return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
                 "change": change}
 
     def apply(self, data: bytes, who: str, source: str = "push", name: str = "candidate.yaml") -> dict[str, Any]:
-        candidate = self._candidate(data, name)
+        base = self._candidate(data, name)
         with self.lock:
             start = time.monotonic()
+            candidate = self.effective(base)
             change = self._change(candidate, name, data)
             previous = self.version
             try:
@@ -99,7 +125,7 @@ class ControlPlane:
             except Exception as error:  # the cluster store: unreachable, or another writer (StoreConflict)
                 self._undo(candidate, previous, error)
                 raise
-            self.version, self.text = version, data
+            self.version, self.text, self.base = version, data, base
             pending = {f"{dpid:#x}": why for dpid, why in self.enforcer.pending_switches().items()}
             record = self.store.audit(who=who, source=source, action="apply", from_version=previous,
                                       to_version=version, policy=candidate.name, seconds=round(seconds, 6),
@@ -124,7 +150,7 @@ class ControlPlane:
         back on them, so that what is enforced is what the history says is in force."""
         log.error("policy %s applied but not recorded (%s): putting %s back on the switches", candidate.name, error,
                   short(previous))
-        restored = load_policy_text(self.text, f"version {short(previous)}")
+        restored = self.effective(self.base)
         try:
             self.enforcer.apply_policy(restored)
         except ApplyError as undo_error:

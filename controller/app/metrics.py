@@ -103,6 +103,10 @@ class Metrics:
         """Cluster mode: this instance's role, term, store reachability, takeovers, switch roles."""
         self.registry.register(_ClusterCollector(status))
 
+    def install_overrides(self, summary: Callable[[], dict[str, Any]]) -> None:
+        """Grants (active, waiting for approval; seconds left each) and isolations in force."""
+        self.registry.register(_OverridesCollector(summary))
+
     def install_state(self, enforcer: "Enforcer", version: Callable[[], str], unknown_devices: Callable[[], int]) -> None:
         self.registry.register(_StateCollector(enforcer, version, unknown_devices, self.counters))
 
@@ -206,6 +210,31 @@ class _LinksCollector:
         links.add_metric(["down"], sum(1 for item in declared if not item["up"]))
         links.add_metric(["pending"], len(summary["pending"]))
         yield links
+
+
+class _OverridesCollector:
+    def __init__(self, summary: Callable[[], dict[str, Any]]) -> None:
+        self.summary = summary
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        summary = self.summary()
+        grants = GaugeMetricFamily("otseg_grants", "Temporary grants: in force, or waiting for a second token's approval",
+                                   labels=["state"])
+        grants.add_metric(["active"], sum(1 for g in summary["grants"] if g["active"]))
+        grants.add_metric(["pending"], sum(1 for g in summary["grants"] if not g["active"]))
+        yield grants
+        left = GaugeMetricFamily("otseg_grant_seconds_left", "Seconds until a grant ends by itself", labels=["grant"])
+        for grant in summary["grants"]:
+            left.add_metric([grant["id"]], grant["seconds_left"])
+        yield left
+        isolations = GaugeMetricFamily("otseg_isolations", "Isolations in force (a zone, an asset, or the island)",
+                                       labels=["isolation", "target"])
+        for isolation in summary["isolations"]:
+            isolations.add_metric([isolation["id"], isolation["describe"].split(": ", 1)[-1]], 1)
+        yield isolations
 
 
 class _SafetyCollector:

@@ -46,9 +46,11 @@ from controller.app.ha import ClusterMember
 from controller.app.roles import SwitchRoles
 from controller.app.requests import SwitchRequests
 from controller.app.samples import ErrorBudget, SampleHandler
-from controller.app.status import StatusWriter, snapshot
+from controller.app.status import StatusWriter, overrides_status, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.app.switch_profiles import SwitchProfiles
+from controller.app.override_control import OverrideControl
+from controller.core.overrides import Overrides
 from controller.app import table_features
 from controller.policy.diagnostics import DocumentError
 from controller.core.model import Policy
@@ -93,12 +95,18 @@ class Settings:
     profiles: tuple[tuple[int, Profile], ...] = ()  # (dpid, profile) stated by the topology document
     discover: bool = True  # read each switch's capabilities on connect (table, group, meter features, bundles)
     cluster: Any = None  # cluster mode: a ClusterSetup (election on etcd, the cluster's LLDP key)
+    base_policy: Policy | None = None  # the policy file's (or push's) policy; `policy` is it with the overrides
+    overrides: Overrides = Overrides()  # grants and isolations in force (controller.core.overrides)
+    more_tokens: tuple[tuple[str, str], ...] = ()  # further operators' API tokens (a grant's approver)
 
 
 @dataclass
 class ClusterSetup:
     election: Any  # controller.app.election.Election
     lldp_key: bytes  # shared: a follower verifies the leader's LLDP, so its topology stays warm
+
+
+OVERRIDES_PERIOD = 1.0  # seconds between expiry checks: a grant ends at most this late
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -144,7 +152,9 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.switch_names = {d: n for n, d in names.items()}
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
                                     settings.policy_text, self._policy_changed, executor=tpool.execute,
-                                    verify=PushVerifier(self.switch_names) if settings.verify_pushes else None)
+                                    verify=PushVerifier(self.switch_names) if settings.verify_pushes else None,
+                                    base=settings.base_policy, overrides=settings.overrides)
+        self.overrides = OverrideControl(self.control, self._event)
         self.safety: dict[int, list[Any]] = {}
         self.cluster: ClusterShell | None = None
         if settings.cluster is not None:
@@ -159,11 +169,13 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                 self.member, self.enforcer, self.control, self.links, self.discovery, self.lock, tpool.execute,
                 lambda f: hub.spawn(self._guarded, "cluster", f), hub.sleep, self._event,
                 lambda: self.status.write(self.enforcer, self.packet_ins, self.control, self._extra_status()),
-                lambda version: setattr(self.status, "policy_version", version), self._wake)
+                lambda version: setattr(self.status, "policy_version", version), self._wake,
+                before_take_over=lambda: self.overrides.follow(locked=True))
             self.metrics.install_cluster(self.member.status)
         self.metrics.install_state(self.enforcer, lambda: self.control.version,
                                    lambda: self.enforcer.reported.count("unknown-device"))
         self.metrics.install_links(self.links.listing)
+        self.metrics.install_overrides(lambda: overrides_status(self.control))
         self.metrics.install_safety(lambda: self.safety)
         self.event_log = EventLog(settings.events, on_drop=self.metrics.events_dropped.inc)  # not `events`: OSKenApp owns that name
         self.counters = CounterPoller(self.enforcer, self.requests, self.metrics, self._event, hub.sleep)
@@ -184,10 +196,22 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                           hub.spawn(self._check_safety),
                           *([hub.spawn(self._guarded_loop, "cluster", self.cluster.run)] if self.cluster else []),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
+                          hub.spawn(self._guarded_loop, "overrides", self._overrides_loop),
                           hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
                           *([hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
                             if settings.verify_tables_seconds > 0 else [])]
         self.threads.extend(self._services)
+
+    def _overrides_loop(self) -> None:
+        """Every second: the leader (or a lone instance) ends the grants whose time is up; a
+        follower adopts the overrides the leader recorded."""
+        while True:
+            hub.sleep(OVERRIDES_PERIOD)
+            if self.member is not None and not self.member.leading:
+                if self.overrides.follow():
+                    self._wake()
+            elif self.overrides.expire_due():
+                self._wake()
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
         """Run a service loop for ever: an unexpected error is reported and the loop restarted."""
@@ -276,7 +300,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                                          self.control, self._extra_status()), settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
                          host=settings.api_host, tables=self._live_tables,
-                         forward=forwarder(self.member, self.member.election.api_url) if self.member else None)
+                         forward=forwarder(self.member, self.member.election.api_url) if self.member else None,
+                         overrides=self.overrides, more_tokens=settings.more_tokens)
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
 
     def _live_tables(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Only our app (and os-ken's OpenFlow handler) is loaded: link discovery is ours
 from __future__ import annotations
 
 import logging
+import time
 import secrets
 import socket
 import os
@@ -22,7 +23,10 @@ from urllib.parse import urlsplit
 from controller.app.status import policy_modes
 from controller.app.cluster_kv import StoreUnavailable
 from controller.app.cluster_store import StoreConflict
+from controller.app.override_control import OVERRIDES_FILE
 from controller.app.store import PolicyStore, short, version_of
+from controller.core.overrides import Overrides, effective
+from controller.core.overrides import problems as override_problems
 from controller.core.budget import HINT, policy_overflows
 from controller.core.compiler import compile_tables
 from controller.core.fit import refusals
@@ -67,15 +71,29 @@ class StartError(Exception):
 
 
 def read_token(path: str | None) -> tuple[str, str] | None:
-    """The API token as (name, secret): a file holding NAME:SECRET or SECRET, or OTSEG_API_TOKEN."""
+    """The (first) API token as (name, secret)."""
+    tokens = read_tokens(path)
+    return tokens[0] if tokens else None
+
+
+def read_tokens(path: str | None) -> tuple[tuple[str, str], ...]:
+    """The API tokens as (name, secret): a file holding one NAME:SECRET (or SECRET) per line, or
+    OTSEG_API_TOKEN. Several named tokens let a second operator approve a grant (`otseg approve`)."""
     text = Path(path).read_text().strip() if path else os.environ.get("OTSEG_API_TOKEN", "").strip()
-    if not text:
-        return None
-    name, _, secret = text.partition(":") if ":" in text else ("token", "", text)
-    if len(secret) < 16:  # an empty secret would match an empty "Bearer " header
-        raise StartError(f"the API token's secret is {len(secret)} characters long: give at least 16 "
-                         "(NAME:SECRET, e.g. ops:$(openssl rand -hex 16))")
-    return name, secret
+    tokens: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, secret = line.partition(":") if ":" in line else ("token", "", line)
+        if len(secret) < 16:  # an empty secret would match an empty "Bearer " header
+            raise StartError(f"the API token on line {number} has a secret of {len(secret)} characters: give at least "
+                             "16 (NAME:SECRET, e.g. ops:$(openssl rand -hex 16))")
+        if any(name == known for known, _ in tokens) or any(secret == known for _, known in tokens):
+            raise StartError(f"the API token on line {number} repeats another token's name or secret: each operator "
+                             "needs a name and a secret of their own")
+        tokens.append((name, secret))
+    return tuple(tokens)
 
 
 def starting_policy(options: RunOptions, store: PolicyStore) -> tuple[Policy, str, bytes]:
@@ -154,7 +172,8 @@ def ensure_free(host: str, port: int, what: str) -> None:
 
 
 def run(options: RunOptions) -> int:
-    token = read_token(options.api_token_file)
+    tokens = read_tokens(options.api_token_file)
+    token = tokens[0] if tokens else None
     if options.api_host not in ("127.0.0.1", "localhost", "::1") and token is None:
         raise StartError(f"--api-host {options.api_host} is not loopback: give --api-token-file (NAME:SECRET) or "
                          "set OTSEG_API_TOKEN, so that only holders of the token can change the policy")
@@ -180,6 +199,12 @@ def run(options: RunOptions) -> int:
     else:
         in_force_before = store.current().get("version")
         policy, version, data = starting_policy(options, store)
+    base, overrides = policy, Overrides.from_json(store.read(OVERRIDES_FILE))
+    orphaned = override_problems(base, overrides, time.time())
+    if orphaned:
+        raise StartError("the grants and isolations in force do not fit the policy: " + "; ".join(orphaned)
+                         + f" (restore what the policy file removed, or edit {store.describe(OVERRIDES_FILE)})")
+    policy = effective(base, overrides, time.time())
     lab = load_lab(options.topology, policy) if options.topology else None  # DocumentError: printed, exit 2
     if lab is not None and (lab.budgets or lab.profiles):  # it must fit the declared switches before any is programmed
         names = {dpid: name for name, dpid in lab.switches}
@@ -213,7 +238,8 @@ def run(options: RunOptions) -> int:
         verify_compile_seconds=options.verify_compile_seconds, budgets=lab.budgets if lab else (),
         profiles=lab.profiles if lab else (),
         verify_tables_seconds=options.verify_tables_seconds, verify_pushes=options.verify_pushes,
-        resumed=in_force_before == version, cluster=cluster)
+        resumed=in_force_before == version, cluster=cluster, base_policy=base, overrides=overrides,
+        more_tokens=tokens[1:])
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")

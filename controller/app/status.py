@@ -28,6 +28,16 @@ def policy_modes(policy: Policy) -> dict[str, object]:
     }
 
 
+def overrides_status(control: "ControlPlane") -> dict[str, Any]:
+    """Grants (with the time left) and isolations in force, for `otseg status` and the metrics."""
+    now = control.clock()
+    return {"grants": [{"id": g.id, "describe": g.describe(now), "active": g.active(now), "who": g.who,
+                        "reason": g.reason, "seconds_left": round(max(0.0, g.expires - now), 1)}
+                       for g in control.overrides.grants],
+            "isolations": [{"id": i.id, "describe": i.describe(), "who": i.who, "reason": i.reason}
+                           for i in control.overrides.isolations]}
+
+
 def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, int],
              control: "ControlPlane | None" = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     policy = enforcer.policy
@@ -61,6 +71,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
             "plans": {f"{d:#x}": p for d, p in report.plans.items()}, "errors": report.errors,
         },
         "last_policy_apply": None if control is None else control.last_apply,
+        "overrides": None if control is None else overrides_status(control),
         **(extra or {}),
     }
 

@@ -206,6 +206,8 @@ class IncrementalCompiler:
                     for kind in kinds:
                         dirty[kind] |= self._names(ctx, endpoint)
             dirty["monitor"] |= set(old.monitor_zones) ^ set(ctx.monitor_zones)
+            if _isolated(policy) != _isolated(old.policy):  # every monitor zone's unit names the isolated zones
+                dirty["monitor"] |= set(ctx.monitor_zones)
 
         # Hosts of every endpoint: recomputed for the endpoints a changed asset is (or was) in.
         hosts_changed: set[Endpoint] = set()
@@ -230,6 +232,8 @@ class IncrementalCompiler:
                 dirty["denied"].add(endpoint.name)
         if changed_zone_ids:  # deny counters name every destination zone by its id
             dirty["denied"] |= set(ctx.zone_ids) | changed_zone_ids
+            if changed_zone_ids & _isolated(policy):
+                dirty["monitor"] |= set(ctx.monitor_zones)
         for zone in changed_zone_ids:
             dirty["relation"] |= set(self._by_endpoint.get(Endpoint("zone", zone), ()))
             dirty["monitor"].add(zone)
@@ -373,3 +377,7 @@ class IncrementalCompiler:
             self._outputs[unit] = output
         else:
             self._outputs.pop(unit, None)
+
+
+def _isolated(policy: Policy) -> set[str]:
+    return {zone.name for zone in policy.zones if zone.isolated}

@@ -95,6 +95,10 @@ class Zone:
     intra_services: tuple[str, ...] = ()
     mode: Mode | None = None  # None: inherit the policy's mode
     description: str = ""
+    # Cut off by an isolation (controller.core.overrides), never by the policy file: only
+    # conduits reach it or leave it; monitor mode forwards nothing into it or out of it (a
+    # monitor-mode zone still forwards between its own members).
+    isolated: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class Conduit:
     mode: Mode | None = None  # None: the zone's or the policy's mode applies
     bidirectional: bool = False
     stateful: bool = False  # TCP/UDP replies only within connections the initiator opened (conntrack)
+    essential: bool = False  # protection, safety, time: kept by `otseg isolate` and `otseg island`
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ PRIO_TRANSIT = 3000
 PRIO_COMMIT = 2100
 PRIO_ALLOW = 2000
 PRIO_ALLOW_MONITOR = 1500
+PRIO_ISOLATED = 1200  # above a zone's monitor rule, below every conduit
 PRIO_ZONE_MONITOR = 1000
 PRIO_DENY_COUNT = 1
 PRIO_MISS = 0
@@ -392,6 +393,12 @@ def denied_count_flows(src_zone_tag: tuple[int, int], zone: str,
         flows.append(make_flow(POLICY, PRIO_DENY_COUNT, {"metadata": metadata}, drop,
                                cookie(f"denied:{zone}>{dst_zone}")))
     return flows
+
+
+def isolated_flow(src_zone_tag: tuple[int, int], dst_zone_tag: tuple[int, int], zone: str, isolated: str) -> Flow:
+    """Monitor mode of `zone` forwards nothing into an isolated zone: only conduits cross its border."""
+    tag = (src_zone_tag[0] | dst_zone_tag[0], src_zone_tag[1] | dst_zone_tag[1])
+    return make_flow(POLICY, PRIO_ISOLATED, {"metadata": tag}, [ClearActions()], cookie(f"isolated:{zone}>{isolated}"))
 
 
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:

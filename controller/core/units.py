@@ -32,6 +32,7 @@ from controller.core.relations import Relation, is_l2_multicast
 from controller.core.rules import (
     Out, arp_request_flow, commit_flows, conntrack_lookup_flow, denied_count_flows, destination_flows,
     infrastructure_flows, locate_flow, multicast_flow, port_security_flows, relation_flows, to_port, unicast_flow,
+    isolated_flow,
     zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
@@ -284,8 +285,15 @@ def monitor_unit(ctx: Context, zone: str) -> UnitOutput:
     if zone not in ctx.monitor_zones:
         return EMPTY
     endpoint = Endpoint("zone", zone)
-    flow = zone_monitor_flow(ctx.src_tag(endpoint), zone)
-    return UnitOutput(tuple((dpid, flow) for dpid in sorted(ctx.hosts_of(endpoint))))
+    src_tag = ctx.src_tag(endpoint)
+    if ctx.policy.zone(zone).isolated:  # it forwards only between its own members
+        dst_tag = ctx.dst_tag(endpoint)
+        flows = [zone_monitor_flow((src_tag[0] | dst_tag[0], src_tag[1] | dst_tag[1]), zone)]
+    else:  # it forwards anywhere but into an isolated zone
+        flows = [zone_monitor_flow(src_tag, zone)] + [
+            isolated_flow(src_tag, ctx.dst_tag(Endpoint("zone", z.name)), zone, z.name)
+            for z in ctx.policy.zones if z.isolated]
+    return UnitOutput(tuple((dpid, flow) for dpid in sorted(ctx.hosts_of(endpoint)) for flow in flows))
 
 
 def locate_unit(ctx: Context, name: str) -> UnitOutput:

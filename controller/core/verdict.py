@@ -88,6 +88,9 @@ def decide(policy: Policy, src: Asset, dst: Asset, packet: Packet) -> Verdict:
     if monitor:
         origin = sorted(monitor)[0]
         return Verdict("allowed-by-monitor", origin, _reason(policy, origin))
+    for zone in {src.zone, dst.zone}:
+        if src.zone != dst.zone and policy.zone(zone).isolated:
+            return Verdict("denied", "", f"zone {zone!r} is isolated: only conduits cross its border")
     if not packet.multicast and policy.zone_mode(src.zone) == "monitor":
         return Verdict("would-deny", "", f"zone {src.zone!r} is in monitor mode")
     return Verdict("denied", "", "no conduit allows it")

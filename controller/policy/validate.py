@@ -21,7 +21,8 @@ from controller.policy.services import read_service
 TOP_KEYS = ("policy", "mode", "switches", "zones", "assets", "services", "conduits", "description")
 ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
 ASSET_KEYS = ("zone", "mac", "ip", "location", "vlan", "description")
-CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "description")
+CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "essential",
+                "description")
 MODES = ("enforce", "monitor")
 MAX_ZONES = 4095  # the source zone id has 12 bits of metadata (controller/core/pipeline.py)
 MAX_ASSETS = 262143
@@ -252,6 +253,7 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
         mode = read.choice(body.get("mode"), context, "mode", MODES)
         bidirectional = read.boolean(body.get("bidirectional"), context, "bidirectional") or False
         stateful = read.boolean(body.get("stateful"), context, "stateful") or False
+        essential = read.boolean(body.get("essential"), context, "essential") or False
         reason = read.text(body.get("reason"), context, "reason") or ""
         if sources and destinations and service_names:
             _check_ip_services(collector, context, sources, destinations, service_names, assets, services)
@@ -261,7 +263,7 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
             conduits.append(Conduit(name=name, sources=tuple(sources), destinations=tuple(destinations),
                                     services=tuple(service_names), reason=reason,
                                     mode=mode, bidirectional=bidirectional,
-                                    stateful=stateful))  # type: ignore[arg-type]
+                                    stateful=stateful, essential=essential))  # type: ignore[arg-type]
     return conduits
 
 

@@ -154,8 +154,9 @@ class Verdicts:
     def of(self, src: Asset, dst: Asset, multicast: bool) -> Function:
         """The packets `decide(policy, src, dst, .)` delivers (allowed, by monitor, would-deny)."""
         s, policy = self.packets.s, self.policy
-        if not multicast and policy.zone_mode(src.zone) == "monitor":
-            return s.true
+        across_isolation = src.zone != dst.zone and (policy.zone(src.zone).isolated or policy.zone(dst.zone).isolated)
+        if not multicast and policy.zone_mode(src.zone) == "monitor" and not across_isolation:
+            return s.true  # an isolated zone's border: only conduits cross it (controller.core.model.Zone)
         if src.zone == dst.zone and policy.zone(src.zone).intra is Intra.ALLOW and not multicast:
             return s.true
         src_initiates, src_responds = self._sides_of(src)

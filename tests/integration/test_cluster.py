@@ -111,6 +111,29 @@ def test_a_push_on_the_follower_is_forwarded_and_in_the_one_history(cluster: Clu
     assert code == 200, answer
 
 
+def test_a_grant_made_on_the_follower_survives_a_takeover_and_ends_on_time(cluster: Cluster) -> None:
+    leader, _ = cluster.wait_leader()
+    follower = next(name for name in cluster.running() if name != leader)
+    body = json.dumps({"from": ["erp-server"], "to": ["office-pc"], "services": ["ssh"], "seconds": 15,
+                       "reason": "cluster test"}).encode()
+    code, answer, headers = cluster.post(follower, "/v1/grants", body)
+    assert code == 200 and headers.get("X-Otseg-Leader") == leader, answer
+    granted_at, grant = time.time(), answer["grant"]
+    cluster.instances[follower].wait_for(
+        lambda s: [g["id"] for g in s["overrides"]["grants"]] == [grant], 5, "the follower adopts the grant")
+    cluster.instances[leader].kill()
+    new_leader, _ = cluster.wait_leader(not_=leader)
+    assert new_leader == follower
+    assert [g["id"] for g in cluster.status(new_leader)["overrides"]["grants"]] == [grant]
+    cluster.instances[new_leader].wait_for(lambda s: not s["overrides"]["grants"], 25, "the new leader ends it")
+    assert time.time() >= granted_at + 15.0  # not before its time
+    history = json.loads(urllib.request.urlopen(cluster.instances[new_leader].api_url + "/v1/history").read())
+    ended = [e for e in history if e.get("action") == "expire" and e.get("grant", {}).get("id") == grant]
+    assert len(ended) == 1 and ended[0]["instance"] == new_leader, ended
+    assert cluster.converged(PLANT) == []
+    _restart(cluster, leader)
+
+
 def test_the_leader_killed_right_after_a_push_a_follower_takes_over_hitless(cluster: Cluster) -> None:
     leader, _ = cluster.wait_leader()
     result = kill_leader_once(cluster, ALLOWED, DENIED, WITHOUT_EVENTS.encode(), cluster.plant.workdir / "takeover")
