@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="check the switches' Open vSwitch settings (in-band control, fail mode, protocols) in this "
                           "OVSDB (e.g. unix:/var/run/openvswitch/db.sock, tcp:IP:6640); auto: the local one if "
                           "present (default); none: do not check")
+    run.add_argument("--grants-need-approval", action="store_true",
+                     help="every temporary grant waits until a second, different API token approves it "
+                          "(`otseg approve`), whatever its asker says")
+    run.add_argument("--learn-budget", type=_learn_budget, default=2000, metavar="N",
+                     help="learn mode: record at most N conversations (default 2000; each costs two entries "
+                          "on its switches); past it nothing more is learned, and `otseg learn report` says so")
     run.add_argument("--audit-seconds", type=_positive_seconds, default=30.0, metavar="S",
                      help="re-read every switch this often and repair any difference from otseg's tables "
                           "(default 30; also on every reconnect)")
@@ -190,6 +196,16 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn_budget(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of conversations from 1 to 100000")
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -213,7 +229,8 @@ def _run(args: argparse.Namespace) -> int:
                               args.watch, args.events, args.topology, args.ovsdb, args.audit_seconds,
                               args.foreign_flows == "remove", args.verify_compile_seconds,
                               args.verify_tables_seconds, args.verify_pushes, args.cluster, args.cluster_name,
-                              args.instance, args.lease_seconds, args.advertise_api))
+                              args.instance, args.lease_seconds, args.advertise_api, args.learn_budget,
+                              args.grants_need_approval))
     except (StartError, OSError) as error:
         print(f"otseg run: {error}", file=sys.stderr)
         return EXIT_INVALID

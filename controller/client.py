@@ -67,8 +67,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
             a, "POST", f"/v1/links/{action}", json.dumps({"a": a.a, "b": a.b}).encode(), None,
             lambda answer: print(f"{action}d link {' <-> '.join(answer.get(action + 'd', []))}"),
             content_type="application/json"))
-    from controller.override_client import add_parsers as add_override_parsers  # noqa: PLC0415  (it imports this)
-    add_override_parsers(commands, common)
+    from controller.override_client import add_learn_parsers, add_parsers as add_override_parsers  # noqa: PLC0415
+    add_override_parsers(commands, common)  # (a local import: that module imports this one)
+    add_learn_parsers(commands, common)
 
 
 def _read(path: str) -> bytes:

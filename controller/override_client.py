@@ -1,5 +1,7 @@
-"""`otseg grant|approve|revoke|grants|isolate|island|release|isolations`: temporary access and
-isolation on a running controller (its control API; see controller/app/override_control.py)."""
+"""`otseg grant|approve|revoke|grants|isolate|island|release|isolations|learn`: temporary access,
+isolation and learn mode on a running controller (its control API; see
+controller/app/override_control.py and controller/app/learner.py). `learn propose` runs the
+pure proposal (controller.core.learn) here, on what the controller recorded."""
 
 from __future__ import annotations
 
@@ -102,3 +104,67 @@ def _show_isolations(answer: dict[str, Any]) -> None:
         print("no isolations")
     for isolation in answer["isolations"]:
         print(f"{isolation['describe']}; by {isolation['who']}: {isolation['reason']}")
+
+
+def add_learn_parsers(commands: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:  # type: ignore[type-arg]
+    learn = commands.add_parser("learn", help="learn mode: what was seen, and a policy proposed from it")
+    actions = learn.add_subparsers(dest="action", metavar="ACTION", required=True)
+    report = actions.add_parser("report", help="the conversations recorded (learn-mode zones)")
+    common(report)
+    report.set_defaults(handler=lambda a: _call(a, "GET", "/v1/learn", None, None, _show_learned))
+    propose = actions.add_parser("propose", help="write a policy that allows what was seen (and nothing else)")
+    propose.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the proposed policy")
+    common(propose)
+    propose.set_defaults(handler=_propose)
+    reset = actions.add_parser("reset", help="forget what was recorded (audited)")
+    common(reset)
+    reset.set_defaults(handler=lambda a: _call(a, "POST", "/v1/learn/reset", b"{}", None,
+                                               lambda answer: print(f"forgot {answer['forgotten']} conversations"),
+                                               content_type="application/json"))
+
+
+def _show_learned(answer: dict[str, Any]) -> None:
+    zones = ", ".join(answer["zones_learning"]) or "none (no zone is in learn mode)"
+    print(f"learning in: {zones}; {len(answer['conversations'])} conversation(s) of a budget of {answer['budget']}"
+          + (f"; BUDGET REACHED, {answer['not_recorded']} more not recorded" if answer["full"] else ""))
+    for row in answer["conversations"]:
+        print(f"  {row['describe']:<50} {row['packets']:>10,} packets  first {_stamp(row['first'])}  "
+              f"last {_stamp(row['last'])}")
+    for row in answer["unknown_devices"]:
+        print(f"  unknown device {row['mac']} on {row['switch']}:{row['port']}: {row['frames']} frame(s) sampled, "
+              "dropped (describe it as an asset to learn its traffic)")
+
+
+def _propose(args: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415
+
+    from controller.client import request_json  # noqa: PLC0415
+    from controller.core.learn import Conversation, Seen, propose  # noqa: PLC0415
+    from controller.io.files import load_policy_text  # noqa: PLC0415
+    from controller.policy.diagnostics import DocumentError  # noqa: PLC0415
+
+    learned = request_json(args, "GET", "/v1/learn")
+    in_force = request_json(args, "GET", "/v1/policy")
+    policy = load_policy_text(in_force["text"].encode(), "in-force.yaml")
+    seen = {Conversation.from_key(r["key"]): Seen(r["first"], r["last"], r["packets"]) for r in learned["conversations"]}
+    text = propose(yaml.safe_load(in_force["text"]), policy, seen)
+    try:
+        proposed = load_policy_text(text.encode(), args.output)
+    except DocumentError as error:  # an otseg bug: never write a policy that does not load
+        raise ClientError("the proposal does not validate (please report it): "
+                          + "; ".join(map(str, error.diagnostics[:3])), EXIT_INVALID) from None
+    with open(args.output, "w") as stream:
+        stream.write(text)
+    added = len(proposed.conduits) - len(policy.conduits)
+    print(f"wrote {args.output}: {added} conduit(s) proposed from {len(seen)} conversation(s), mode enforce; "
+          f"review it, then `otseg diff {args.output}` and `otseg push {args.output}`")
+    if learned["full"]:
+        print(f"warning: the learn budget was reached: {learned['not_recorded']} conversation(s) were not recorded "
+              "and are not in the proposal")
+    return 0
+
+
+def _stamp(seconds: float) -> str:
+    import time  # noqa: PLC0415
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

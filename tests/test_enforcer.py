@@ -172,6 +172,19 @@ def test_an_asset_may_move_after_its_port_went_down() -> None:
     assert enforcer.bindings()["plc-a"] == PortRef(3, 7)
 
 
+def test_a_binding_its_port_lost_is_not_adopted_back_from_the_switchs_flows() -> None:
+    """The switch still holds the old port's binding flows until the next reconcile; a re-read
+    of the switch meanwhile (a refused change, an audit) must not bind the asset there again."""
+    enforcer, _ = _linear()
+    enforcer.reconcile()
+    old = enforcer.bindings()["plc-a"]
+    enforcer.port_down(old)
+    assert "plc-a" not in enforcer.bindings()
+    enforcer.switches[old.dpid].installed = None  # read again, as after a refused change
+    enforcer.reconcile()
+    assert "plc-a" not in enforcer.bindings()
+
+
 def test_a_refused_change_is_reported_and_the_switch_is_read_again() -> None:
     enforcer, switches = _linear()
     switches[2].refuse = True

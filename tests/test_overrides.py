@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from controller.core.model import Policy
 from controller.core.overrides import (
     Grant, Isolation, Overrides, effective, format_seconds, grant_problems, isolation_problems, parse_duration,
 )
-from controller.core.verdict import decide
+from controller.core.verdict import ETH_IPV4, Packet, decide
 from controller.policy.diagnostics import DocumentError
 from controller.verify.check import verify
 from tests.conftest import EXAMPLES, POLICIES, load_example
@@ -320,3 +321,78 @@ def test_the_walk_catches_a_compiler_that_forgets_an_isolation(mutation: str) ->
                for dpid, switch in tables.items()}
     assert mutated != tables, "the mutation changed nothing: it proves nothing"
     assert Matrix(isolated, topology, tables=mutated).check_unicast(), f"{mutation} was not caught"
+
+
+# -- after an attacker's review ------------------------------------------------------------------
+def test_overlapping_requests_each_start_from_the_state_the_last_one_left() -> None:
+    """Each request builds its overrides under the lock: two grants at once get two ids and both
+    stay; an isolation made while a grant expires stays in force."""
+    import tempfile
+
+    clock = [NOW]
+    overrides, _ = overrides_control(Path(tempfile.mkdtemp()), clock)
+    enforcer = overrides.control.enforcer
+    slow_apply = enforcer.apply_policy
+
+    def apply_slowly(policy):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # a switch round trip: another request arrives meanwhile
+        return slow_apply(policy)
+
+    enforcer.apply_policy = apply_slowly  # type: ignore[method-assign]
+    threads = [threading.Thread(target=overrides.grant, args=(["plc-a"], ["eng"], ["ssh"], 60, f"r{i}", "ops"))
+               for i in range(2)]
+    threads.append(threading.Thread(target=overrides.isolate, args=("zone", "field", [], "incident", "ops")))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(overrides.overrides.grants) == 2 and len({g.id for g in overrides.overrides.grants}) == 2
+    assert [i.target for i in overrides.overrides.isolations] == ["field"]
+    stored = Overrides.from_json(overrides.control.store.read(OVERRIDES_FILE))
+    assert stored == overrides.overrides
+
+
+def test_an_isolated_asset_keeps_an_essential_conduit_to_its_own_zone_peers() -> None:
+    policy, _ = load_example("linear.yaml", "linear.yaml")
+    from controller.core.model import Conduit, Endpoint
+
+    peers = Conduit("field-peers", (Endpoint("zone", "field"),), (Endpoint("zone", "field"),), ("modbus",),
+                    essential=True)
+    policy = replace(policy, conduits=policy.conduits + (peers,), _index={})
+    isolated = effective(policy, Overrides(isolations=(isolation("asset", "plc-a"),)), NOW)
+    modbus = Packet(ETH_IPV4, 6, 40000, 502, 0x02)
+    for a, b in (("plc-a", "plc-b"), ("plc-b", "plc-a"), ("plc-b", "drive-1")):
+        assert decide(isolated, isolated.asset(a), isolated.asset(b), modbus).outcome == "allowed", (a, b)
+    assert not decide(isolated, isolated.asset("scada"), isolated.asset("plc-a"), modbus).delivered
+
+
+def test_a_policy_conduit_named_like_a_grant_does_not_keep_the_grant_through_an_isolation() -> None:
+    policy, _ = load_example("linear.yaml", "linear.yaml")
+    from controller.core.model import Conduit, Endpoint
+
+    decoy = Conduit("grant:g1", (Endpoint("asset", "scada"),), (Endpoint("asset", "eng"),), ("ssh",))
+    policy = replace(policy, conduits=policy.conduits + (decoy,), _index={})
+    grant = Grant("g1", ("eng",), ("plc-a",), ("ssh",), "v", "ops", NOW, NOW + 60)
+    both = effective(policy, Overrides((grant,), (isolation("zone", "field", keep=("grant:g1",)),)), NOW)
+    assert len({c.name for c in both.conduits}) == len(both.conduits)  # no two conduits share a name
+    ssh = Packet(ETH_IPV4, 6, 40000, 22, 0x02)
+    assert not decide(both, both.asset("eng"), both.asset("plc-a"), ssh).delivered  # the grant is cut
+    assert decide(both, both.asset("scada"), both.asset("eng"), ssh).delivered  # the kept policy conduit stays
+
+
+def test_requests_are_bounded_and_approval_can_be_required_by_the_operator(tmp_path: Path) -> None:
+    clock = [NOW]
+    overrides, _ = overrides_control(tmp_path, clock)
+    with pytest.raises(OverrideError, match="more than 0 s"):
+        overrides.grant(["plc-a"], ["eng"], ["ssh"], True, "r", "ops")  # type: ignore[arg-type]
+    with pytest.raises(OverrideError, match="at most 1000"):
+        overrides.grant([f"x{i}" for i in range(1001)], ["eng"], ["ssh"], 60, "r", "ops")
+    with pytest.raises(OverrideError, match="at most 1024"):
+        overrides.grant(["plc-a"], ["eng"], ["ssh"], 60, "r" * 2000, "ops")
+    answer = overrides.grant(["plc-a", "plc-a"], ["eng"], ["ssh"], 60, "r", "ops")
+    assert overrides.overrides.grant(answer["grant"]).sources == ("plc-a",)
+    overrides.approval_required = True
+    second = overrides.grant(["plc-b"], ["eng"], ["ssh"], 60, "r", "ops")
+    assert overrides.overrides.grant(second["grant"]).approval == "pending"
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("1.2.3h")

@@ -94,8 +94,8 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                reads_need_token: bool = True, host: str = "127.0.0.1",
                tables: Callable[[], dict[str, Any]] | None = None,
                forward: Callable[[str, bytes, dict[str, str]], tuple[bytes, int, dict[str, str]] | None] | None = None,
-               overrides: OverrideControl | None = None, more_tokens: tuple[tuple[str, str], ...] = ()
-               ) -> Flask:
+               overrides: OverrideControl | None = None, more_tokens: tuple[tuple[str, str], ...] = (),
+               learner: Any = None, wake: Callable[[], None] = lambda: None) -> Flask:
     """token: (name, secret); None refuses every change (only a test builds that); `more_tokens`:
     other operators' (a grant that needs approval is approved by a token other than its asker's). `reads_need_token`:
     False when the token was generated (not configured), so that local reads stay open. `forward`
@@ -290,6 +290,20 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
         @guarded
         def release_isolation(who: str) -> Any:
             return jsonify(overrides.release(body_of({"id": str})["id"], who))
+
+    if learner is not None:
+        @app.get("/v1/learn")
+        @guarded
+        def get_learned(who: str) -> Any:
+            return jsonify(learner.report())
+
+        @app.post("/v1/learn/reset")
+        @guarded
+        def reset_learned(who: str) -> Any:
+            forgotten = learner.forget()
+            control.store.audit(who=who, source="learn", action="learn-reset", conversations=forgotten)
+            wake()
+            return jsonify({"forgotten": forgotten})
 
     if tables is not None:
         @app.get("/v1/tables")

@@ -69,14 +69,16 @@ class ControlPlane:
                 "overrides": json.loads(overrides.to_json()), "now": now}
 
     def _candidate(self, data: bytes, name: str) -> Policy:
-        """The candidate base policy (DocumentError: nothing changes), checked against the overrides in force."""
-        candidate: Policy = self.executor(load_policy_text, data, name)
+        """The candidate base policy (DocumentError: nothing changes)."""
+        return self.executor(load_policy_text, data, name)  # type: ignore[no-any-return]
+
+    def _fits_overrides(self, candidate: Policy, name: str) -> None:
+        """Under the lock: the grants and isolations in force must still apply on top of `candidate`."""
         orphaned = override_problems(candidate, self.overrides, self.clock())
         if orphaned:
             raise DocumentError([Diagnostic(name, 1, 1, "overrides", problem,
                                             "revoke the grant or release the isolation first (`otseg grants`, "
                                             "`otseg isolations`), or keep what it names") for problem in orphaned])
-        return candidate
 
     def effective(self, base: Policy, overrides: Overrides | None = None) -> Policy:
         return effective(base, self.overrides if overrides is None else overrides, self.clock())
@@ -99,6 +101,7 @@ class ControlPlane:
     def validate(self, data: bytes, name: str = "candidate.yaml") -> dict[str, Any]:
         candidate = self._candidate(data, name)
         with self.lock:
+            self._fits_overrides(candidate, name)
             change = self._change(self.effective(candidate), name, data)
         return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
                 "change": change}
@@ -107,6 +110,7 @@ class ControlPlane:
         base = self._candidate(data, name)
         with self.lock:
             start = time.monotonic()
+            self._fits_overrides(base, name)
             candidate = self.effective(base)
             change = self._change(candidate, name, data)
             previous = self.version

@@ -64,7 +64,7 @@ class CounterPoller:
         policy = self.enforcer.policy
         totals = self.metrics.counters.totals()
         origins = [(f"monitor:{z.name}", "would-deny", {"source_zone": z.name}) for z in policy.zones
-                   if policy.zone_mode(z.name) == "monitor"]
+                   if policy.zone_forwards(z.name)]
         origins += [(c.name, "allowed-by-monitor", {"conduit": c.name, "reason": c.reason}) for c in policy.conduits
                     if c.mode == "monitor"]
         for origin, verdict, detail in origins:

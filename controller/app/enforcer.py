@@ -30,6 +30,7 @@ from controller.core.flows import SwitchTables
 from controller.core.grace import lldp_bootstrap, may_wait
 from controller.core.staging import VERSIONED_TABLES, target
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
+from controller.core.learn import Conversation
 from controller.core.model import Policy
 from controller.core.profiles import Profile
 from controller.core.pipeline import POLICY, PORT_SECURITY
@@ -54,6 +55,9 @@ class Enforcer:
         self.writable = writable
         # Each switch's capability profile (stated in the topology document, or discovered).
         self.profiles = profiles or SwitchProfiles()
+        # Learn mode (controller/app/learner.py): recorded conversations get counting entries.
+        self.conversations: frozenset[Conversation] = frozenset()
+        self.learn_full = False
         # Entries each switch can hold (max_flows in the topology document): a switch whose
         # compiled tables exceed it keeps what it holds, and a push that would do so is refused.
         self.budgets = dict(budgets or {})
@@ -252,7 +256,7 @@ class Enforcer:
                           for port in numbers)
         declared = frozenset(end for end in self.trunk_ports() if end.dpid in connected)
         return Topology(connected, links, tuple(sorted(self.learned.items())), ports, declared,
-                        self.profiles.table(connected))
+                        self.profiles.table(connected), tuple(sorted(self.conversations)), self.learn_full)
 
     def switch_profile(self, dpid: int, profile: Profile) -> None:
         """Discovery read what the switch can do: its tables follow that profile (unless overridden)."""
@@ -411,7 +415,7 @@ class Enforcer:
         state.expected_trunks = trunks_in_flows(state.installed) | declared
         for name, where in bindings_in_flows(self.policy, state.channel.dpid, state.installed,
                                              self.topology().trunk_ports).items():
-            if name not in self.bound:
+            if name not in self.bound and where not in self.down_ports:  # a port that went down unbound it
                 self.bound[name] = Binding(where, self.policy.asset(name).mac)
                 log.info("asset %s bound at %s (adopted from the switch's flows)", name, _port(where))
 

@@ -189,7 +189,7 @@ class _StateCollector:
         would_deny = CounterMetricFamily("otseg_would_deny_packets", "Packets forwarded only because their source "
                                          "zone is in monitor mode (switch counters)", labels=["source_zone"])
         for zone in policy.zones:
-            if policy.zone_mode(zone.name) == "monitor":
+            if policy.zone_forwards(zone.name):
                 would_deny.add_metric([zone.name], totals.get(cookie(f"monitor:{zone.name}"), (0, 0))[0])
         yield would_deny
 

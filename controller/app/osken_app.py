@@ -50,6 +50,8 @@ from controller.app.status import StatusWriter, overrides_status, snapshot
 from controller.app.store import PolicyStore, version_of
 from controller.app.switch_profiles import SwitchProfiles
 from controller.app.override_control import OverrideControl
+from controller.app.learner import Learner
+from controller.core.learn import DEFAULT_BUDGET
 from controller.core.overrides import Overrides
 from controller.app import table_features
 from controller.policy.diagnostics import DocumentError
@@ -98,6 +100,8 @@ class Settings:
     base_policy: Policy | None = None  # the policy file's (or push's) policy; `policy` is it with the overrides
     overrides: Overrides = Overrides()  # grants and isolations in force (controller.core.overrides)
     more_tokens: tuple[tuple[str, str], ...] = ()  # further operators' API tokens (a grant's approver)
+    learn_budget: int = DEFAULT_BUDGET  # learn mode: at most this many conversations recorded
+    grants_need_approval: bool = False  # every grant waits for a second, different token
 
 
 @dataclass
@@ -107,6 +111,8 @@ class ClusterSetup:
 
 
 OVERRIDES_PERIOD = 1.0  # seconds between expiry checks: a grant ends at most this late
+LEARN_PERIOD = 1.0  # seconds between handing new conversations to the tables
+LEARN_SAVE_EVERY = 10  # learn periods between saves of what was recorded
 
 
 class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
@@ -147,14 +153,18 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                                                 if d in self.enforcer.switches},
                                        DiscoveryEvents(self._link_up, self._link_down, self._link_pending,
                                                        lambda reason: self.metrics.lldp_rejected.inc()))
-        self.samples = SampleHandler(self.enforcer, self.discovery.lldp_in, self._packet_out)
+        self.learner = Learner(self.enforcer, settings.store, settings.learn_budget, self.lock,
+                               counters=self.metrics.counters.totals,
+                               may_record=lambda: self.member is None or self.member.leading)
+        self.samples = SampleHandler(self.enforcer, self.discovery.lldp_in, self._packet_out,
+                                     learn=self.learner.sample, unknown=self.learner.unknown_device)
         self.status = StatusWriter(settings.status_file, settings.policy_version)
         self.switch_names = {d: n for n, d in names.items()}
         self.control = ControlPlane(self.enforcer, settings.store, self.lock, settings.policy_version,
                                     settings.policy_text, self._policy_changed, executor=tpool.execute,
                                     verify=PushVerifier(self.switch_names) if settings.verify_pushes else None,
                                     base=settings.base_policy, overrides=settings.overrides)
-        self.overrides = OverrideControl(self.control, self._event)
+        self.overrides = OverrideControl(self.control, self._event, settings.grants_need_approval)
         self.safety: dict[int, list[Any]] = {}
         self.cluster: ClusterShell | None = None
         if settings.cluster is not None:
@@ -197,6 +207,7 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                           *([hub.spawn(self._guarded_loop, "cluster", self.cluster.run)] if self.cluster else []),
                           hub.spawn(self._guarded_loop, "audit", self.auditor.run),
                           hub.spawn(self._guarded_loop, "overrides", self._overrides_loop),
+                          hub.spawn(self._guarded_loop, "learn", self._learn_loop),
                           hub.spawn(self._guarded_loop, "verify-compile", self.compile_verifier.run),
                           *([hub.spawn(self._guarded_loop, "verify-tables", self.table_verifier.run)]
                             if settings.verify_tables_seconds > 0 else [])]
@@ -212,6 +223,17 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                     self._wake()
             elif self.overrides.expire_due():
                 self._wake()
+
+    def _learn_loop(self) -> None:
+        """Every second new conversations go into the tables; every 10 s they are stored."""
+        rounds = 0
+        while True:
+            hub.sleep(LEARN_PERIOD)
+            rounds += 1
+            if self.learner.flush():
+                self._wake()
+            if rounds % LEARN_SAVE_EVERY == 0:
+                self.learner.save()
 
     def _guarded_loop(self, name: str, loop: Callable[[], None]) -> None:
         """Run a service loop for ever: an unexpected error is reported and the loop restarted."""
@@ -301,7 +323,8 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
                          host=settings.api_host, tables=self._live_tables,
                          forward=forwarder(self.member, self.member.election.api_url) if self.member else None,
-                         overrides=self.overrides, more_tokens=settings.more_tokens)
+                         overrides=self.overrides, more_tokens=settings.more_tokens, learner=self.learner,
+                         wake=self._wake)
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
 
     def _live_tables(self) -> dict[str, Any]:

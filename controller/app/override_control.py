@@ -21,7 +21,8 @@ from typing import Any, Callable, Literal
 from controller.app.control import ControlPlane, Refused
 from controller.app.enforcer import ApplyError
 from controller.core.overrides import (
-    Grant, Isolation, IsolationKind, Overrides, effective, format_seconds, grant_problems, isolation_problems, stamp,
+    MAX_GRANT_SECONDS, Grant, Isolation, IsolationKind, Overrides, effective, format_seconds, grant_problems,
+    isolation_problems, stamp,
 )
 from controller.policy.diagnostics import DocumentError
 
@@ -34,9 +35,13 @@ class OverrideError(ValueError):
 
 
 class OverrideControl:
-    def __init__(self, control: ControlPlane, emit: Callable[[str, dict[str, Any]], None] = lambda kind, e: None) -> None:
+    def __init__(self, control: ControlPlane, emit: Callable[[str, dict[str, Any]], None] = lambda kind, e: None,
+                 approval_required: bool = False) -> None:
+        """`approval_required` (`otseg run --grants-need-approval`): every grant waits for a second
+        token, whatever the asker says."""
         self.control = control
         self.emit = emit
+        self.approval_required = approval_required
 
     @property
     def overrides(self) -> Overrides:
@@ -53,80 +58,111 @@ class OverrideControl:
     # -- grants -------------------------------------------------------------------------------
     def grant(self, sources: list[str], destinations: list[str], services: list[str], seconds: float, reason: str,
               who: str, needs_approval: bool = False) -> dict[str, Any]:
-        if not reason.strip():
-            raise OverrideError("a grant needs a reason (--reason \"...\"): it is audited")
-        now = self.control.clock()
-        grant_id, overrides = self.overrides.next_id("g")
-        grant = Grant(grant_id, tuple(sources), tuple(destinations), tuple(services), reason.strip(), who, now,
-                      now + seconds, "pending" if needs_approval else "none")
-        problems = grant_problems(self.control.base, grant, now)
-        if problems:
-            raise OverrideError("; ".join(problems))
-        record = self._enact(replace(overrides, grants=overrides.grants + (grant,)), who, "grant",
-                             {"grant": _plain(grant)})
-        log.warning("%s, by %s: %s%s", grant.describe(now), who, grant.reason,
-                    " (waits for a second token's approval)" if needs_approval else "")
-        return {**record, "grant": grant.id, "describe": grant.describe(now)}
+        sources, destinations, services = (_names(v, what) for v, what in (
+            (sources, "from"), (destinations, "to"), (services, "services")))
+        reason = _reason(reason, "a grant")
+        if isinstance(seconds, bool) or not 0 < seconds <= MAX_GRANT_SECONDS:
+            raise OverrideError(f"a grant lasts more than 0 s and at most {format_seconds(MAX_GRANT_SECONDS)}")
+        pending = needs_approval or self.approval_required
+        made: dict[str, Grant] = {}
+
+        def build(current: Overrides) -> tuple[Overrides, dict[str, Any]]:
+            now = self.control.clock()
+            grant_id, overrides = current.next_id("g")
+            grant = Grant(grant_id, tuple(sources), tuple(destinations), tuple(services), reason, who, now,
+                          now + seconds, "pending" if pending else "none")
+            problems = grant_problems(self.control.base, grant, now)
+            if problems:
+                raise OverrideError("; ".join(problems))
+            made["grant"] = grant
+            return replace(overrides, grants=overrides.grants + (grant,)), {"grant": _plain(grant)}
+
+        record = self._enact(build, who, "grant")
+        grant = made["grant"]
+        log.warning("%s, by %s: %s%s", grant.describe(grant.created), who, grant.reason,
+                    " (waits for a second token's approval)" if pending else "")
+        return {**record, "grant": grant.id, "describe": grant.describe(grant.created)}
 
     def approve(self, grant_id: str, who: str) -> dict[str, Any]:
-        grant = self._grant(grant_id)
-        if grant.approval != "pending":
-            raise OverrideError(f"grant {grant_id} needs no approval" if grant.approval == "none"
-                                else f"grant {grant_id} was already approved by {grant.approved_by}")
-        if who == grant.who:
-            raise OverrideError(f"grant {grant_id} was asked for by {who}: a different token must approve it")
-        if self.control.clock() >= grant.expires:
-            raise OverrideError(f"grant {grant_id} expired at {stamp(grant.expires)} before it was approved")
-        approved = replace(grant, approval="approved", approved_by=who)
-        overrides = replace(self.overrides, grants=tuple(approved if g.id == grant_id else g
-                                                         for g in self.overrides.grants))
-        record = self._enact(overrides, who, "approve", {"grant": _plain(approved)})
-        log.warning("grant %s approved by %s: in force until %s", grant_id, who, stamp(grant.expires))
+        def build(current: Overrides) -> tuple[Overrides, dict[str, Any]]:
+            grant = _grant(current, grant_id)
+            if grant.approval != "pending":
+                raise OverrideError(f"grant {grant_id} needs no approval" if grant.approval == "none"
+                                    else f"grant {grant_id} was already approved by {grant.approved_by}")
+            if who == grant.who:
+                raise OverrideError(f"grant {grant_id} was asked for by {who}: a different token must approve it")
+            if self.control.clock() >= grant.expires:
+                raise OverrideError(f"grant {grant_id} expired at {stamp(grant.expires)} before it was approved")
+            approved = replace(grant, approval="approved", approved_by=who)
+            return replace(current, grants=tuple(approved if g.id == grant_id else g for g in current.grants)), {
+                "grant": _plain(approved)}
+
+        record = self._enact(build, who, "approve")
+        log.warning("grant %s approved by %s", grant_id, who)
         return {**record, "grant": grant_id}
 
     def revoke(self, grant_id: str, who: str, action: str = "revoke") -> dict[str, Any]:
-        grant = self._grant(grant_id)
-        overrides = replace(self.overrides, grants=tuple(g for g in self.overrides.grants if g.id != grant_id))
-        record = self._enact(overrides, who, action, {"grant": _plain(grant)})
+        def build(current: Overrides) -> tuple[Overrides, dict[str, Any]]:
+            grant = _grant(current, grant_id)
+            return replace(current, grants=tuple(g for g in current.grants if g.id != grant_id)), {
+                "grant": _plain(grant)}
+
+        record = self._enact(build, who, action)
         log.warning("grant %s %s by %s", grant_id, "expired" if action == "expire" else "revoked", who)
         return {**record, "grant": grant_id}
 
     def expire_due(self) -> list[str]:
         """End every grant whose time is up (the leader's job); the ids ended."""
-        ended = [g.id for g in self.overrides.expired(self.control.clock())]
-        for grant_id in ended:
-            self.revoke(grant_id, "otseg (expiry)", action="expire")
+        ended = []
+        for grant in self.overrides.expired(self.control.clock()):
+            try:
+                self.revoke(grant.id, "otseg (expiry)", action="expire")
+            except OverrideError:  # revoked meanwhile
+                continue
+            ended.append(grant.id)
         return ended
 
     # -- isolations ---------------------------------------------------------------------------
-    def isolate(self, kind: IsolationKind | Literal["auto"], target: str, keep: list[str], reason: str, who: str) -> dict[str, Any]:
-        if not reason.strip():
-            raise OverrideError("an isolation needs a reason (--reason \"...\"): it is audited")
-        if kind == "auto":  # `otseg isolate NAME`: a zone if one has that name, else an asset
-            kind = "zone" if any(z.name == target for z in self.control.base.zones) else "asset"
-        isolation_id, overrides = self.overrides.next_id("i")
-        isolation = Isolation(isolation_id, kind, target, tuple(keep), reason.strip(), who, self.control.clock())
-        problems = isolation_problems(self.control.base, isolation, self.overrides.isolations)
-        if problems:
-            raise OverrideError("; ".join(problems))
-        before = self.control.enforcer.policy
-        new = replace(overrides, isolations=overrides.isolations + (isolation,))
-        after = effective(self.control.base, new, self.control.clock())
-        cut = sorted({c.name for c in before.conduits} - {c.name for c in after.conduits})
-        record = self._enact(new, who, "isolate", {"isolation": _plain(isolation), "conduits_cut": cut})
+    def isolate(self, kind: IsolationKind | Literal["auto"], target: str, keep: list[str], reason: str,
+                who: str) -> dict[str, Any]:
+        keep = _names(keep, "keep", empty=True)
+        reason = _reason(reason, "an isolation")
+        made: dict[str, Any] = {}
+
+        def build(current: Overrides) -> tuple[Overrides, dict[str, Any]]:
+            base = self.control.base
+            chosen = kind
+            if chosen == "auto":  # `otseg isolate NAME`: a zone if one has that name, else an asset
+                chosen = "zone" if any(z.name == target for z in base.zones) else "asset"
+            isolation_id, overrides = current.next_id("i")
+            isolation = Isolation(isolation_id, chosen, target, tuple(keep), reason, who, self.control.clock())
+            problems = isolation_problems(base, isolation, current.isolations)
+            if problems:
+                raise OverrideError("; ".join(problems))
+            new = replace(overrides, isolations=overrides.isolations + (isolation,))
+            before = self.control.enforcer.policy
+            kept = {c.name: c for c in effective(base, new, self.control.clock()).conduits}
+            cut = sorted(c.name for c in before.conduits if kept.get(c.name) != c)  # gone, split, or narrowed
+            made.update(isolation=isolation, cut=cut)
+            return new, {"isolation": _plain(isolation), "conduits_cut": cut}
+
+        record = self._enact(build, who, "isolate")
+        isolation, cut = made["isolation"], made["cut"]
         log.warning("%s, by %s: %s; conduits cut: %s", isolation.describe(), who, isolation.reason,
                     ", ".join(cut) or "none")
-        return {**record, "isolation": isolation_id, "describe": isolation.describe(), "conduits_cut": cut}
+        return {**record, "isolation": isolation.id, "describe": isolation.describe(), "conduits_cut": cut}
 
     def release(self, isolation_id: str, who: str) -> dict[str, Any]:
-        try:
-            isolation = self.overrides.isolation(isolation_id)
-        except KeyError as error:
-            raise OverrideError(str(error.args[0])) from None
-        overrides = replace(self.overrides, isolations=tuple(i for i in self.overrides.isolations
-                                                             if i.id != isolation_id))
-        record = self._enact(overrides, who, "release", {"isolation": _plain(isolation)})
-        log.warning("%s released by %s", isolation.describe(), who)
+        def build(current: Overrides) -> tuple[Overrides, dict[str, Any]]:
+            try:
+                isolation = current.isolation(isolation_id)
+            except KeyError as error:
+                raise OverrideError(str(error.args[0])) from None
+            return replace(current, isolations=tuple(i for i in current.isolations if i.id != isolation_id)), {
+                "isolation": _plain(isolation)}
+
+        record = self._enact(build, who, "release")
+        log.warning("isolation %s released by %s", isolation_id, who)
         return {**record, "isolation": isolation_id}
 
     # -- a follower, or a new leader ------------------------------------------------------------
@@ -144,9 +180,13 @@ class OverrideControl:
         return True
 
     # -- the one way a change happens -----------------------------------------------------------
-    def _enact(self, new: Overrides, who: str, action: str, details: dict[str, Any]) -> dict[str, Any]:
+    def _enact(self, build: Callable[[Overrides], tuple[Overrides, dict[str, Any]]], who: str,
+               action: str) -> dict[str, Any]:
+        """`build` makes the new overrides from the ones in force, under the reconcile lock: two
+        requests never both start from the same state (an id reused, an isolation lost)."""
         control = self.control
         with control.lock:
+            new, details = build(control.overrides)
             candidate = control.effective(control.base, new)
             try:
                 change = control._change(candidate, OVERRIDES_FILE)  # noqa: SLF001  (budgets, --verify-pushes)
@@ -176,11 +216,37 @@ class OverrideControl:
                                "reason": _event_reason(action, details)})
         return {"action": action, "flow_mods": report.flow_mods, "change": change, "who": who}
 
-    def _grant(self, grant_id: str) -> Grant:
-        try:
-            return self.overrides.grant(grant_id)
-        except KeyError as error:
-            raise OverrideError(str(error.args[0])) from None
+
+
+MAX_NAMES = 1000  # names in one grant's side, or --keep: more is a mistake, and costs a compile
+MAX_REASON = 1024
+
+
+def _names(values: Any, what: str, empty: bool = False) -> list[str]:
+    """Names, de-duplicated in order; a clear error for anything else."""
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise OverrideError(f"{what}: give a list of names")
+    names = list(dict.fromkeys(v.strip() for v in values))
+    if not names and not empty:
+        raise OverrideError(f"{what}: names nobody")
+    if len(names) > MAX_NAMES:
+        raise OverrideError(f"{what}: {len(names)} names; at most {MAX_NAMES} (name a zone instead of its assets)")
+    return names
+
+
+def _reason(text: Any, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise OverrideError(f"{what} needs a reason (--reason \"...\"): it is audited")
+    if len(text) > MAX_REASON:
+        raise OverrideError(f"{what}'s reason is {len(text)} characters; at most {MAX_REASON}")
+    return text.strip()
+
+
+def _grant(overrides: Overrides, grant_id: str) -> Grant:
+    try:
+        return overrides.grant(grant_id)
+    except KeyError as error:
+        raise OverrideError(str(error.args[0])) from None
 
 
 def _plain(value: Grant | Isolation) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Only our app (and os-ken's OpenFlow handler) is loaded: link discovery is ours
 from __future__ import annotations
 
 import logging
+import re
 import time
 import secrets
 import socket
@@ -64,10 +65,15 @@ class RunOptions:
     instance: str | None = None
     lease_seconds: int = 2
     advertise_api: str | None = None  # where the other instances reach this one's API (default: --api-host:port)
+    learn_budget: int = 2000  # learn mode: conversations recorded at most
+    grants_need_approval: bool = False  # every grant waits for a second token
 
 
 class StartError(Exception):
     """A start-up problem with a clear message (exit code 2)."""
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def read_token(path: str | None) -> tuple[str, str] | None:
@@ -86,6 +92,9 @@ def read_tokens(path: str | None) -> tuple[tuple[str, str], ...]:
         if not line or line.startswith("#"):
             continue
         name, _, secret = line.partition(":") if ":" in line else ("token", "", line)
+        if not TOKEN_NAME.fullmatch(name):
+            raise StartError(f"the API token on line {number} is named {name!r}: a name is 1 to 64 letters, digits "
+                             "or . _ @ - (it is written in the audit log as who did what)")
         if len(secret) < 16:  # an empty secret would match an empty "Bearer " header
             raise StartError(f"the API token on line {number} has a secret of {len(secret)} characters: give at least "
                              "16 (NAME:SECRET, e.g. ops:$(openssl rand -hex 16))")
@@ -239,7 +248,7 @@ def run(options: RunOptions) -> int:
         profiles=lab.profiles if lab else (),
         verify_tables_seconds=options.verify_tables_seconds, verify_pushes=options.verify_pushes,
         resumed=in_force_before == version, cluster=cluster, base_policy=base, overrides=overrides,
-        more_tokens=tokens[1:])
+        more_tokens=tokens[1:], learn_budget=options.learn_budget, grants_need_approval=options.grants_need_approval)
     if lab is None:
         log.warning("no --topology: no inter-switch link is declared, so every link LLDP finds stays pending "
                     "until approved (`otseg links approve`)")

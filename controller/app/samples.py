@@ -80,6 +80,8 @@ class SampleHandler:
     lldp_in: Callable[[PortRef, Frame], None]
     send: Callable[[int, int, bytes], object]  # (dpid, port, frame): a packet-out
     clock: Callable[[], float] = time.monotonic
+    learn: Callable[[int, Frame], bool] = lambda cookie, frame: False  # a learn-mode copy, consumed (learner.py)
+    unknown: Callable[[str, int, int], None] = lambda mac, dpid, port: None  # an unknown device seen (learn report)
     _probed: dict[str, float] = field(default_factory=dict)
 
     def handle(self, where: PortRef, cookie: int, data: bytes) -> SampleOutcome:
@@ -89,10 +91,14 @@ class SampleHandler:
             return SampleOutcome("lldp")
         if cookie == LOCATE_COOKIE:
             return SampleOutcome(self._locate(where, frame))
+        if self.learn(cookie, frame):
+            return SampleOutcome("learn")
         ip = frame.ipv4_src if frame.ipv4_src is not None else frame.arp_spa
         decision = self.enforcer.frame_sampled(Sighting(where, frame.eth_src, ip))
         if decision.kind in ("bind", "ignore"):
             return SampleOutcome(decision.kind)
+        if decision.kind == "unknown-device":
+            self.unknown(frame.eth_src, where.dpid, where.port)
         if decision.kind == "denied-sample" and judge(self.enforcer.policy, self.enforcer.held_bindings(), where,
                                                       frame).delivered:
             log.error("allowed traffic reached the controller at %#x:%d: %s", where.dpid, where.port, frame)

@@ -24,6 +24,7 @@ def policy_modes(policy: Policy) -> dict[str, object]:
     return {
         "policy": policy.mode,
         "zones_in_monitor": sorted(z.name for z in policy.zones if policy.zone_mode(z.name) == "monitor"),
+        "zones_in_learn": sorted(z.name for z in policy.zones if policy.zone_mode(z.name) == "learn"),
         "conduits_in_monitor": sorted(c.name for c in policy.conduits if c.mode == "monitor"),
     }
 

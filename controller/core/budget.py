@@ -49,6 +49,7 @@ def unit_label(kind: str, key: object) -> str:
         "locate": f"locating {key!r}",
         "destination": f"forwarding toward {key!r}",
         "monitor": f"monitor-mode zone {key!r}",
+        "learned": f"learned conversation {key.describe() if hasattr(key, 'describe') else key!r}",
         "denied": f"deny counters of zone {key!r}",
     }.get(kind, f"{kind} {key!r}")
 
@@ -78,7 +79,8 @@ class Overflow:
 
 KIND_NAMES = {"infra": "infrastructure", "port": "port security", "ct": "connection tracking",
               "locate": "locate samples", "destination": "forwarding toward assets", "relation": "conduit rules",
-              "monitor": "monitor-mode zones", "multicast": "multicast trees", "denied": "deny counters"}
+              "monitor": "monitor-mode zones", "multicast": "multicast trees", "denied": "deny counters",
+              "learned": "learned conversations"}
 
 
 def overflows(tables: dict[int, SwitchTables], limits: dict[int, int],

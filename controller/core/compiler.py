@@ -29,7 +29,7 @@ from controller.core.relations import expand
 from controller.core.topology import PortRef, Topology, locate_assets, locate_one  # noqa: F401 (re-exported)
 from controller.core.units import (
     Context, GroupKey, UnitOutput, conntrack_unit, denied_unit, destination_unit, endpoint_classes, endpoint_hosts,
-    infra_unit, locate_unit, make_group, members_by_zone, monitor_unit, multicast_receivers, multicast_unit,
+    infra_unit, learned_unit, locate_unit, make_group, members_by_zone, monitor_unit, multicast_receivers, multicast_unit,
     peer_hosts_of, port_unit, relation_endpoints, relation_unit, trunk_ports_of,
 )
 
@@ -114,6 +114,8 @@ def all_units(ctx: Context) -> Iterator[UnitOutput]:
         yield relation_unit(ctx, relation)
     for zone in ctx.monitor_zones:
         yield monitor_unit(ctx, zone)
+    for conversation in ctx.topology.conversations:
+        yield learned_unit(ctx, conversation)
     served: dict[int, set[str]] = {}
     for name in ctx.assets:
         output = destination_unit(ctx, name)

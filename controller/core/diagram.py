@@ -45,8 +45,8 @@ def to_dot(policy: Policy) -> str:
             mode = policy.zone_mode(name)
             label = f"{name}\\n{len(members)} asset{'s' if len(members) != 1 else ''}" + (
                 f" · SL-T {zone.sl_target}" if zone.sl_target is not None else "") + (
-                "\\nMONITOR" if mode == "monitor" else "")
-            style = ',style="rounded,filled,dashed"' if mode == "monitor" else ""
+                f"\\n{mode.upper()}" if mode != "enforce" else "")
+            style = ',style="rounded,filled,dashed"' if mode != "enforce" else ""
             lines.append(f"    {_quote('zone:' + name)} [label={_quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}"
                          f"{style}];")
         lines.append("  }")

@@ -37,14 +37,14 @@ from controller.core.profiles import Profile
 from controller.core.topology import PortRef, Topology
 from controller.core.units import (
     EMPTY, Context, MulticastKey, UnitOutput, conntrack_unit, denied_unit, destination_unit, endpoint_classes,
-    endpoint_hosts, infra_unit, locate_unit, monitor_unit, multicast_receivers, multicast_unit, port_unit,
+    endpoint_hosts, infra_unit, learned_unit, locate_unit, monitor_unit, multicast_receivers, multicast_unit, port_unit,
     relation_endpoints, relation_unit,
 )
 
 UNIT_FUNCTIONS: dict[str, Callable[[Context, object], UnitOutput]] = {
     "infra": infra_unit, "port": port_unit, "ct": conntrack_unit, "relation": relation_unit,  # type: ignore[dict-item]
     "monitor": monitor_unit, "locate": locate_unit, "destination": destination_unit,  # type: ignore[dict-item]
-    "multicast": multicast_unit, "denied": denied_unit,  # type: ignore[dict-item]
+    "multicast": multicast_unit, "denied": denied_unit, "learned": learned_unit,  # type: ignore[dict-item]
 }
 ASSET_UNITS = ("port", "ct", "locate", "destination")
 
@@ -116,7 +116,7 @@ class IncrementalCompiler:
         self._index_relations(ctx)
         dirty: dict[str, set[object]] = {
             "infra": set(topology.switches), "relation": set(ctx.relations), "monitor": set(ctx.monitor_zones),
-            "multicast": set(ctx.multicast), "denied": set(ctx.zone_ids),
+            "multicast": set(ctx.multicast), "denied": set(ctx.zone_ids), "learned": set(topology.conversations),
             **{kind: set(ctx.assets) for kind in ASSET_UNITS},
         }
         self._run(ctx, dirty)
@@ -128,6 +128,13 @@ class IncrementalCompiler:
                         ) -> tuple[Context, dict[str, set[object]]]:
         dirty: dict[str, set[object]] = {kind: set() for kind in UNIT_FUNCTIONS}
         ctx = replace(old, policy=policy, topology=topology)
+        # Learn mode: new or dropped conversations; every one when anything they read may have changed.
+        before, after = set(old.topology.conversations), set(topology.conversations)
+        dirty["learned"] |= before ^ after
+        if policy != old.policy or topology.attachments != old.topology.attachments:
+            dirty["learned"] |= before | after
+        if topology.learn_full != old.topology.learn_full:
+            dirty["monitor"] |= set(old.monitor_zones)
 
         # Assets, zones and ids.
         if policy.assets is old.policy.assets:
@@ -341,7 +348,7 @@ class IncrementalCompiler:
 
     # -- rerun units and merge -----------------------------------------------------------------
     def _run(self, ctx: Context, dirty: dict[str, set[object]]) -> None:
-        order = ("infra", "port", "ct", "locate", "relation", "monitor", "destination", "multicast")
+        order = ("infra", "port", "ct", "locate", "relation", "monitor", "learned", "destination", "multicast")
         served = self.merged.served
         served_before = {dpid: frozenset(zones) for dpid, zones in served.items()}
         for kind in order:

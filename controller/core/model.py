@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-Mode = Literal["enforce", "monitor"]
+Mode = Literal["enforce", "monitor", "learn"]  # learn: zones and the policy only (forwards like monitor, records)
 Protocol = Literal["tcp", "udp", "icmp", "ethertype"]
 
 
@@ -143,6 +143,7 @@ class Conduit:
     bidirectional: bool = False
     stateful: bool = False  # TCP/UDP replies only within connections the initiator opened (conntrack)
     essential: bool = False  # protection, safety, time: kept by `otseg isolate` and `otseg island`
+    grant: str = ""  # the id of the temporary grant this conduit is (controller.core.overrides), else ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ class Policy:
 
     def zone_mode(self, zone_name: str) -> Mode:
         return self.zone(zone_name).mode or self.mode
+
+    def zone_forwards(self, zone_name: str) -> bool:
+        """Traffic leaving the zone is forwarded even where no conduit allows it (monitor or learn mode)."""
+        return self.zone_mode(zone_name) in ("monitor", "learn")
 
     def _lookup(self, kind: str, name: str, items: tuple[object, ...]) -> object:
         key = kind + "s"

@@ -202,7 +202,11 @@ def problems(policy: Policy, overrides: Overrides, now: float) -> list[str]:
 # -- the effective policy -----------------------------------------------------------------------
 def effective(base: Policy, overrides: Overrides, now: float) -> Policy:
     """`base` with the active grants added and every isolation applied (in the order given)."""
-    grants = tuple(_grant_conduit(base, g) for g in overrides.grants if g.active(now))
+    for isolation in overrides.isolations:  # checked before (`problems`): here an unknown name is a bug
+        if isolation.kind != "island" and _endpoint(base, isolation.target) is None:
+            raise ValueError(f"{isolation.describe()}: {isolation.target!r} is not in policy {base.name!r}")
+    taken = {c.name for c in base.conduits}
+    grants = tuple(_grant_conduit(base, g, taken) for g in overrides.grants if g.active(now))
     policy = replace(base, conduits=base.conduits + grants, _index={}) if grants else base
     for isolation in overrides.isolations:
         if isolation.kind == "zone":
@@ -214,19 +218,29 @@ def effective(base: Policy, overrides: Overrides, now: float) -> Policy:
     return policy
 
 
-def _grant_conduit(policy: Policy, grant: Grant) -> Conduit:
+def _grant_conduit(policy: Policy, grant: Grant, taken: set[str]) -> Conduit:
     def endpoints(names: tuple[str, ...]) -> tuple[Endpoint, ...]:
         found = [_endpoint(policy, name) for name in names]
         return tuple(e for e in found if e is not None)
 
     approved = f", approved by {grant.approved_by}" if grant.approved_by else ""
-    return Conduit(grant.conduit_name, endpoints(grant.sources), endpoints(grant.destinations), grant.services,
-                   reason=f"temporary grant {grant.id} by {grant.who}{approved} until {stamp(grant.expires)}: "
-                          f"{grant.reason}", mode="enforce")
+    return Conduit(_fresh(grant.conduit_name, policy, taken), endpoints(grant.sources), endpoints(grant.destinations),
+                   grant.services, reason=f"temporary grant {grant.id} by {grant.who}{approved} until "
+                                      f"{stamp(grant.expires)}: {grant.reason}", mode="enforce", grant=grant.id)
 
 
 def _kept(conduit: Conduit, isolation: Isolation) -> bool:
-    return conduit.essential or conduit.name in isolation.keep
+    """Essential, or kept by name; a grant never is (a policy conduit may be named like one)."""
+    return not conduit.grant and (conduit.essential or conduit.name in isolation.keep)
+
+
+def _fresh(name: str, policy: Policy, taken: set[str] | None = None) -> str:
+    """`name`, or `name` with primes: never the name of another conduit."""
+    used = taken if taken is not None else {c.name for c in policy.conduits}
+    while name in used:
+        name += "'"
+    used.add(name)
+    return name
 
 
 def _isolate_zone(policy: Policy, isolation: Isolation) -> Policy:
@@ -247,6 +261,7 @@ def _cut_across(policy: Policy, isolation: Isolation, side: Callable[[Endpoint],
     """Every conduit but the kept ones loses what crosses between the two sides of `side`; a
     conduit with members on both sides keeps its two one-sided parts (named with `suffixes`)."""
     conduits: list[Conduit] = []
+    taken = {c.name for c in policy.conduits}
     for conduit in policy.conduits:
         if _kept(conduit, isolation):
             conduits.append(conduit)
@@ -258,8 +273,8 @@ def _cut_across(policy: Policy, isolation: Isolation, side: Callable[[Endpoint],
             if sources and destinations:
                 parts.append((which, sources, destinations))
         for which, sources, destinations in parts:
-            suffix = "" if len(parts) == 1 else suffixes[0 if which else 1]
-            conduits.append(replace(conduit, name=conduit.name + suffix, sources=sources, destinations=destinations))
+            name = conduit.name if len(parts) == 1 else _fresh(conduit.name + suffixes[0 if which else 1], policy, taken)
+            conduits.append(replace(conduit, name=name, sources=sources, destinations=destinations))
     return tuple(conduits)
 
 
@@ -282,18 +297,25 @@ def _isolate_asset(policy: Policy, isolation: Isolation) -> Policy:
             if sources and destinations:
                 conduits.append(replace(conduit, sources=sources, destinations=destinations))
             continue
-        conduits.append(conduit)
-        through_zone = [(side, my_zone in ends and me not in ends)
-                        for side, ends in (("from", conduit.sources), ("to", conduit.destinations))]
-        if not any(covered for _, covered in through_zone):
+        from_zone = my_zone in conduit.sources and me not in conduit.sources
+        to_zone = my_zone in conduit.destinations and me not in conduit.destinations
+        if not (from_zone or to_zone):
+            conduits.append(conduit)
             continue
-        services = tuple(s for s in conduit.services if asset.ip is not None or not policy.service(s).has_ip)
-        if not services:
-            continue  # the asset took part only in IP services it has no address for: nothing to keep
-        sources = (me,) if through_zone[0][1] else conduit.sources
-        destinations = (me,) if through_zone[1][1] else conduit.destinations
-        conduits.append(replace(conduit, name=f"{conduit.name}/{name}", sources=sources, destinations=destinations,
-                                services=services))
+        # It keeps exactly the members it had: the asset is named next to its old zone, on each
+        # side the zone was (an essential `safety -> safety` conduit still joins it to its peers).
+        sources = conduit.sources + ((me,) if from_zone else ())
+        destinations = conduit.destinations + ((me,) if to_zone else ())
+        ip_services = [s for s in conduit.services if policy.service(s).has_ip]
+        if asset.ip is not None or not ip_services:
+            conduits.append(replace(conduit, sources=sources, destinations=destinations))
+            continue
+        # An asset without an IP cannot be named in an IP conduit: its non-IP services go in a copy.
+        conduits.append(conduit)
+        others = tuple(s for s in conduit.services if s not in ip_services)
+        if others:
+            conduits.append(replace(conduit, name=_fresh(f"{conduit.name}/{name}", policy), sources=sources,
+                                    destinations=destinations, services=others))
     zone = Zone(own, level=home.level, sl_target=home.sl_target, intra=Intra.DENY, mode="enforce",
                 description=f"asset {name} isolated from zone {home.name} ({isolation.id})", isolated=True)
     assets = tuple(replace(a, zone=own) if a.name == name else a for a in policy.assets)
@@ -349,7 +371,7 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     total, number = 0.0, ""
     for char in text.strip():
-        if char.isdigit() or char == ".":
+        if char.isdigit() or (char == "." and "." not in number):
             number += char
         elif char in units and number:
             total += float(number) * units[char]

@@ -6,6 +6,7 @@ Priorities within a table are named here once; see docs/architecture.md for the 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from controller.core.flows import (
     BROADCAST_MAC, CONTROLLER_PORT, COOKIE_PREFIX, ETH_ARP, ETH_IPV4, ETH_LLDP, IP_PROTO_ICMP,
@@ -20,6 +21,9 @@ from controller.core.pipeline import (
     METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, POLICY, PORT_SECURITY, SRC_MASK, TRANSIT, VID_NONE, port_meter,
 )
 from controller.core.relations import Relation
+
+if TYPE_CHECKING:
+    from controller.core.learn import Conversation
 
 # port_security
 PRIO_LLDP = 1000
@@ -47,6 +51,9 @@ PRIO_COMMIT = 2100
 PRIO_ALLOW = 2000
 PRIO_ALLOW_MONITOR = 1500
 PRIO_ISOLATED = 1200  # above a zone's monitor rule, below every conduit
+PRIO_LEARNED = 1100  # a learn-mode zone's recorded conversations: forwarded without a copy to the controller
+PRIO_LEARN_COPY = 1020  # a learn-mode zone's frames that can become a conversation: forwarded and copied
+PRIO_LEARN_QUIET = 1010  # its ARP and other IPv4: forwarded only
 PRIO_ZONE_MONITOR = 1000
 PRIO_DENY_COUNT = 1
 PRIO_MISS = 0
@@ -399,6 +406,45 @@ def isolated_flow(src_zone_tag: tuple[int, int], dst_zone_tag: tuple[int, int], 
     """Monitor mode of `zone` forwards nothing into an isolated zone: only conduits cross its border."""
     tag = (src_zone_tag[0] | dst_zone_tag[0], src_zone_tag[1] | dst_zone_tag[1])
     return make_flow(POLICY, PRIO_ISOLATED, {"metadata": tag}, [ClearActions()], cookie(f"isolated:{zone}>{isolated}"))
+
+
+def zone_learn_flows(src_zone_tag: tuple[int, int], zone: str) -> list[Flow]:
+    """A learn-mode zone forwards like monitor mode (every flow here matches the monitor rule's
+    metadata and forwards) and copies to the controller what can become a conversation: TCP and
+    UDP (not later fragments), ICMP echo, and non-IP frames; ARP, other IPv4 and later fragments
+    are forwarded without a copy (they never become one, so they would be copied for ever). No
+    meter: a meter's drop band would drop the forwarded frame too; the budget bounds learning."""
+    origin = cookie(f"monitor:{zone}")
+    copy = [ApplyActions((Output(CONTROLLER_PORT, SAMPLE_BYTES),))]
+    tag = {"metadata": src_zone_tag}
+    ip = {**tag, "eth_type": ETH_IPV4}
+    return [make_flow(POLICY, PRIO_ZONE_MONITOR, tag, copy, origin),  # non-IP
+            make_flow(POLICY, PRIO_LEARN_QUIET, {**tag, "eth_type": ETH_ARP}, [], origin),
+            make_flow(POLICY, PRIO_LEARN_QUIET, ip, [], origin),
+            make_flow(POLICY, PRIO_LEARN_COPY, {**ip, "ip_proto": IP_PROTO_TCP, **NOT_LATER_FRAGMENT}, copy, origin),
+            make_flow(POLICY, PRIO_LEARN_COPY, {**ip, "ip_proto": IP_PROTO_UDP, **NOT_LATER_FRAGMENT}, copy, origin),
+            *(make_flow(POLICY, PRIO_LEARN_COPY, {**ip, "ip_proto": IP_PROTO_ICMP, **NOT_LATER_FRAGMENT,
+                                                  "icmpv4_type": kind}, copy, origin) for kind in (0, 8))]
+
+
+def learned_flows(conversation: "Conversation", forward_tag: tuple[int, int], reply_tag: tuple[int, int] | None
+                  ) -> tuple[list[Flow], list[Flow]]:
+    """Counting entries of one recorded conversation: (at the initiator's switch, at the
+    responder's); the reply entry only when `reply_tag` (the responder's zone forwards too)."""
+    origin = cookie(f"learned:{conversation.key}")
+    if conversation.protocol == "ethertype":
+        return [make_flow(POLICY, PRIO_LEARNED, {"metadata": forward_tag, "eth_type": conversation.port}, [],
+                          origin)], []
+    if conversation.protocol == "icmp":
+        request = {"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, "icmpv4_type": 8}
+        reply = {"eth_type": ETH_IPV4, "ip_proto": IP_PROTO_ICMP, "icmpv4_type": 0}
+    else:
+        proto = 6 if conversation.protocol == "tcp" else 17
+        request = {"eth_type": ETH_IPV4, "ip_proto": proto, f"{conversation.protocol}_dst": conversation.port}
+        reply = {"eth_type": ETH_IPV4, "ip_proto": proto, f"{conversation.protocol}_src": conversation.port}
+    forward = [make_flow(POLICY, PRIO_LEARNED, {"metadata": forward_tag, **request}, [], origin)]
+    back = [make_flow(POLICY, PRIO_LEARNED, {"metadata": reply_tag, **reply}, [], origin)] if reply_tag else []
+    return forward, back
 
 
 def zone_monitor_flow(src_zone_tag: tuple[int, int], zone: str) -> Flow:

@@ -16,6 +16,7 @@ import networkx as nx
 from controller.core.profiles import FULL, Profile
 
 if TYPE_CHECKING:
+    from controller.core.learn import Conversation
     from controller.core.model import Asset, Policy
 
 
@@ -54,12 +55,16 @@ class Topology:
     declared_trunks: frozenset[PortRef] = frozenset()
     # What each switch can do (controller/core/profiles.py), where it is not the full profile.
     profiles: tuple[tuple[int, Profile], ...] = ()
+    # Learn mode (controller/core/learn.py): the conversations recorded so far, each kept
+    # forwarding by a counting entry; `learn_full`: the budget is reached, nothing more is sampled.
+    conversations: tuple["Conversation", ...] = ()
+    learn_full: bool = False
     _cache: dict[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __hash__(self) -> int:
         if "hash" not in self._cache:  # computed once: topologies key compile caches
             self._cache["hash"] = hash((self.switches, self.links, self.attachments, self.ports, self.declared_trunks,
-                                        self.profiles))
+                                        self.profiles, self.conversations, self.learn_full))
         return self._cache["hash"]  # type: ignore[return-value]
 
     def profile(self, dpid: int) -> Profile:

@@ -27,18 +27,22 @@ from controller.core.failover import Protection, protections
 from controller.core.flows import GROUP_PREFIX, IN_PORT, Action, Bucket, Flow, Group, GroupAction, Output
 from controller.core.ids import stable_hash32
 from controller.core.model import Asset, Endpoint, Policy
-from controller.core.pipeline import DST_ASSET, DST_ZONE, SRC_ASSET, SRC_ZONE
+from controller.core.learn import Conversation
+from controller.core.pipeline import DST_ASSET, DST_MASK, DST_ZONE, SRC_ASSET, SRC_MASK, SRC_ZONE
 from controller.core.relations import Relation, is_l2_multicast
 from controller.core.rules import (
     Out, arp_request_flow, commit_flows, conntrack_lookup_flow, denied_count_flows, destination_flows,
     infrastructure_flows, locate_flow, multicast_flow, port_security_flows, relation_flows, to_port, unicast_flow,
     isolated_flow,
+    learned_flows,
+    zone_learn_flows,
     zone_monitor_flow,
 )
 from controller.core.topology import PortRef, Topology
 
 GroupKey = tuple[int, int, int]  # (primary port, backup port, watched port)
-UnitKind = Literal["infra", "port", "ct", "relation", "monitor", "locate", "destination", "multicast", "denied"]
+UnitKind = Literal["infra", "port", "ct", "relation", "monitor", "locate", "destination", "multicast", "denied",
+                   "learned"]
 UnitKey = tuple[str, object]
 MulticastKey = tuple[str, int]  # (source asset, ethertype)
 
@@ -146,7 +150,7 @@ def endpoint_classes(policy: Policy, relations: tuple[Relation, ...]
                      ) -> tuple[frozenset[Endpoint], frozenset[Endpoint], frozenset[Endpoint], tuple[str, ...]]:
     """(L2 senders, stateful responders, L2 receivers, monitor-mode zones): which endpoints'
     members need which entries. Depends on the relations and zone modes only."""
-    monitor = tuple(z.name for z in policy.zones if policy.zone_mode(z.name) == "monitor")
+    monitor = tuple(z.name for z in policy.zones if policy.zone_forwards(z.name))
     senders: set[Endpoint] = {Endpoint("zone", zone) for zone in monitor}
     responders: set[Endpoint] = set()
     receivers: set[Endpoint] = set()
@@ -286,14 +290,36 @@ def monitor_unit(ctx: Context, zone: str) -> UnitOutput:
         return EMPTY
     endpoint = Endpoint("zone", zone)
     src_tag = ctx.src_tag(endpoint)
+    learning = ctx.policy.zone_mode(zone) == "learn" and not ctx.topology.learn_full
+    forward = zone_learn_flows if learning else lambda tag, name: [zone_monitor_flow(tag, name)]
     if ctx.policy.zone(zone).isolated:  # it forwards only between its own members
         dst_tag = ctx.dst_tag(endpoint)
-        flows = [zone_monitor_flow((src_tag[0] | dst_tag[0], src_tag[1] | dst_tag[1]), zone)]
+        flows = forward((src_tag[0] | dst_tag[0], src_tag[1] | dst_tag[1]), zone)
     else:  # it forwards anywhere but into an isolated zone
-        flows = [zone_monitor_flow(src_tag, zone)] + [
+        flows = forward(src_tag, zone) + [
             isolated_flow(src_tag, ctx.dst_tag(Endpoint("zone", z.name)), zone, z.name)
             for z in ctx.policy.zones if z.isolated]
     return UnitOutput(tuple((dpid, flow) for dpid in sorted(ctx.hosts_of(endpoint)) for flow in flows))
+
+
+def learned_unit(ctx: Context, conversation: Conversation) -> UnitOutput:
+    """A recorded conversation's counting entries, where its ends are located, while it is one
+    the initiator's zone would forward anyway (learn or monitor mode, no isolated border)."""
+    policy = ctx.policy
+    src, dst = ctx.assets.get(conversation.source), ctx.assets.get(conversation.destination)
+    if (src is None or dst is None or conversation not in ctx.topology.conversations
+            or not policy.zone_forwards(src.zone) or src.name == dst.name):
+        return EMPTY
+    if src.zone != dst.zone and (policy.zone(src.zone).isolated or policy.zone(dst.zone).isolated):
+        return EMPTY
+    forward_tag = (ctx.asset_src_tag(src) | ctx.asset_dst_tag(dst), SRC_MASK | DST_MASK)
+    reply_tag = (ctx.asset_src_tag(dst) | ctx.asset_dst_tag(src), SRC_MASK | DST_MASK) \
+        if policy.zone_forwards(dst.zone) else None
+    forward, back = learned_flows(conversation, forward_tag, reply_tag)
+    at_src, at_dst = ctx.located.get(src.name), ctx.located.get(dst.name)  # the policy is decided on entry
+    flows = [(at_src.dpid, f) for f in forward] if at_src is not None else []
+    flows += [(at_dst.dpid, f) for f in back] if at_dst is not None else []
+    return UnitOutput(tuple(flows))
 
 
 def locate_unit(ctx: Context, name: str) -> UnitOutput:

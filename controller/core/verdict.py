@@ -91,8 +91,8 @@ def decide(policy: Policy, src: Asset, dst: Asset, packet: Packet) -> Verdict:
     for zone in {src.zone, dst.zone}:
         if src.zone != dst.zone and policy.zone(zone).isolated:
             return Verdict("denied", "", f"zone {zone!r} is isolated: only conduits cross its border")
-    if not packet.multicast and policy.zone_mode(src.zone) == "monitor":
-        return Verdict("would-deny", "", f"zone {src.zone!r} is in monitor mode")
+    if not packet.multicast and policy.zone_forwards(src.zone):
+        return Verdict("would-deny", "", f"zone {src.zone!r} is in {policy.zone_mode(src.zone)} mode")
     return Verdict("denied", "", "no conduit allows it")
 
 

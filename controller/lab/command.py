@@ -17,6 +17,7 @@ from typing import Any
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
 from controller.lab.ha import ClusterLab, kill_leader_once
+from controller.lab.isolation import run_isolation
 from controller.lab.mission import _pushed_policy, _udp_pairs, run_mission
 from controller.lab.process import ControllerProcess
 from controller.lab.report import render
@@ -92,6 +93,7 @@ def run_lab(args: argparse.Namespace) -> int:
                     breaches += 0 if result.held else 1
                 steps = run_mission(lab, policy, controller, workdir / "mission")
                 breaches += sum(step.denied_received for step in steps)
+                breaches += sum(step.breach for step in run_isolation(lab, policy, controller, workdir / "isolation"))
         print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
         return 0 if not outcome.mismatches and not breaches else 1
     finally:

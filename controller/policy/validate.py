@@ -23,7 +23,8 @@ ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
 ASSET_KEYS = ("zone", "mac", "ip", "location", "vlan", "description")
 CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "essential",
                 "description")
-MODES = ("enforce", "monitor")
+MODES = ("enforce", "monitor", "learn")  # the policy's and the zones'
+CONDUIT_MODES = ("enforce", "monitor")  # a conduit allows what it names: learning is a zone's or the policy's
 MAX_ZONES = 4095  # the source zone id has 12 bits of metadata (controller/core/pipeline.py)
 MAX_ASSETS = 262143
 
@@ -250,7 +251,7 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
         service_node = body.get("services")
         service_names = (_service_names(read, collector, service_node, context, services, declared)
                          if service_node else [])
-        mode = read.choice(body.get("mode"), context, "mode", MODES)
+        mode = read.choice(body.get("mode"), context, "mode", CONDUIT_MODES)
         bidirectional = read.boolean(body.get("bidirectional"), context, "bidirectional") or False
         stateful = read.boolean(body.get("stateful"), context, "stateful") or False
         essential = read.boolean(body.get("essential"), context, "essential") or False

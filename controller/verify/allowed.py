@@ -155,7 +155,7 @@ class Verdicts:
         """The packets `decide(policy, src, dst, .)` delivers (allowed, by monitor, would-deny)."""
         s, policy = self.packets.s, self.policy
         across_isolation = src.zone != dst.zone and (policy.zone(src.zone).isolated or policy.zone(dst.zone).isolated)
-        if not multicast and policy.zone_mode(src.zone) == "monitor" and not across_isolation:
+        if not multicast and policy.zone_forwards(src.zone) and not across_isolation:
             return s.true  # an isolated zone's border: only conduits cross it (controller.core.model.Zone)
         if src.zone == dst.zone and policy.zone(src.zone).intra is Intra.ALLOW and not multicast:
             return s.true
