@@ -140,14 +140,14 @@ def _propose(args: argparse.Namespace) -> int:
 
     from controller.client import request_json  # noqa: PLC0415
     from controller.core.learn import Conversation, Seen, propose  # noqa: PLC0415
-    from controller.io.files import load_policy_text  # noqa: PLC0415
+    from controller.io.files import load_policy_text, proposal_text  # noqa: PLC0415
     from controller.policy.diagnostics import DocumentError  # noqa: PLC0415
 
     learned = request_json(args, "GET", "/v1/learn")
     in_force = request_json(args, "GET", "/v1/policy")
     policy = load_policy_text(in_force["text"].encode(), "in-force.yaml")
     seen = {Conversation.from_key(r["key"]): Seen(r["first"], r["last"], r["packets"]) for r in learned["conversations"]}
-    text = propose(yaml.safe_load(in_force["text"]), policy, seen)
+    text = proposal_text(*propose(yaml.safe_load(in_force["text"]), policy, seen))
     try:
         proposed = load_policy_text(text.encode(), args.output)
     except DocumentError as error:  # an otseg bug: never write a policy that does not load

@@ -18,7 +18,7 @@ from controller.core.overrides import Isolation, Overrides, effective
 from controller.core.rules import PRIO_LEARNED
 from controller.core.topology import Topology
 from controller.core.verdict import ETH_IPV4, Packet, decide
-from controller.io.files import load_policy_text
+from controller.io.files import load_policy_text, proposal_text
 from controller.policy.diagnostics import DocumentError
 from tests.conftest import EXAMPLES, POLICIES, load_example
 from tests.walk import Matrix, frame
@@ -135,7 +135,7 @@ def test_the_proposal_is_valid_and_allows_exactly_what_was_seen() -> None:
     seen[Conversation("plc-a", "scada", "udp", 162)] = Seen(1500.0, 1600.0, 3)
     seen[Conversation("scada", "plc-b", "tcp", 8080)] = Seen(1500.0, 1600.0, 7)  # no service has 8080
     seen[Conversation("eng", "plc-a", "tcp", 102)] = Seen(1.0, 2.0, 9)  # already allowed: not proposed again
-    proposed_text = propose(document, base, seen, now=3000.0)
+    proposed_text = proposal_text(*propose(document, base, seen, now=3000.0))
     proposed = load_policy_text(proposed_text.encode(), "proposed.yaml")
     assert proposed.mode == "enforce"
     added = {c.name: c for c in proposed.conduits} .keys() - {"eng-programs-plcs"}

@@ -26,8 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import yaml
-
 from controller.core.frames import Frame
 from controller.core.model import Asset, Policy
 
@@ -137,9 +135,10 @@ def _custom_name(conversation: Conversation) -> str:
 
 
 def propose(document: dict[str, Any], policy: Policy, seen: dict[Conversation, Seen],
-            now: float | None = None) -> str:
-    """The policy text that allows what was seen: `document` (the policy in force, as parsed
-    YAML) in enforce mode, with one conduit more per observed relation no conduit allowed."""
+            now: float | None = None) -> tuple[str, dict[str, Any]]:
+    """(a comment line, the policy document) that allows what was seen: `document` (the policy
+    in force, as parsed YAML) in enforce mode, with one conduit more per observed relation no
+    conduit allowed. `controller.io.files.proposal_text` writes it as YAML."""
     from controller.core.verdict import ETH_IPV4 as IPV4, Packet, decide  # noqa: PLC0415  (verdict imports model only)
 
     def allowed(conversation: Conversation) -> bool:
@@ -221,7 +220,7 @@ def propose(document: dict[str, Any], policy: Policy, seen: dict[Conversation, S
     proposed["conduits"] = conduits
     header = (f"# Proposed by `otseg learn propose` at {_stamp(now if now is not None else time.time())} from "
               f"{len(seen)} recorded conversation(s); review it, then `otseg diff` and `otseg push` it.\n")
-    return header + yaml.safe_dump(proposed, sort_keys=False, default_flow_style=None, width=120)
+    return header, proposed
 
 
 def _unique(name: str, taken: set[Any]) -> str:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controller.core.model import Policy
 from controller.core.overrides import Overrides, effective
 from controller.io.yamlload import load_bytes, load_path
@@ -30,6 +32,11 @@ def load_in_force(in_force: dict[str, Any]) -> Policy:
     policy = load_policy_text(in_force["text"].encode(), in_force.get("name", "in-force.yaml"))
     overrides = Overrides.from_json(json.dumps(in_force.get("overrides") or {}).encode())
     return effective(policy, overrides, float(in_force.get("now", 0.0)))
+
+
+def proposal_text(header: str, document: dict[str, Any]) -> str:
+    """A proposed policy (controller.core.learn.propose) as the YAML text `otseg learn propose` writes."""
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
 
 
 def load_lab(path: str | Path, policy: Policy | None = None) -> LabNetwork:

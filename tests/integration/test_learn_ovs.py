@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from controller.core.learn import Conversation, Seen, propose
-from controller.io.files import load_policy, load_policy_text
+from controller.io.files import load_policy, load_policy_text, proposal_text
 from controller.lab.plan import Probe
 from controller.lab.verify import Verifier
 from tests.integration.conftest import ROOT, Scenario, api, running
@@ -67,7 +67,7 @@ def test_learn_propose_enforce(plant: Scenario) -> None:
     code, in_force = api(plant, "GET", "/v1/policy")
     policy = load_policy_text(in_force["text"].encode(), "in-force.yaml")
     seen = {Conversation.from_key(r["key"]): Seen(r["first"], r["last"], r["packets"]) for r in learned["conversations"]}
-    text = propose(yaml.safe_load(in_force["text"]), policy, seen)
+    text = proposal_text(*propose(yaml.safe_load(in_force["text"]), policy, seen))
     (plant.workdir / "proposed.yaml").write_text(text)
     proposed = load_policy_text(text.encode(), "proposed.yaml")
     assert proposed.mode == "enforce" and len(proposed.conduits) > len(policy.conduits)
