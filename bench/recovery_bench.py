@@ -21,7 +21,7 @@ from bench.labrun import LabRun
 from controller.io.files import load_lab, load_policy
 from controller.lab.network import Lab
 from controller.lab.process import ControllerProcess
-from controller.lab.traffic import Stream
+from controller.lab.traffic import GroupStream, Stream
 from controller.lab.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,26 @@ def ring_cut(bench: PlantBench, run: int) -> dict:  # type: ignore[type-arg]
         bench.lab.set_link("ring-1", "ring-2", up=False)
 
     return bench.measure(f"cut-{run}", 6, event, lambda: bench.lab.set_link("ring-1", "ring-2", up=True))
+
+
+GROUP_FEED = ("plc-filler-1", "239.192.1.11", 2222)  # conduit filler-io-multicast
+GROUP_ACROSS, GROUP_UNLISTED = "plc-packer-2", ("plc-packer-1", "hmi-1", "ied-1")
+
+
+def group_ring_cut(bench: PlantBench, run: int) -> dict:  # type: ignore[type-arg]
+    """The same cut under the IP multicast I/O stream: its tree toward plc-packer-2 crosses the
+    cut link and is recomputed by the controller (multicast branches have no backup buckets);
+    every sink has joined the group, the unlisted ones must receive nothing."""
+    stream = GroupStream(bench.lab, *GROUP_FEED, [GROUP_ACROSS, *GROUP_UNLISTED], 6, bench.workdir / f"group-{run}")
+    stream.start()
+    time.sleep(1.5)
+    bench.lab.set_link("ring-1", "ring-2", up=False)
+    results = stream.results()
+    bench.lab.set_link("ring-1", "ring-2", up=True)
+    bench.ready()
+    across = results[GROUP_ACROSS]
+    return {"sent": across.sent, "lost": across.lost, "largest_gap": across.largest_gap,
+            "denied_received": max(results[name].received for name in GROUP_UNLISTED)}
 
 
 def controller_down(bench: PlantBench, run: int) -> dict:  # type: ignore[type-arg]
@@ -180,6 +200,7 @@ def run_all(workdir: Path, runs: int = 3) -> dict[str, dict]:  # type: ignore[ty
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     with PlantBench(workdir / "ff") as bench:
         results["ring_cut_fast_failover"] = summarise([ring_cut(bench, i) for i in range(runs)])
+        results["group_ring_cut"] = summarise([group_ring_cut(bench, i) for i in range(runs)])
         results["controller_killed_10s"] = summarise([controller_down(bench, i) for i in range(runs)])
         results["policy_updates"] = policy_updates(bench, *CHANGES["other_devices"])
         results["policy_updates_sender"] = policy_updates(bench, *CHANGES["stream_sender"])

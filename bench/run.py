@@ -241,8 +241,10 @@ def render(results: dict) -> str:  # type: ignore[type-arg]
             "|---|---|---|---|---|---|---|---|",
         ]
         targets = {"ring_cut_fast_failover": "<= 10 lost", "ring_cut_controller_only": "<= 100 lost",
-                   "controller_killed_10s": "0 lost"}
+                   "controller_killed_10s": "0 lost", "group_ring_cut": "<= 100 lost, 0 to unlisted"}
         labels = {"ring_cut_fast_failover": "ring link ring-1/ring-2 cut, fast-failover groups",
+                  "group_ring_cut": "same cut, IP multicast I/O plc-filler-1 -> 239.192.1.11 (tree recomputed); "
+                                    "loss at plc-packer-2, 'denied' = 3 unlisted hosts that joined",
                   "ring_cut_controller_only": "same cut, `--no-fast-failover` (controller recompute only)",
                   "controller_killed_10s": "controller SIGKILLed, restarted 10 s later"}
         for key, row in recovery.items():

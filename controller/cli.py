@@ -145,12 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     from controller.client import add_parsers as add_client_parsers  # noqa: PLC0415
     from controller.doctor import add_parser as add_doctor_parser  # noqa: PLC0415
     from controller.lab.command import add_parser as add_lab_parser  # noqa: PLC0415
+    from controller.multicast_cli import add_parser as add_multicast_parser  # noqa: PLC0415
     from controller.verify_cli import add_parser as add_verify_parser  # noqa: PLC0415
 
     add_client_parsers(commands)
     add_lab_parser(commands)
     add_doctor_parser(commands)
     add_verify_parser(commands)
+    add_multicast_parser(commands)
     return parser
 
 

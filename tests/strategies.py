@@ -14,6 +14,8 @@ from controller.io.files import load_policy_text
 SERVICE_POOL = ["modbus", "icmp", "dnp3", "goose", "ptp", "sv", "snmp", "io-range", "raw-frames", "opcua", "ntp",
                 "fixed-client"]
 IP_SERVICES = {"modbus", "icmp", "dnp3", "ptp", "snmp", "io-range", "opcua", "ntp", "fixed-client"}
+UDP_SERVICES = {"dnp3", "ptp", "snmp", "io-range", "ntp", "fixed-client"}
+GROUP_POOL = ["239.192.0.1", "239.192.0.2", "224.0.1.129"]
 
 
 @st.composite
@@ -82,6 +84,8 @@ def scenarios(draw: st.DrawFn) -> tuple[Policy, Topology]:
         }
         if draw(st.booleans()):
             conduit["bidirectional"] = True
+        if UDP_SERVICES & set(services) and draw(st.integers(0, 2)) == 0:
+            conduit["groups"] = draw(st.lists(st.sampled_from(GROUP_POOL), min_size=1, max_size=2, unique=True))
         mode = draw(st.sampled_from([None, None, "enforce", "monitor"]))
         if mode:
             conduit["mode"] = mode

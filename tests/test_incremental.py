@@ -50,7 +50,7 @@ def _with_asset(policy: Policy, index: int, **changes: object) -> Policy:
 
 def edit(policy: Policy, topology: Topology, draw: st.DrawFn) -> tuple[Policy, Topology]:
     kind = draw(st.sampled_from(["zone", "vlan", "ip", "pin", "unpin", "remove", "add", "attach", "detach",
-                                 "link", "port", "conduit", "conduit-mode", "stateful", "zone-mode", "intra",
+                                 "link", "port", "conduit", "conduit-mode", "stateful", "groups", "zone-mode", "intra",
                                  "policy-mode", "switch-up", "switch-down", "nothing"]))
     zones = [z.name for z in policy.zones]
     switches = sorted(topology.switches)
@@ -113,11 +113,13 @@ def edit(policy: Policy, topology: Topology, draw: st.DrawFn) -> tuple[Policy, T
     if kind == "port" and topology.ports:
         ports = sorted(topology.ports)
         return policy, replace(topology, ports=frozenset(ports) - {ports[pick % len(ports)]}, _cache={})
-    if policy.conduits and kind in ("conduit", "conduit-mode", "stateful"):
+    if policy.conduits and kind in ("conduit", "conduit-mode", "stateful", "groups"):
         index = draw(st.integers(0, len(policy.conduits) - 1))
         conduit = policy.conduits[index]
         if kind == "conduit":
             changed: Conduit = replace(conduit, services=(draw(st.sampled_from(["modbus", "goose", "ntp", "icmp"])),))
+        elif kind == "groups":
+            changed = replace(conduit, groups=draw(st.sampled_from([(), ("239.192.0.1",), ("239.192.0.1", "239.192.0.9")])))
         elif kind == "conduit-mode":
             changed = replace(conduit, mode=draw(st.sampled_from([None, "enforce", "monitor"])))
         else:

@@ -382,6 +382,30 @@ def multicast_extra_port(switch: SwitchTables) -> list[Flow]:
     return flows
 
 
+def _is_ip_multicast(flow: Flow) -> bool:
+    return flow.table == DESTINATION and flow.priority == PRIO_MULTICAST and flow.field("ipv4_dst") is not None
+
+
+def ip_multicast_loses_group_mac(flow: Flow) -> Flow:
+    """An IP multicast tree entry accepts the group at any destination MAC."""
+    return _without_fields(flow, "eth_dst") if _is_ip_multicast(flow) else flow
+
+
+def ip_multicast_loses_group(flow: Flow) -> Flow:
+    """An IP multicast tree entry matches the group MAC only: the 31 aliases of the group pass."""
+    return _without_fields(flow, "ipv4_dst") if _is_ip_multicast(flow) else flow
+
+
+def ip_multicast_loses_udp_port(flow: Flow) -> Flow:
+    """An IP multicast tree entry carries every UDP port (and, with it, any IP protocol's port 0)."""
+    return _without_fields(flow, "udp_dst") if _is_ip_multicast(flow) else flow
+
+
+def ip_multicast_loses_fragment_check(flow: Flow) -> Flow:
+    """An IP multicast tree entry also carries fragmented datagrams."""
+    return _without_fields(flow, "ip_frag") if _is_ip_multicast(flow) else flow
+
+
 def arp_relation_loses_eth_type(flow: Flow) -> Flow:
     """The ARP rule of a relation loses its eth_type: everything passes between the peers."""
     if flow.table == POLICY and {f.name for f in flow.match} == {"metadata", "eth_type"} and \
@@ -477,6 +501,10 @@ MUTATIONS: dict[str, tuple[Mutation, str | None]] = {
     "port_security_ignores_in_port": (per_flow(port_security_ignores_in_port), None),
     "foreign_address_drop_removed": (per_flow(foreign_address_drop_removed), None),
     "multicast_extra_port": (per_switch(multicast_extra_port), None),
+    "ip_multicast_loses_group_mac": (per_flow(ip_multicast_loses_group_mac), None),
+    "ip_multicast_loses_group": (per_flow(ip_multicast_loses_group), None),
+    "ip_multicast_loses_udp_port": (per_flow(ip_multicast_loses_udp_port), None),
+    "ip_multicast_loses_fragment_check": (per_flow(ip_multicast_loses_fragment_check), None),
     "arp_relation_loses_eth_type": (per_flow(arp_relation_loses_eth_type), None),
     "vlan_pop_removed": (per_flow(vlan_pop_removed), None),
     "vlan_push_removed": (per_flow(vlan_push_removed), None),

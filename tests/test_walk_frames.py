@@ -2,7 +2,8 @@
 
 Unlike `tests.walk.Matrix`'s hand-written probes, the frames here are drawn field by field
 from what an attacker on a host port (or on a free port) can send: its own or another
-asset's or an unknown MAC, any asset's MAC / broadcast / a group MAC as destination, VLAN and
+asset's or an unknown MAC, any asset's MAC / broadcast / a group MAC / an IPv4 group's MAC as
+destination (UDP of a conduit with groups often aimed at one of them), VLAN and
 QinQ tags, IPv4/ARP/the policy's ethertypes/any ethertype, addresses of assets, a foreign
 one and a directed broadcast, ports from the policy's services and client ranges plus a few
 classic targets, TCP flags, ICMP types and fragments. Each field prefers the consistent value
@@ -30,7 +31,9 @@ from controller.core.reference import Judgement, judge
 from controller.core.topology import PortRef
 from tests.conftest import EXAMPLES, load_example
 from tests.test_mutations import MUTATIONS, free_port
-from tests.walk import BROADCAST, DIRECTED_BROADCAST, EPHEMERAL, FOREIGN_IP, GROUP_MAC, UNKNOWN_MAC, Matrix
+from tests.walk import (
+    BROADCAST, DIRECTED_BROADCAST, EPHEMERAL, FOREIGN_IP, GROUP_MAC, UNKNOWN_MAC, Matrix, alias, mac_of_group,
+)
 
 ETH_IPV4, ETH_ARP = 0x0800, 0x0806
 TAGS: tuple[tuple[tuple[int, int], ...], ...] = (
@@ -50,6 +53,7 @@ class Link:
     peer: str
     match: ServiceMatch | None
     role: str  # "initiator" | "responder" | "any"
+    groups: tuple[str, ...] = ()  # the conduit's IPv4 groups (initiators may send to them)
 
 
 @dataclass(frozen=True)
@@ -68,19 +72,20 @@ class Scene:
 def _links(policy: Policy) -> dict[str, tuple[Link, ...]]:
     found: dict[str, set[Link]] = {a.name: set() for a in policy.assets}
 
-    def add(initiators: tuple[Endpoint, ...], responders: tuple[Endpoint, ...], matches: list[ServiceMatch]) -> None:
+    def add(initiators: tuple[Endpoint, ...], responders: tuple[Endpoint, ...], matches: list[ServiceMatch],
+            groups: tuple[str, ...] = ()) -> None:
         for i in (a for e in initiators for a in policy.members(e)):
             for r in (a for e in responders for a in policy.members(e)):
                 if i.name != r.name:
                     for match in matches:
-                        found[i.name].add(Link(r.name, match, "initiator"))
+                        found[i.name].add(Link(r.name, match, "initiator", groups if match.protocol == "udp" else ()))
                         found[r.name].add(Link(i.name, match, "responder"))
 
     for conduit in policy.conduits:
         matches = [m for name in conduit.services for m in policy.service(name).matches]
-        add(conduit.sources, conduit.destinations, matches)
+        add(conduit.sources, conduit.destinations, matches, conduit.groups)
         if conduit.bidirectional:
-            add(conduit.destinations, conduit.sources, matches)
+            add(conduit.destinations, conduit.sources, matches, conduit.groups)
     for zone in policy.zones:
         zone_end = (Endpoint("zone", zone.name),)
         if zone.intra is Intra.SERVICES:
@@ -139,19 +144,25 @@ def attacker_frames(draw: st.DrawFn, sc: Scene) -> tuple[PortRef, Frame, str, st
     peer: Asset = sc.matrix.policy.asset(link.peer) if link else draw(st.sampled_from(sc.assets))
     match = link.match if link else None
     macs = [a.mac for a in sc.assets]
-    ips = [a.ip for a in sc.assets if a.ip] + [FOREIGN_IP, DIRECTED_BROADCAST]
+    groups = sorted({g for c in sc.matrix.policy.conduits for g in c.groups})
+    group_macs = [mac_of_group(g) for g in groups]
+    ips = [a.ip for a in sc.assets if a.ip] + [FOREIGN_IP, DIRECTED_BROADCAST] + groups + [alias(g) for g in groups]
     aimed = None
     if match is not None:  # an L2 service, or an IP one (whose peers resolve each other by ARP)
         aimed = "ethertype" if match.protocol == "ethertype" else draw(st.sampled_from(["ipv4", "ipv4", "arp"]))
     kind = _prefer(draw, aimed, ["ipv4", "ipv4", "arp", "ethertype", "random"])
     # ARP requests are broadcast, L2 services mostly sent to a group address.
     aimed_dst = {"arp": [BROADCAST, peer.mac], "ethertype": [GROUP_MAC, peer.mac]}.get(kind, [peer.mac])
+    # UDP of a conduit with groups: often to one of them, at its own MAC.
+    group = draw(st.sampled_from([*link.groups, None])) if kind == "ipv4" and link and link.groups else None
+    if group:
+        aimed_dst = [mac_of_group(group)]
     eth_src = _prefer(draw, claimed.mac, [*macs, UNKNOWN_MAC])
-    eth_dst = _prefer(draw, draw(st.sampled_from(aimed_dst)), [*macs, BROADCAST, GROUP_MAC])
+    eth_dst = _prefer(draw, draw(st.sampled_from(aimed_dst)), [*macs, BROADCAST, GROUP_MAC, *group_macs])
     tags = draw(st.sampled_from(TAGS)) if _altered(draw) else ()
     if kind == "ipv4":
         ipv4_src = _prefer(draw, claimed.ip, ips)
-        ipv4_dst = _prefer(draw, peer.ip, ips)
+        ipv4_dst = _prefer(draw, group or peer.ip, ips)
         proto = _prefer(draw, None if match is None else PROTOCOL_NUMBERS.get(match.protocol), IP_PROTOS)
         fragment = draw(st.sampled_from(["no", "no", "first", "later"]))
         sent = Frame(eth_dst, eth_src, tags, ETH_IPV4, ipv4_src=ipv4_src, ipv4_dst=ipv4_dst,  # type: ignore[arg-type]
@@ -266,7 +277,10 @@ SEARCH = settings(max_examples=3000, derandomize=True, database=None, deadline=N
 # mutation -> the example it is searched on (where the derandomized search finds it soonest).
 # Not in the list: client_ports_from_1023 (a reply from a service port to exactly port 1023,
 # with ACK: not found in 3000 frames on any example; the hand-written probes catch it), and
-# the two equivalent mutants (icmp_rules_lose_not_later, policy_miss_forwards).
+# the two equivalent mutants (icmp_rules_lose_not_later, policy_miss_forwards), and
+# ip_multicast_loses_group_mac / ip_multicast_loses_udp_port (a frame from one of the plant's
+# two group senders, aimed at its group, with the MAC or the port altered: not found in 3000
+# frames; the hand-written group probes and the verifier catch both).
 FOUND_BY_SEARCH = {
     "checked_ipv4_loses_ipv4_dst": "water.yaml",
     "reply_rules_lose_client_port": "linear.yaml",
@@ -291,6 +305,8 @@ FOUND_BY_SEARCH = {
     "foreign_address_drop_removed": "water.yaml",
     "multicast_extra_port": "linear.yaml",
     "arp_relation_loses_eth_type": "water.yaml",
+    "ip_multicast_loses_group": "plant.yaml",
+    "ip_multicast_loses_fragment_check": "plant.yaml",
 }
 
 

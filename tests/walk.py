@@ -92,6 +92,51 @@ def multicast_ethertypes(policy: Policy) -> list[int]:
     return sorted(types | {0x9000})
 
 
+FOREIGN_GROUP = "239.255.0.99"  # no conduit's group
+
+
+def mac_of_group(group: str) -> str:
+    """RFC 1112's mapping, written here again (not imported from the code under test)."""
+    a, b, c, d = (int(x) for x in group.split("."))
+    return f"01:00:5e:{b & 0x7f:02x}:{c:02x}:{d:02x}"
+
+
+def alias(group: str) -> str:
+    """Another group with the same MAC (the mapping drops 5 bits: 32 groups share a MAC)."""
+    a, b, c, d = (int(x) for x in group.split("."))
+    return f"{224 + (a - 223) % 16}.{b ^ 0x80}.{c}.{d}"
+
+
+def ip_group_probes(policy: Policy, src: Asset) -> list[tuple[str, Frame]]:
+    """IPv4 to every group of the policy (and one no conduit names): UDP to each port the policy
+    uses and one it does not, as sent correctly, to a wrong group MAC, to another group's MAC,
+    to the broadcast MAC, fragmented, as TCP, and IGMP joins."""
+    groups = sorted({g for c in policy.conduits for g in c.groups}) + [FOREIGN_GROUP]
+    ports = sorted({p for s in policy.services for m in s.matches if m.protocol == "udp" for p in (m.low, m.high)}
+                   | {9999})
+    probes: list[tuple[str, Frame]] = []
+    for group in groups:
+        other = next((g for g in groups if g != group), FOREIGN_GROUP)
+        tag = ((0x8100, src.vlan),) if src.vlan is not None else ()
+        base = Frame(mac_of_group(group), src.mac, tag, ETH_IPV4, ipv4_src=src.ip, ipv4_dst=group, ip_proto=17,
+                     udp_src=EPHEMERAL)
+        for port in ports:
+            udp = replace(base, udp_dst=port)
+            probes += [(f"udp to group {group}:{port}", udp),
+                       (f"udp to group {group}:{port} at {GROUP_MAC}", replace(udp, eth_dst=GROUP_MAC)),
+                       (f"udp to group {group}:{port} at {other}'s MAC", replace(udp, eth_dst=mac_of_group(other))),
+                       (f"udp to group {group}:{port} at the broadcast MAC", replace(udp, eth_dst=BROADCAST)),
+                       (f"udp to group {group}:{port} (first fragment)", replace(udp, ip_frag="first")),
+                       (f"tcp to group {group}:{port}", replace(base, ip_proto=6, udp_src=None, tcp_src=EPHEMERAL,
+                                                               tcp_dst=port, tcp_flags=0x02)),
+                       (f"udp to {alias(group)}:{port}, an alias of {group}'s MAC",
+                        replace(udp, ipv4_dst=alias(group)))]
+        probes.append((f"udp later fragment to group {group}", replace(base, udp_src=None, ip_frag="later")))
+        probes.append((f"IGMP join of {group}", replace(base, eth_dst=mac_of_group("224.0.0.22"), ipv4_dst="224.0.0.22",
+                                                        ip_proto=2, udp_src=None)))
+    return probes
+
+
 def frame(src: Asset, dst: Asset, packet: Packet) -> Frame:
     """The frame `src` sends to `dst` for `packet` (ARP: a broadcast request for dst's address),
     tagged with its VID when it declares a VLAN."""
@@ -194,6 +239,13 @@ class Matrix:
                 sent = frame(src, src, Packet(ethertype, multicast=True))
                 found = self.check(self.located[src.name], sent, f"ethertype 0x{ethertype:04x} multicast", src.name,
                                    GROUP_MAC)
+                if found:
+                    mismatches.append(found)
+        for src in self._located_assets():
+            if src.ip is None:
+                continue
+            for label, sent in ip_group_probes(self.policy, src):
+                found = self.check(self.located[src.name], sent, label, src.name, str(sent.ipv4_dst))
                 if found:
                     mismatches.append(found)
         return mismatches

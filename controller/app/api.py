@@ -57,6 +57,9 @@ OPENAPI: dict[str, Any] = {
             "summary": "Validate a candidate and show its change (conduits, flows per switch) without applying",
             "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}},
             "responses": {"200": {"description": "valid, with the change"}, "422": {"description": "invalid"}}}},
+        "/v1/multicast": {"get": {"summary": "IP multicast trees in force: per source and group, the UDP ports, "
+                                             "receivers, and copies per switch",
+                                  "responses": {"200": {"description": "trees"}}}},
         "/v1/history": {"get": {"summary": "Audit log: every apply, refusal and rollback",
                                 "responses": {"200": {"description": "entries, oldest first"}}}},
         "/v1/rollback": {"post": {
@@ -180,6 +183,11 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     @guarded
     def get_status(who: str) -> Any:
         return jsonify(status())
+
+    @app.get("/v1/multicast")
+    @guarded
+    def get_multicast(who: str) -> Any:
+        return jsonify({"trees": status().get("multicast", [])})
 
     @app.get("/v1/policy")
     @guarded

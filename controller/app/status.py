@@ -13,6 +13,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
+from controller.core.ip_multicast import trees
 from controller.core.model import Policy
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def snapshot(enforcer: "Enforcer", policy_version: str, packet_ins: dict[str, in
             "flow_mods_since_start": enforcer.flow_mods_total, "deferred_deletes": report.deferred_deletes,
             "plans": {f"{d:#x}": p for d, p in report.plans.items()}, "errors": report.errors,
         },
+        "multicast": trees(policy, enforcer.topology()),
         "last_policy_apply": None if control is None else control.last_apply,
         "overrides": None if control is None else overrides_status(control),
         **(extra or {}),

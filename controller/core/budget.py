@@ -42,6 +42,9 @@ def unit_label(kind: str, key: object) -> str:
     if kind == "multicast":
         source, ethertype = key  # type: ignore[misc]
         return f"multicast from {source!r} (ethertype {ethertype:#06x})"
+    if kind == "ip-multicast":
+        source, group = key  # type: ignore[misc]
+        return f"IP multicast from {source!r} to group {group}"
     return {
         "infra": "infrastructure (LLDP, trunks, port samples, client ports)",
         "port": f"port security of {key!r}",
@@ -79,7 +82,7 @@ class Overflow:
 
 KIND_NAMES = {"infra": "infrastructure", "port": "port security", "ct": "connection tracking",
               "locate": "locate samples", "destination": "forwarding toward assets", "relation": "conduit rules",
-              "monitor": "monitor-mode zones", "multicast": "multicast trees", "denied": "deny counters",
+              "monitor": "monitor-mode zones", "multicast": "multicast trees", "ip-multicast": "IP multicast trees", "denied": "deny counters",
               "learned": "learned conversations"}
 
 

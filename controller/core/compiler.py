@@ -6,7 +6,8 @@ Placement decides which switch needs which rule:
 - destination entries for an asset only on the switches on shortest paths from the
   switches of the assets that may talk to it (either direction) to its own switch; the
   address checks (ipv4_dst, arp_tpa) on its own switch, one exact-match entry elsewhere;
-- L2 multicast along a source-rooted shortest-path tree (loop-free on rings).
+- L2 multicast along a source-rooted shortest-path tree (loop-free on rings), and UDP to a
+  conduit's IPv4 groups the same way (controller.core.ip_multicast).
 Assets that are not located, or located on a trunk port or unknown switch, get nothing.
 
 The work is split into units (`controller/core/units.py`); this module derives their common
@@ -25,6 +26,7 @@ from controller.core.pipeline import (
     METER_DENIED_SAMPLE, METER_LLDP, METER_LOCATE, METER_MISS_SAMPLE, METER_UNTRUSTED_LLDP, SRC_ASSET, SRC_ZONE,
     check_flow, port_meter,
 )
+from controller.core.ip_multicast import feeds, ip_multicast_unit
 from controller.core.relations import expand
 from controller.core.topology import PortRef, Topology, locate_assets, locate_one  # noqa: F401 (re-exported)
 from controller.core.units import (
@@ -92,6 +94,7 @@ def derive(policy: Policy, topology: Topology, fast_failover: bool) -> Context:
     ctx.l2_senders, ctx.responders, ctx.l2_receivers, ctx.monitor_zones = endpoint_classes(policy, ctx.relations)
     derive_peers(ctx)
     ctx.multicast = multicast_receivers(ctx.relations, ctx.members, ctx.located)
+    ctx.feeds = feeds(policy, ctx.members, ctx.located)
     return ctx
 
 
@@ -125,6 +128,8 @@ def all_units(ctx: Context) -> Iterator[UnitOutput]:
     ctx.destination_zones = {dpid: frozenset(zones) for dpid, zones in served.items()}
     for key in sorted(ctx.multicast):
         yield multicast_unit(ctx, key)
+    for feed in sorted(ctx.feeds):
+        yield ip_multicast_unit(ctx, feed)
     for zone in ctx.zone_ids:
         yield denied_unit(ctx, zone)
 

@@ -31,6 +31,7 @@ from controller.core.lowering import lower_all
 from controller.core.merge import MergedTables, Stats, UnitId
 from controller.core.model import Endpoint, Policy
 from controller.core.pipeline import SRC_ASSET, SRC_ZONE
+from controller.core.ip_multicast import feeds, ip_multicast_unit
 from controller.core.relations import Relation, expand, is_l2_multicast
 from controller.core.routes import infra_inputs, route_changes
 from controller.core.profiles import Profile
@@ -45,6 +46,7 @@ UNIT_FUNCTIONS: dict[str, Callable[[Context, object], UnitOutput]] = {
     "infra": infra_unit, "port": port_unit, "ct": conntrack_unit, "relation": relation_unit,  # type: ignore[dict-item]
     "monitor": monitor_unit, "locate": locate_unit, "destination": destination_unit,  # type: ignore[dict-item]
     "multicast": multicast_unit, "denied": denied_unit, "learned": learned_unit,  # type: ignore[dict-item]
+    "ip-multicast": ip_multicast_unit,  # type: ignore[dict-item]
 }
 ASSET_UNITS = ("port", "ct", "locate", "destination")
 
@@ -117,6 +119,7 @@ class IncrementalCompiler:
         dirty: dict[str, set[object]] = {
             "infra": set(topology.switches), "relation": set(ctx.relations), "monitor": set(ctx.monitor_zones),
             "multicast": set(ctx.multicast), "denied": set(ctx.zone_ids), "learned": set(topology.conversations),
+            "ip-multicast": set(ctx.feeds),
             **{kind: set(ctx.assets) for kind in ASSET_UNITS},
         }
         self._run(ctx, dirty)
@@ -308,6 +311,16 @@ class IncrementalCompiler:
                         | {ctx.located[t].dpid for t in targets if t in ctx.located} | {root.dpid}):
                     dirty["multicast"].add(key)
 
+        # IP multicast feeds: few (one per source and group), so recomputed whole when their inputs
+        # may have changed; a feed is rerun when it changed, a source or receiver moved, or a route did.
+        if relations_changed or changed:
+            ctx.feeds = feeds(policy, ctx.members, ctx.located)
+        for key in ctx.feeds.keys() | old.feeds.keys():
+            spans = ctx.feeds.get(key, ())
+            if (spans != old.feeds.get(key) or changed_routes or key[0] in changed
+                    or any(not targets.isdisjoint(changed) for _, _, targets, _ in spans)):
+                dirty["ip-multicast"].add(key)
+
         for kind in ASSET_UNITS:
             dirty[kind] |= changed
         return ctx, dirty
@@ -348,7 +361,8 @@ class IncrementalCompiler:
 
     # -- rerun units and merge -----------------------------------------------------------------
     def _run(self, ctx: Context, dirty: dict[str, set[object]]) -> None:
-        order = ("infra", "port", "ct", "locate", "relation", "monitor", "learned", "destination", "multicast")
+        order = ("infra", "port", "ct", "locate", "relation", "monitor", "learned", "destination", "multicast",
+                 "ip-multicast")
         served = self.merged.served
         served_before = {dpid: frozenset(zones) for dpid, zones in served.items()}
         for kind in order:

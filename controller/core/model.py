@@ -144,6 +144,9 @@ class Conduit:
     stateful: bool = False  # TCP/UDP replies only within connections the initiator opened (conntrack)
     essential: bool = False  # protection, safety, time: kept by `otseg isolate` and `otseg island`
     grant: str = ""  # the id of the temporary grant this conduit is (controller.core.overrides), else ""
+    # IPv4 multicast groups (dotted, sorted): the conduit's UDP services sent by a `from` member to
+    # one of these addresses (and its own group MAC) reach the `to` members, along a tree
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@
 - destination: classifies the destination (eth_dst, with the IPv4 destination or ARP target
   that must be the destination asset's own; ARP broadcasts are rewritten to unicast so ARP
   never floods), writes its ids into metadata and the output port toward it into the action
-  set. L2 multicast services are delivered here along a loop-free tree to the conduit's `to`
-  assets only.
+  set. L2 multicast services, and UDP to a conduit's IPv4 groups, are delivered here along a
+  loop-free tree to the conduit's `to` assets only.
 - client_ports: marks a TCP/UDP destination port in the ephemeral range (CLIENT_PORT bit),
   so that a reply rule can require it with one match instead of six port blocks.
 - stateful conduits (opt-in, Open vSwitch connection tracking): a responder's IPv4 goes
@@ -50,7 +50,8 @@ TABLES: tuple[Table, ...] = (
                      "ct_state"}),
           (DESTINATION,)),
     Table(1, DESTINATION,
-          frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "ipv4_dst", "arp_tpa", "metadata"}),
+          frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "ipv4_dst", "arp_tpa", "metadata",
+                     "ip_proto", "udp_dst", "ip_frag"}),  # the last three: IP multicast feeds
           (CLIENT_PORTS,)),
     Table(2, CLIENT_PORTS,
           frozenset({"eth_type", "ip_proto", "tcp_dst", "udp_dst"}),

@@ -15,8 +15,9 @@ A frame is delivered only if every step holds, in this order:
 3. its destination is one asset: unicast to an asset's MAC, whose own address must be the
    IPv4 destination or ARP target (no relaying through a two-NIC asset, no directed
    broadcast); an ARP broadcast goes to the owner of the target address only; any other group
-   address, broadcast included, goes to the receivers of the L2 service (never IPv4 or ARP to a
-   group);
+   address, broadcast included, goes to the receivers of the L2 service; IPv4 to a group goes
+   only to an IPv4 multicast address sent to its own group MAC (01:00:5e + its low 23 bits),
+   and then to the receivers of the conduits naming that group (never ARP to a group);
 4. the policy's verdict (`controller.core.verdict.decide`) delivers it. For stateful conduits
    the verdict needs the connections opened so far: `Sessions` is the reference's own
    connection tracker, fed by the caller with each delivered frame (`Sessions.record`).
@@ -98,7 +99,8 @@ def packet_of(frame: Frame, sessions: Sessions | None = None) -> Packet:
                   frame.tcp_flags or 0, frame.icmp_type or 0, _group(frame),
                   frame.ip_frag if frame.eth_type == ETH_IPV4 else "no",  # type: ignore[arg-type]
                   sessions is not None and sessions.established(frame),
-                  sessions is not None and sessions.related(frame))
+                  sessions is not None and sessions.related(frame),
+                  _ip_group(frame))
 
 
 def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame,
@@ -119,8 +121,11 @@ def judge(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, fram
         return Judgement(nobody, source)
     packet = packet_of(frame, sessions)
     if _group(frame):
-        if frame.eth_type in (ETH_IPV4, ETH_ARP):
-            return Judgement(nobody, "IPv4 and ARP to a group address are not delivered", source)
+        if frame.eth_type == ETH_ARP:
+            return Judgement(nobody, "ARP to a group address is not delivered", source)
+        if frame.eth_type == ETH_IPV4 and not packet.group:
+            return Judgement(nobody, f"IPv4 to group MAC {frame.eth_dst} is not the IP group {frame.ipv4_dst}'s "
+                             "own MAC", source)
         receivers = frozenset(a.name for a in policy.assets if a.name in located and a.name != source.name
                               and located[a.name] != ingress and decide(policy, source, a, packet).delivered)
         return Judgement(receivers, "L2 service receivers" if receivers else "no conduit names a receiver", source)
@@ -150,6 +155,22 @@ def _tag_problem(frame: Frame, vlan: int | None) -> str:
 def _group(frame: Frame) -> bool:
     """Sent to a group address (the broadcast address included), except an ARP broadcast."""
     return frame.multicast and not (frame.eth_dst == BROADCAST and frame.eth_type == ETH_ARP)
+
+
+def group_mac(group: str) -> str:
+    """The MAC an IPv4 group is sent to (RFC 1112: 01:00:5e and the address's low 23 bits)."""
+    octets = [int(part) for part in group.split(".")]
+    return "01:00:5e:%02x:%02x:%02x" % (octets[1] & 0x7F, octets[2], octets[3])
+
+
+def _ip_group(frame: Frame) -> str:
+    """The IPv4 group of a frame sent to an IPv4 multicast address at that group's own MAC, else ""."""
+    if frame.eth_type != ETH_IPV4 or frame.ipv4_dst is None or not _group(frame):
+        return ""
+    first = int(str(frame.ipv4_dst).split(".")[0])
+    if not 224 <= first <= 239 or frame.eth_dst.lower() != group_mac(str(frame.ipv4_dst)):
+        return ""
+    return str(frame.ipv4_dst)
 
 
 def _source(policy: Policy, located: Mapping[str, PortRef], ingress: PortRef, frame: Frame) -> Asset | str:

@@ -5,6 +5,8 @@ Priorities within a table are named here once; see docs/architecture.md for the 
 
 from __future__ import annotations
 
+import ipaddress
+
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -265,11 +267,9 @@ def arp_request_flow(mac: str, ip: str, dst_tag: int, out: Out, origin: str) -> 
                      cookie(origin))
 
 
-@lru_cache(maxsize=65536)
-def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[int, ...], origin: str,
-                   tagged: tuple[tuple[int, int], ...] = ()) -> Flow:
-    """Copies of an L2 multicast frame out of `out_ports`: untagged first, then, for the ports of
-    VLAN assets (`tagged`: port, VID), one pushed tag set to each VID in turn."""
+def _copies(out_ports: tuple[int, ...], tagged: tuple[tuple[int, int], ...]) -> tuple[Action, ...]:
+    """Outputs untagged first, then, for the ports of VLAN assets (`tagged`: port, VID), one
+    pushed tag set to each VID in turn."""
     vids = dict(tagged)
     actions: list[Action] = [Output(p) for p in sorted(set(out_ports)) if p not in vids]
     pushed = False
@@ -279,10 +279,37 @@ def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[
             pushed = True
         actions.append(SetField("vlan_vid", VID_PRESENT | vid))
         actions += [Output(p) for p in sorted(set(out_ports)) if vids.get(p) == vid]
+    return tuple(actions)
+
+
+@lru_cache(maxsize=65536)
+def multicast_flow(in_port: int, src_mac: str, ethertype: int, out_ports: tuple[int, ...], origin: str,
+                   tagged: tuple[tuple[int, int], ...] = ()) -> Flow:
+    """Copies of an L2 multicast frame out of `out_ports` (see `_copies`)."""
     return make_flow(DESTINATION, PRIO_MULTICAST,
                      {"in_port": in_port, "eth_src": src_mac, "eth_type": ethertype,
                       "eth_dst": (MULTICAST_BIT, MULTICAST_BIT)},
-                     [ApplyActions(tuple(actions))], cookie(origin))
+                     [ApplyActions(_copies(out_ports, tagged))], cookie(origin))
+
+
+def ipv4_group_mac(group: str) -> str:
+    """The Ethernet address of an IPv4 group: 01:00:5e, then the group's low 23 bits."""
+    low = int(ipaddress.IPv4Address(group)) & 0x7FFFFF
+    return "01:00:5e:" + ":".join(f"{(low >> shift) & 0xFF:02x}" for shift in (16, 8, 0))
+
+
+@lru_cache(maxsize=65536)
+def ip_multicast_flows(in_port: int, src_mac: str, group: str, low: int, high: int,
+                       out_ports: tuple[int, ...], origin: str,
+                       tagged: tuple[tuple[int, int], ...] = ()) -> tuple[Flow, ...]:
+    """Copies of unfragmented UDP datagrams to `group` (at the group's own MAC) whose destination
+    port is in low..high, out of `out_ports`: one entry per port block."""
+    base: dict[str, Value | tuple[Value, Value]] = {
+        "in_port": in_port, "eth_src": src_mac, "eth_type": ETH_IPV4, "eth_dst": ipv4_group_mac(group),
+        "ipv4_dst": group, "ip_proto": IP_PROTO_UDP, **NOT_FRAGMENT}
+    actions = [ApplyActions(_copies(out_ports, tagged))]
+    return tuple(make_flow(DESTINATION, PRIO_MULTICAST, {**base, "udp_dst": _masked(value, mask)}, actions,
+                           cookie(origin)) for value, mask in port_blocks(low, high))
 
 
 def relation_flows(relation: Relation, src_tag: tuple[int, int], dst_tag: tuple[int, int]) -> list[Flow]:

@@ -42,9 +42,11 @@ from controller.core.topology import PortRef, Topology
 
 GroupKey = tuple[int, int, int]  # (primary port, backup port, watched port)
 UnitKind = Literal["infra", "port", "ct", "relation", "monitor", "locate", "destination", "multicast", "denied",
-                   "learned"]
+                   "learned", "ip-multicast"]
 UnitKey = tuple[str, object]
 MulticastKey = tuple[str, int]  # (source asset, ethertype)
+FeedKey = tuple[str, str]  # (source asset, IPv4 group): one IP multicast feed (controller.core.ip_multicast)
+FeedSpan = tuple[int, int, frozenset[str], str]  # UDP ports low..high, their receivers, the first origin
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Context:
     peer_hosts: dict[Endpoint, frozenset[int]] = field(default_factory=dict)
     monitor_hosts: frozenset[int] = frozenset()
     multicast: dict[MulticastKey, tuple[frozenset[str], str]] = field(default_factory=dict)  # targets, origin
+    feeds: dict[FeedKey, tuple[FeedSpan, ...]] = field(default_factory=dict)  # disjoint port spans, ascending
     destination_zones: dict[int, frozenset[str]] = field(default_factory=dict)  # zones served on a switch
 
     # -- derived lookups ------------------------------------------------------------------
@@ -397,14 +400,14 @@ def _failover(topology: Topology, dpid: int, protection: Protection, mac: str, t
     return GroupAction(group_ids(trunks)[key])
 
 
-def multicast_unit(ctx: Context, key: MulticastKey) -> UnitOutput:
-    """Copies of one source's L2 multicast frames along its shortest-path tree to its targets."""
-    found = ctx.multicast.get(key)
-    source_name, ethertype = key
-    source = ctx.assets.get(source_name)
-    if found is None or source is None or source_name not in ctx.located:
-        return EMPTY
-    targets, origin = found
+Tree = dict[int, tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]]]  # dpid -> in port, out ports, tagged
+
+
+def delivery_tree(ctx: Context, source_name: str, targets: Iterable[str]) -> Tree:
+    """The copies a frame from `source_name` needs to reach `targets` along the shortest-path
+    tree rooted at the source's switch (loop-free on rings): per switch, the port it arrives by,
+    the ports it leaves by, and which of those are VLAN assets' (port, VID). Targets that are not
+    connected to the source, or sit on its own port, get nothing."""
     topology = ctx.topology
     root = ctx.located[source_name]
     parents = topology.parents_toward(root.dpid)
@@ -425,15 +428,26 @@ def multicast_unit(ctx: Context, key: MulticastKey) -> UnitOutput:
             parent = parents[node]
             outputs.setdefault(parent, set()).add(topology.port_toward(parent, node))
             node = parent
-    flows: list[tuple[int, Flow]] = []
+    tree: Tree = {}
     for dpid in sorted(outputs):
         ports = outputs[dpid]
         in_port = root.port if dpid == root.dpid else topology.port_toward(dpid, parents[dpid])
         ports.discard(in_port)
         if ports:
-            flows.append((dpid, multicast_flow(in_port, source.mac, ethertype, tuple(sorted(ports)), origin,
-                                               tuple(sorted(tagged.get(dpid, {}).items())))))
-    return UnitOutput(tuple(flows))
+            tree[dpid] = (in_port, tuple(sorted(ports)), tuple(sorted(tagged.get(dpid, {}).items())))
+    return tree
+
+
+def multicast_unit(ctx: Context, key: MulticastKey) -> UnitOutput:
+    """Copies of one source's L2 multicast frames along its shortest-path tree to its targets."""
+    found = ctx.multicast.get(key)
+    source_name, ethertype = key
+    source = ctx.assets.get(source_name)
+    if found is None or source is None or source_name not in ctx.located:
+        return EMPTY
+    targets, origin = found
+    return UnitOutput(tuple((dpid, multicast_flow(in_port, source.mac, ethertype, ports, origin, tagged))
+                            for dpid, (in_port, ports, tagged) in delivery_tree(ctx, source_name, targets).items()))
 
 
 def denied_unit(ctx: Context, zone: str) -> UnitOutput:

@@ -37,12 +37,15 @@ class Packet:
     dst_port: int = 0
     tcp_flags: int = 0
     icmp_type: int = 0
-    multicast: bool = False  # sent to a group address (L2 services only are delivered)
+    multicast: bool = False  # sent to a group address: L2 services, and UDP to a conduit's IP groups
     fragment: Fragment = "no"
     # Connection state, for stateful conduits: the packet goes the reply way of a connection its
     # destination opened through one (`established`), or is an ICMP error about one (`related`).
     established: bool = False
     related: bool = False
+    # IPv4 sent to a group address: the group (dotted) when the frame went to that group's own MAC,
+    # else "" (an IPv4 frame to any other group MAC is never delivered)
+    group: str = ""
 
     def describe(self) -> str:
         if self.eth_type == ETH_ARP:
@@ -50,6 +53,8 @@ class Packet:
         if self.eth_type != ETH_IPV4:
             return f"ethertype 0x{self.eth_type:04x}" + (" multicast" if self.multicast else "")
         name = {1: "icmp", 6: "tcp", 17: "udp"}.get(self.ip_proto, f"ip proto {self.ip_proto}")
+        if self.multicast:
+            name += f" to group {self.group}" if self.group else " to a group MAC"
         if self.fragment == "later":
             return f"{name} later fragment"
         first = " (first fragment)" if self.fragment == "first" else ""
@@ -114,7 +119,7 @@ def _conduit_allows(policy: Policy, conduit: Conduit, src: Asset, dst: Asset, pa
     for initiators, responders in roles:
         forward = any(is_member(src, i) for i in initiators) and any(is_member(dst, r) for r in responders)
         backward = any(is_member(src, r) for r in responders) and any(is_member(dst, i) for i in initiators)
-        if _allows(matches, forward, backward, src, dst, packet, conduit.stateful):
+        if _allows(matches, forward, backward, src, dst, packet, conduit.stateful, conduit.groups):
             return True
     return False
 
@@ -150,11 +155,13 @@ def _intra_allows(policy: Policy, zone_name: str, src: Asset, dst: Asset, packet
 
 
 def _allows(matches: list[ServiceMatch], forward: bool, backward: bool, src: Asset, dst: Asset,
-            packet: Packet, stateful: bool = False) -> bool:
+            packet: Packet, stateful: bool = False, groups: tuple[str, ...] = ()) -> bool:
     if not (forward or backward):
         return False
     if packet.eth_type == ETH_ARP:
         return any(m.is_ip for m in matches) and src.ip is not None and dst.ip is not None
+    if packet.eth_type == ETH_IPV4 and packet.multicast:
+        return forward and dst.ip is not None and any(_group_match(m, packet, groups) for m in matches)
     for match in matches:
         if forward and _forward_match(match, packet):
             return True
@@ -185,6 +192,13 @@ def _forward_match(match: ServiceMatch, packet: Packet) -> bool:
         return packet.ip_proto == 1 and packet.icmp_type == ICMP_ECHO_REQUEST
     proto = 6 if match.protocol == "tcp" else 17
     return packet.ip_proto == proto and match.low <= packet.dst_port <= match.high
+
+
+def _group_match(match: ServiceMatch, packet: Packet, groups: tuple[str, ...]) -> bool:
+    """A datagram to one of the conduit's groups, sent to the group's own MAC, for one of its UDP
+    services, whole (a fragmented multicast datagram is never delivered)."""
+    return (match.protocol == "udp" and packet.group != "" and packet.group in groups and packet.fragment == "no"
+            and packet.ip_proto == 17 and match.low <= packet.dst_port <= match.high)
 
 
 def _reply_match(match: ServiceMatch, packet: Packet) -> bool:

@@ -108,6 +108,7 @@ def serve(args: argparse.Namespace) -> None:
         workers.append(threading.Thread(target=_tcp_listener, args=(_tcp_socket(args.bind, port),), daemon=True))
     for port in _ports(args.udp):
         workers.append(threading.Thread(target=_udp_responder, args=(_udp_socket(args.bind, port),), daemon=True))
+    member = _join(args.groups.split(",") if args.groups else [], args.bind)  # noqa: F841 (kept open: membership)
     for worker in workers:
         worker.start()
     with open(args.log + ".ready", "w") as ready:
@@ -115,6 +116,19 @@ def serve(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     while True:
         time.sleep(3600)
+
+
+def _join(groups: list[str], local: str, port: int = 0) -> socket.socket | None:
+    """A UDP socket that is a member of `groups` on the interface of `local` (the kernel sends
+    the IGMP reports: every lab host joins every group, so a join never decides delivery)."""
+    if not groups:
+        return None
+    member = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    member.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    member.bind(("", port))
+    for group in groups:
+        member.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton(group) + socket.inet_aton(local))
+    return member
 
 
 def _ports(text: str) -> list[int]:
@@ -214,6 +228,9 @@ def probe(args: argparse.Namespace) -> None:
 def stream(args: argparse.Namespace) -> None:
     """Send numbered UDP datagrams at a steady rate; write how many were sent."""
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if args.group_if:  # to a group: out of the interface of this address, one hop
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(args.group_if))
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
     interval = 1.0 / args.rate
     start = time.perf_counter()
     sent = 0
@@ -235,9 +252,14 @@ def stream(args: argparse.Namespace) -> None:
 
 def sink(args: argparse.Namespace) -> None:
     """Count numbered datagrams until no datagram came for `--idle` seconds after `--seconds`."""
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    receiver.bind((args.bind, args.port))
+    if args.join:  # a member of the group, counting what reaches it
+        joined = _join([args.join], args.bind, args.port)
+        assert joined is not None
+        receiver = joined
+    else:
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        receiver.bind((args.bind, args.port))
     receiver.settimeout(0.2)
     seen: set[int] = set()
     deadline = time.monotonic() + args.seconds
@@ -396,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--tcp", default="")
     serve_parser.add_argument("--udp", default="")
     serve_parser.add_argument("--log", required=True)
+    serve_parser.add_argument("--groups", default="", help="IPv4 groups to join (comma separated)")
     serve_parser.set_defaults(handler=serve)
     probe_parser = sub.add_parser("probe")
     probe_parser.add_argument("--intf", required=True)
@@ -408,12 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     stream_parser.add_argument("--rate", type=float, default=1000)
     stream_parser.add_argument("--seconds", type=float, required=True)
     stream_parser.add_argument("--out", required=True)
+    stream_parser.add_argument("--group-if", default="", help="--ip is a group: send out of this address's interface")
     stream_parser.set_defaults(handler=stream)
     sink_parser = sub.add_parser("sink")
     sink_parser.add_argument("--bind", required=True)
     sink_parser.add_argument("--port", type=int, required=True)
     sink_parser.add_argument("--seconds", type=float, required=True)
     sink_parser.add_argument("--out", required=True)
+    sink_parser.add_argument("--join", default="", help="count datagrams to this group (joined on --bind's interface)")
     sink_parser.set_defaults(handler=sink)
     flood_parser = sub.add_parser("flood")
     flood_parser.add_argument("--intf", required=True)

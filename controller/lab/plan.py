@@ -14,6 +14,7 @@ from itertools import count
 
 from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 
+from controller.core.frames import Frame
 from controller.core.model import Asset, Policy, ServiceMatch
 from controller.core.topology import PortRef
 from controller.lab.attacks import containment_attacks
@@ -23,6 +24,7 @@ from controller.lab.network import LabHostInfo
 
 TOKEN = b"OTSEG-PROBE:"
 GROUP_MAC = "01:0c:cd:01:00:01"
+UNLISTED_GROUP = "239.255.0.99"  # no conduit's group
 EPHEMERAL = 40000
 SCAN_PORTS = (21, 22, 23, 25, 53, 80, 102, 135, 139, 161, 443, 445, 502, 1883, 2222, 2404, 3389, 4840, 5094,
               5450, 8080, 9600, 20000, 44818, 47808)
@@ -78,6 +80,7 @@ class Planner:
                 if src.name != dst.name:
                     self._pair(src, dst)
             self._multicast(src)
+            self._ip_multicast(src)
         self._attacks()
         for attack in containment_attacks(self.policy, self.located):
             payload = self._token_payload()
@@ -138,6 +141,33 @@ class Planner:
                          and decide(self.policy, src, d, packet_).delivered}
             frame = _ethernet(src.mac, GROUP_MAC, ethertype, self._token_payload())
             self._add_raw(src.name, "multicast", f"ethertype 0x{ethertype:04x} to {GROUP_MAC}", frame, receivers)
+
+    def _ip_multicast(self, src: Asset) -> None:
+        """UDP to every group of the policy (and one no conduit names), from every asset with an
+        address, to each port a group conduit carries and one it does not; also at a group MAC
+        that is not the group's own. Every lab host has joined every group (verify.Verifier)."""
+        if src.ip is None:
+            return
+        groups = sorted({g for c in self.policy.conduits for g in c.groups})
+        if not groups:
+            return
+        ports = sorted({m.low for c in self.policy.conduits if c.groups for n in c.services
+                        for m in self.policy.service(n).matches if m.protocol == "udp"} | {9999})
+        for group in groups + [UNLISTED_GROUP]:
+            for port in ports:
+                packet_ = Packet(ETH_IPV4, 17, EPHEMERAL, port, multicast=True, group=group)
+                receivers = {d.name for d in self.assets if d.name != src.name
+                             and decide(self.policy, src, d, packet_).delivered}
+                sent = Frame(_group_mac(group), src.mac, (), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=group, ip_proto=17,
+                             udp_src=EPHEMERAL, udp_dst=port)
+                payload = self._token_payload()
+                self._add_raw(src.name, "multicast", f"udp to group {group}:{port}",
+                              (frame_bytes(sent, payload[0]), payload[1]), receivers)
+            wrong = Frame(GROUP_MAC, src.mac, (), ETH_IPV4, ipv4_src=src.ip, ipv4_dst=group, ip_proto=17,
+                          udp_src=EPHEMERAL, udp_dst=ports[0])
+            payload = self._token_payload()
+            self._add_raw(src.name, "multicast", f"udp to group {group}:{ports[0]} at {GROUP_MAC} (not its MAC)",
+                          (frame_bytes(wrong, payload[0]), payload[1]), set())
 
     def _attacks(self) -> None:
         ip_assets = [a for a in self.assets if a.ip]
@@ -214,6 +244,12 @@ class Planner:
     def _token_payload(self) -> tuple[bytes, str]:
         token = self._id()
         return TOKEN + token.encode() + b" " + b"\0" * 16, token
+
+
+def _group_mac(group: str) -> str:
+    """RFC 1112: 01:00:5e and the group's low 23 bits (the lab's own copy, not the compiler's)."""
+    a, b, c, d = (int(x) for x in group.split("."))
+    return f"01:00:5e:{b & 0x7f:02x}:{c:02x}:{d:02x}"
 
 
 def _serialise(pkt: packet.Packet, payload: tuple[bytes, str]) -> tuple[bytes, str]:

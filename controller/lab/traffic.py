@@ -58,3 +58,46 @@ class Stream:
         sent = json.loads(self.sent_file.read_text())
         received = json.loads(self.received_file.read_text())
         return StreamResult(sent["sent"], received["received"], received["largest_gap"])
+
+
+class GroupStream:
+    """`source` sends `rate` datagrams/s to the IPv4 `group`:`port` for `seconds`; each of
+    `members` joins the group and counts what reaches it (listed receivers or not)."""
+
+    def __init__(self, lab: Lab, source: str, group: str, port: int, members: list[str], seconds: float,
+                 workdir: Path, rate: float = 1000) -> None:
+        self.lab, self.source, self.group, self.port, self.members = lab, source, group, port, members
+        self.seconds, self.rate, self.workdir = seconds, rate, workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.sent_file = workdir / f"{source}-{group}-{port}.sent.json"
+        self.processes: list[Any] = []
+
+    def _received_file(self, member: str) -> Path:
+        return self.workdir / f"{member}-{self.group}-{self.port}.received.json"
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for member in self.members:
+            ip = self.lab.hosts[member].ip
+            assert ip is not None
+            self.processes.append(self.lab.node(member).popen(
+                [sys.executable, "-m", "controller.lab.agent", "sink", "--bind", ip, "--join", self.group,
+                 "--port", str(self.port), "--seconds", str(self.seconds + 1.5),
+                 "--out", str(self._received_file(member))], env=env))
+        time.sleep(0.5)
+        source_ip = self.lab.hosts[self.source].ip
+        assert source_ip is not None
+        self.processes.append(self.lab.node(self.source).popen(
+            [sys.executable, "-m", "controller.lab.agent", "stream", "--ip", self.group, "--port", str(self.port),
+             "--group-if", source_ip, "--rate", str(self.rate), "--seconds", str(self.seconds),
+             "--out", str(self.sent_file)], env=env))
+
+    def results(self) -> dict[str, StreamResult]:
+        for process in self.processes:
+            process.wait(timeout=self.seconds + 30)
+        sent = json.loads(self.sent_file.read_text())["sent"]
+        found = {}
+        for member in self.members:
+            received = json.loads(self._received_file(member).read_text())
+            found[member] = StreamResult(sent, received["received"], received["largest_gap"])
+        return found

@@ -58,6 +58,9 @@ class Verifier:
                     "--log", str(self.workdir / f"{info.name}.sniff"), "--bind", info.ip or "0.0.0.0"]
             if info.ip:
                 args += ["--tcp", ",".join(map(str, sorted(tcp_ports))), "--udp", ",".join(map(str, sorted(udp_ports)))]
+                groups = sorted({g for conduit in self.policy.conduits for g in conduit.groups})
+                if groups:  # every host joins every group: delivery must not depend on joins
+                    args += ["--groups", ",".join(groups)]
             process = self.lab.node(info.name).popen(args, env=env, stdout=open(os.devnull, "w"),
                                                      stderr=open(self.workdir / f"{info.name}.agent.err", "w"))
             self.agents.append(process)

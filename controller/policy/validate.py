@@ -7,6 +7,8 @@ with any error is rejected whole, so the policy in force never changes on bad in
 
 from __future__ import annotations
 
+import ipaddress
+
 from controller.core.catalog import BUILTIN_NAMES, BUILTIN_SERVICES
 from controller.core.model import (
     Asset, Conduit, Endpoint, Intra, Location, Policy, Service, Zone,
@@ -22,7 +24,10 @@ TOP_KEYS = ("policy", "mode", "switches", "zones", "assets", "services", "condui
 ZONE_KEYS = ("level", "sl_target", "intra", "mode", "description")
 ASSET_KEYS = ("zone", "mac", "ip", "location", "vlan", "description")
 CONDUIT_KEYS = ("name", "from", "to", "services", "reason", "mode", "bidirectional", "stateful", "essential",
-                "description")
+                "groups", "description")
+# IGMP's own addresses and the unspecified group: never a data stream's group
+RESERVED_GROUPS = {"224.0.0.0": "the unspecified group", "224.0.0.1": "all systems (IGMP queries)",
+                   "224.0.0.2": "all routers", "224.0.0.22": "IGMPv3 reports"}
 MODES = ("enforce", "monitor", "learn")  # the policy's and the zones'
 CONDUIT_MODES = ("enforce", "monitor")  # a conduit allows what it names: learning is a zone's or the policy's
 MAX_ZONES = 4095  # the source zone id has 12 bits of metadata (controller/core/pipeline.py)
@@ -256,16 +261,66 @@ def _conduits(read: Reader, collector: Collector, node: Node | None, zones: dict
         stateful = read.boolean(body.get("stateful"), context, "stateful") or False
         essential = read.boolean(body.get("essential"), context, "essential") or False
         reason = read.text(body.get("reason"), context, "reason") or ""
+        groups = _groups(read, collector, body.get("groups"), context)
         if sources and destinations and service_names:
             _check_ip_services(collector, context, sources, destinations, service_names, assets, services)
             if stateful:
                 _check_stateful(collector, body, context, service_names, services)
-        if name and sources and destinations and service_names:
+            if groups:
+                _check_groups(collector, body, context, service_names, services, stateful)
+        if name and sources and destinations and service_names and groups is not None:
             conduits.append(Conduit(name=name, sources=tuple(sources), destinations=tuple(destinations),
                                     services=tuple(service_names), reason=reason,
                                     mode=mode, bidirectional=bidirectional,
-                                    stateful=stateful, essential=essential))  # type: ignore[arg-type]
+                                    stateful=stateful, essential=essential, groups=groups))  # type: ignore[arg-type]
     return conduits
+
+
+def _groups(read: Reader, collector: Collector, node: Node | None, context: str) -> tuple[str, ...] | None:
+    """`groups: 239.192.1.1` or a list: IPv4 multicast addresses (None when any is invalid)."""
+    if node is None:
+        return ()
+    items = node.items if isinstance(node, Sequence) else [node]
+    if not items:
+        collector.error(node.mark, context, "'groups' is empty", "list at least one IPv4 multicast address, "
+                        "or remove 'groups'")
+        return None
+    found: set[str] = set()
+    for item in items:
+        text = item.text if isinstance(item, Scalar) else ""
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            collector.error(item.mark, context, f"invalid group address {text or 'a ' + type(item).__name__.lower()!r}",
+                            "write an IPv4 multicast address like 239.192.1.1")
+            return None
+        if address.version != 4 or not address.is_multicast:
+            collector.error(item.mark, context, f"{text} is not an IPv4 multicast address",
+                            "a group is in 224.0.0.0/4, e.g. the organisation-local 239.192.1.1")
+            return None
+        if str(address) in RESERVED_GROUPS:
+            collector.error(item.mark, context, f"group {address} is {RESERVED_GROUPS[str(address)]}",
+                            "use the group address the devices stream to, e.g. 239.192.1.1")
+            return None
+        if str(address) in found:
+            collector.error(item.mark, context, f"group {address} is listed twice", "list each group once")
+            return None
+        found.add(str(address))
+    return tuple(sorted(found, key=ipaddress.IPv4Address))
+
+
+def _check_groups(collector: Collector, body: Mapping, context: str, service_names: list[str],
+                  services: dict[str, Service], stateful: bool) -> None:
+    """Groups carry UDP (there is no multicast TCP or echo), and a group has no replies to track."""
+    node = body.get("groups")
+    assert node is not None
+    protocols = {m.protocol for name in service_names if name in services for m in services[name].matches}
+    if "udp" not in protocols:
+        collector.error(node.mark, context, "'groups' carry UDP services, and this conduit has none",
+                        "list a UDP service (e.g. enip-io, ptp), or remove 'groups'")
+    elif stateful:
+        collector.error(node.mark, context, "a conduit with 'groups' cannot be 'stateful'",
+                        "multicast datagrams have no reply to track: put the groups in a conduit of their own")
 
 
 def _check_stateful(collector: Collector, body: Mapping, context: str, service_names: list[str],

@@ -13,9 +13,10 @@ How `judge` maps onto the header space, step by step:
 2. the source is the asset bound at the origin port (`o_sw`, `o_port`): its MAC, its IPv4
    address for IPv4, its addresses as ARP sender;
 3. the destination: unicast to an asset's MAC (`o_eth_dst`, as sent) whose address is the IPv4
-   destination or ARP target, or an ARP broadcast for its address; a group address (not
-   IPv4, not ARP) goes to the L2 service receivers; it leaves with the receiver's MAC and the
-   receiver's tag (PCP 0) or none;
+   destination or ARP target, or an ARP broadcast for its address; a group address (not ARP)
+   goes to the L2 service receivers, and IPv4 to it only when the IPv4 destination is one of
+   a conduit's groups and `o_eth_dst` that group's own MAC (`Packets.group`); it leaves with
+   the receiver's MAC and the receiver's tag (PCP 0) or none;
 4. `decide` delivers it. Connection state is the `oracle` field: `established` is an
    established reply (`ORACLE_EST_REPLY`), `related` a related reply that is an ICMP
    destination unreachable. The oracle's `domain` says which states a packet can have at
@@ -48,6 +49,11 @@ PROTOCOL_NUMBER = {"icmp": 1, "tcp": 6, "udp": 17}
 SourceClass = tuple[str, str | None, bool]
 
 
+def group_mac_int(group: str) -> int:
+    """The MAC of an IPv4 group (01:00:5e, then the low 23 bits of the address), as an integer."""
+    return 0x01005E000000 | (ip_int(group) & 0x7FFFFF)
+
+
 class Packets:
     """Predicates on the policy-relevant fields (the `Packet` of `controller.core.verdict`)."""
 
@@ -76,6 +82,16 @@ class Packets:
             whole = self.proto(number) & s.in_range("tp_dst", match.low, match.high)
         return self.ipv4 & ((self.later & self.proto(number)) | (~self.later & whole))
 
+    def group(self, match: ServiceMatch, groups: tuple[str, ...]) -> Function:
+        """`verdict._group_match`: whole UDP datagrams to one of `groups`, sent to its own MAC."""
+        s = self.s
+        if match.protocol != "udp" or not groups:
+            return s.false
+        addressed = s.false
+        for group in groups:
+            addressed |= s.eq("nw_dst", ip_int(group)) & s.eq("o_eth_dst", group_mac_int(group))
+        return self.ipv4 & self.whole & self.proto(17) & s.in_range("tp_dst", match.low, match.high) & addressed
+
     def reply(self, match: ServiceMatch, multicast: bool) -> Function:
         s = self.s
         if multicast or match.protocol == "ethertype":
@@ -103,11 +119,15 @@ class Packets:
         return self.ipv4 & ((self.later & self.proto(number)) | (self.whole & whole))
 
     def allows(self, matches: list[ServiceMatch], forward: bool, backward: bool, src: Asset, dst: Asset,
-               multicast: bool, stateful: bool = False) -> Function:
+               multicast: bool, stateful: bool = False, groups: tuple[str, ...] = ()) -> Function:
         """`controller.core.verdict._allows`."""
         s = self.s
         if not (forward or backward):
             return s.false
+        other_groups = s.false
+        if multicast and forward and dst.ip is not None:
+            for match in matches:
+                other_groups |= self.group(match, groups)
         arp = self.arp if any(m.is_ip for m in matches) and src.ip is not None and dst.ip is not None else s.false
         other = s.false
         for match in matches:
@@ -117,6 +137,8 @@ class Packets:
                 other |= self.stateful_reply(match, multicast)
             elif backward:
                 other |= self.reply(match, multicast)
+        if multicast:  # IPv4 to a group: its own pieces only (`forward` gives none for IP)
+            other = (~self.ipv4 & other) | other_groups
         return arp | (~self.arp & other)
 
 
@@ -169,7 +191,7 @@ class Verdicts:
             if piece is None:
                 conduit, matches, _, _ = self.roles[index]
                 piece = self._pieces[key] = self.packets.allows(matches, forward, backward, src, dst, multicast,
-                                                                conduit.stateful)
+                                                                conduit.stateful, conduit.groups)
             result |= piece
         if src.zone == dst.zone and policy.zone(src.zone).intra is Intra.SERVICES:
             result |= self.packets.allows(_matches(policy, policy.zone(src.zone).intra_services), True, True, src,
@@ -264,8 +286,10 @@ class Allowed:
         return sent & s.eq("eth_dst", mac) & self.leaving_for(asset)
 
     def group_to(self, asset: Asset) -> Function:
+        """Sent to a group address (not ARP) and leaving as sent; which IPv4 may is the verdict's
+        business (`Packets.group`: a conduit's group at its own MAC)."""
         s, p = self.s, self.packets
-        return (s.masked("o_eth_dst", GROUP_BIT, GROUP_BIT) & ~p.ipv4 & ~p.arp & s.same("eth_dst", "o_eth_dst")
+        return (s.masked("o_eth_dst", GROUP_BIT, GROUP_BIT) & ~p.arp & s.same("eth_dst", "o_eth_dst")
                 & self.leaving_for(asset))
 
     def senders_to(self, receiver: Asset, multicast: bool) -> Function:

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from controller.core.topology import PortRef
-from controller.lab.traffic import Stream
+from controller.lab.traffic import GroupStream, Stream
 from controller.lab.verify import Verifier
 from tests.integration.conftest import Scenario, running, dump, dump_groups
 
@@ -70,6 +70,28 @@ def test_controller_recomputes_paths_after_a_cut_and_after_repair(plant: Scenari
     assert blocked.received == 0 and moving.received > 0.9 * moving.sent
     plant.lab.set_link("ring-2", "ring-3", up=True)
     assert plant.converged() == []
+
+
+def test_an_ip_multicast_tree_is_recomputed_after_a_ring_cut(plant: Scenario) -> None:
+    """plc-filler-1 streams its I/O to 239.192.1.11:2222 (conduit filler-io-multicast: to
+    plc-filler-2 and plc-packer-2). Every sink joins the group, listed or not. The ring cut
+    between ring-1 and ring-2 is on the tree toward plc-packer-2: the controller recomputes it
+    the long way round (ring-4, ring-3); the hosts that are not listed never get a datagram."""
+    cut = plant.link("ring-1", "ring-2")
+    members = ["plc-packer-2", "plc-filler-2", "plc-packer-1", "hmi-1", "ied-1"]
+    stream = GroupStream(plant.lab, "plc-filler-1", "239.192.1.11", 2222, members, 6, plant.workdir / "group-cut")
+    stream.start()
+    time.sleep(2)
+    plant.lab.set_link("ring-1", "ring-2", up=False)
+    assert plant.converged(down=frozenset({cut})) == []
+    results = stream.results()
+    plant.lab.set_link("ring-1", "ring-2", up=True)
+    assert plant.converged() == []
+    print({name: (r.sent, r.received, r.largest_gap) for name, r in results.items()})
+    across, local = results["plc-packer-2"], results["plc-filler-2"]
+    assert local.received > 0.9 * local.sent, local  # its branch never crossed the cut
+    assert across.received > 0.5 * across.sent and across.largest_gap < 0.5 * across.sent, across
+    assert all(results[name].received == 0 for name in ("plc-packer-1", "hmi-1", "ied-1")), results
 
 
 def test_a_silent_link_failure_is_detected_and_treated_as_down(plant: Scenario) -> None:
