@@ -54,6 +54,7 @@ class Replay:
             _run("ovs-vsctl", "--if-exists", "del-br", bridge)
             _run("ovs-vsctl", "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
                  "protocols=OpenFlow13", "fail-mode=secure")
+            _run("ovs-ofctl", "-O", "OpenFlow13", "set-frags", bridge, "nx-match")  # as otseg sets its switches
         links = {end for link in self.topology.links for end in (link.a, link.b)}
         for link in sorted(self.topology.links):
             a, b = link.a, link.b
