@@ -17,7 +17,7 @@ from controller.core.frames import Frame
 from controller.core.incremental import IncrementalCompiler
 from controller.core.ip_multicast import feeds, trees
 from controller.core.reference import judge
-from controller.core.topology import Link, PortRef, locate_assets
+from controller.core.topology import PortRef
 from controller.core.units import members_by_zone
 from controller.io.files import load_policy_text
 from controller.policy.diagnostics import DocumentError
@@ -211,8 +211,3 @@ def test_an_unreachable_receiver_is_reported_and_the_cli_says_so(tmp_path: Path)
                              cwd=ROOT, timeout=120)
     assert {t["group"] for t in json.loads(as_json.stdout)} == {IO_GROUP, PTP_GROUP}
 
-
-def test_located_assets_helper_agrees_with_the_matrix() -> None:
-    policy, topology = load_example("plant.yaml", "plant.yaml")
-    assert locate_assets(policy, topology) == Matrix(policy, topology).located
-    assert isinstance(next(iter(topology.links)), Link)
