@@ -13,6 +13,7 @@ import logging
 import logging.handlers
 import sys
 import time
+from collections import deque
 from typing import Any, Callable, TextIO
 
 RATE_PER_SOURCE = 2.0  # events per second, per source
@@ -22,6 +23,7 @@ MAX_SOURCES = 10_000  # buckets kept; the oldest are forgotten beyond this
 # bucket comes back full) must not multiply the events either.
 RATE_TOTAL = 100.0
 BURST_TOTAL = 200
+RECENT = 1000  # events kept in memory for the console (the file/syslog keeps them all)
 
 
 class EventLog:
@@ -33,6 +35,7 @@ class EventLog:
         self.total: tuple[float, float] = (float(BURST_TOTAL), clock())
         self.written = 0
         self.dropped = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._stream: TextIO | None = None
         self._syslog: logging.Logger | None = None
         if target == "-":
@@ -63,7 +66,9 @@ class EventLog:
             self.on_drop()
             return False
         self.written += 1
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **event}, sort_keys=True)
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **event}
+        self.recent.append(record)
+        line = json.dumps(record, sort_keys=True)
         if self._stream is not None:
             self._stream.write(line + "\n")
         elif self._syslog is not None:

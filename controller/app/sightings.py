@@ -55,6 +55,12 @@ class SightingLog:
             port.overflow, port.last_aggregate = 0, now
         return False
 
+    def listing(self) -> list[dict[str, str]]:
+        """Every sighting reported one by one: kind, MAC and port (`0xc:5`), by port."""
+        return [{"kind": kind, "mac": mac, "where": f"{where.dpid:#x}:{where.port}"}
+                for where, port in sorted(self.ports.items(), key=lambda item: (item[0].dpid, item[0].port))
+                for kind, mac in port.reported]
+
     def count(self, kind: str) -> int:
         """Distinct (MAC, port) sightings of `kind` that were reported one by one."""
         return sum(1 for port in self.ports.values() for k, _ in port.reported if k == kind)

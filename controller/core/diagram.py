@@ -24,7 +24,17 @@ def _zone_of(policy: Policy, endpoint: Endpoint) -> str:
     return endpoint.name if endpoint.kind == "zone" else policy.asset(endpoint.name).zone
 
 
-def to_dot(policy: Policy) -> str:
+LIVE_PLACEHOLDER = "0 packets"  # the last label line of each conduit arrow when drawn for the console
+
+
+def edge_id(conduit: str, index: int) -> str:
+    """The SVG id of a conduit's arrow (one per pair of zones it joins) in a live drawing."""
+    return f"conduit:{conduit}:{index}"
+
+
+def to_dot(policy: Policy, live: bool = False) -> str:
+    """`live`: each conduit arrow gets an id (edge_id) and a last label line LIVE_PLACEHOLDER, which
+    the console replaces by the conduit's counter; isolated zones are marked ISOLATED."""
     lines = ["digraph policy {", '  graph [rankdir=TB, newrank=true, fontname="Helvetica", fontsize=12, nodesep=0.6,',
              '         ranksep=1.1, splines=true,',
              f'         label={_quote(f"Zones and conduits of policy {policy.name!r} (mode {policy.mode})")}, labelloc=t];',
@@ -45,8 +55,10 @@ def to_dot(policy: Policy) -> str:
             mode = policy.zone_mode(name)
             label = f"{name}\\n{len(members)} asset{'s' if len(members) != 1 else ''}" + (
                 f" · SL-T {zone.sl_target}" if zone.sl_target is not None else "") + (
-                f"\\n{mode.upper()}" if mode != "enforce" else "")
+                f"\\n{mode.upper()}" if mode != "enforce" else "") + ("\\nISOLATED" if zone.isolated else "")
             style = ',style="rounded,filled,dashed"' if mode != "enforce" else ""
+            if zone.isolated:
+                style += ', penwidth=4, color="#a00000"'
             lines.append(f"    {_quote('zone:' + name)} [label={_quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}"
                          f"{style}];")
         lines.append("  }")
@@ -60,10 +72,13 @@ def to_dot(policy: Policy) -> str:
             for target in conduit.destinations:
                 names = pairs[(_zone_of(policy, source), _zone_of(policy, target))]
                 names.update(e.name for e in (source, target) if e.kind == "asset")
-        for (source_zone, target_zone), assets in sorted(pairs.items()):
-            label = f"{conduit.name}\\n{services}" + (f"\\n({', '.join(sorted(assets))})" if assets else "")
+        for index, ((source_zone, target_zone), assets) in enumerate(sorted(pairs.items())):
+            label = f"{conduit.name}\\n{services}" + (f"\\n({', '.join(sorted(assets))})" if assets else "") + (
+                f"\\n{LIVE_PLACEHOLDER}" if live else "")
             attributes = [f"label={_quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}"]
-            if conduit.mode == "monitor":
+            if live:
+                attributes.append(f"id={_quote(edge_id(conduit.name, index))}")
+            if conduit.mode in ("monitor", "learn"):
                 attributes.append('style=dashed, color="#b36b00"')
             if conduit.bidirectional:
                 attributes.append("dir=both")
