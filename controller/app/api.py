@@ -10,7 +10,8 @@ Bound to 127.0.0.1 by default. What holds against a web page in the operator's b
 Reads (GET) need the token only when the operator configured one. Bodies are limited to
 8 MiB (the policy file limit); every failure is a JSON error with a 4xx code, never a
 traceback, and leaves the state in force unchanged. The OpenAPI description is at
-/v1/openapi.json.
+/v1/openapi.json. The operator console (/console) is registered on the same app, so every
+rule above holds for it too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from controller.app.cluster_store import StoreConflict
 from controller.app.control import ControlPlane, Refused
 from controller.app.link_control import LinkControl, LinkRequestError
 from controller.app.override_control import OverrideControl, OverrideError
+from controller.console.web import ConsoleSources, console_blueprint
 from controller.core.overrides import MAX_GRANT_SECONDS
 from controller.io.yamlload import MAX_BYTES
 from controller.policy.diagnostics import DocumentError
@@ -98,11 +100,13 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
                tables: Callable[[], dict[str, Any]] | None = None,
                forward: Callable[[str, bytes, dict[str, str]], tuple[bytes, int, dict[str, str]] | None] | None = None,
                overrides: OverrideControl | None = None, more_tokens: tuple[tuple[str, str], ...] = (),
-               learner: Any = None, wake: Callable[[], None] = lambda: None) -> Flask:
+               learner: Any = None, wake: Callable[[], None] = lambda: None,
+               console: ConsoleSources | None = None) -> Flask:
     """token: (name, secret); None refuses every change (only a test builds that); `more_tokens`:
     other operators' (a grant that needs approval is approved by a token other than its asker's). `reads_need_token`:
     False when the token was generated (not configured), so that local reads stay open. `forward`
-    (cluster mode): a change this instance may not make itself goes to the leader (or is refused)."""
+    (cluster mode): a change this instance may not make itself goes to the leader (or is refused). `console`:
+    the operator console's reads; its pages are served under /console (controller.console.web)."""
     app = Flask("otseg")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BYTES
     allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
@@ -328,5 +332,8 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
         def get_metrics() -> Response:
             body, content_type = metrics()
             return Response(body, content_type=content_type)
+
+    if console is not None:
+        app.register_blueprint(console_blueprint(console, lambda: known, reads_need_token))
 
     return app

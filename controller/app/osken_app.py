@@ -37,6 +37,7 @@ from controller.app.link_control import LinkControl
 from controller.app.linkbook import LinkBook, PendingLink
 from controller.app.metrics import Metrics
 from controller.app.api import create_api
+from controller.console.web import ConsoleSources
 from controller.app.api_server import serve_api
 from controller.app.control import ControlPlane
 from controller.app.ofp_edge import async_config, packet_out, switch_config
@@ -318,14 +319,23 @@ class OtsegApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _serve_api(self) -> None:
         settings = self.settings
         assert settings is not None
-        app = create_api(self.control, lambda: snapshot(self.enforcer, self.control.version, self.packet_ins,
-                                                         self.control, self._extra_status()), settings.api_token,
+        app = create_api(self.control, self._snapshot, settings.api_token,
                          self.metrics.exposition, self.links, reads_need_token=not settings.api_token_generated,
                          host=settings.api_host, tables=self._live_tables,
                          forward=forwarder(self.member, self.member.election.api_url) if self.member else None,
                          overrides=self.overrides, more_tokens=settings.more_tokens, learner=self.learner,
-                         wake=self._wake)
+                         wake=self._wake, console=self._console_sources())
         serve_api(app, settings.api_host, settings.api_port, settings.api_token_generated)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return snapshot(self.enforcer, self.control.version, self.packet_ins, self.control, self._extra_status())
+
+    def _console_sources(self) -> ConsoleSources:
+        return ConsoleSources(policy=lambda: self.enforcer.policy, version=lambda: self.control.version,
+                              text_in_force=lambda: self.control.text, status=self._snapshot,
+                              totals=self.metrics.counters.totals, events=lambda: list(self.event_log.recent),
+                              sightings=self.enforcer.reported.listing, history=self.control.history,
+                              load_version=self.control.store.load)
 
     def _live_tables(self) -> dict[str, Any]:
         """GET /v1/tables: what the switches hold, read now with the drift auditor's reader."""
