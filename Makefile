@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_TOPOLOGY ?= topologies/plant.yaml
 
-.PHONY: demo demo-ha test test-fast lint venv system clean bench
+.PHONY: demo demo-ha console test test-fast lint venv system clean bench
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ lint: $(STAMP)
 demo: system $(STAMP)
 	mn -c >/dev/null 2>&1 || true
 	$(VENV)/bin/otseg lab --topology $(DEMO_TOPOLOGY) --start-controller
+
+# The plant with its controller, kept up for a person: open the console URL it prints; Ctrl-C ends it.
+console: system $(STAMP)
+	mn -c >/dev/null 2>&1 || true
+	$(VENV)/bin/otseg lab --topology $(DEMO_TOPOLOGY) --start-controller --no-mission --keep
 
 # The same plant run by two otseg instances coordinated by etcd: the leader is SIGKILLed under traffic.
 demo-ha: system $(STAMP)

@@ -40,6 +40,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     lab.add_argument("--ha", action="store_true",
                      help="run two otseg instances coordinated by an etcd (started on loopback) and show a takeover: "
                           "the leader is SIGKILLed right after a push, with an allowed and a denied stream running")
+    lab.add_argument("--keep", action="store_true",
+                     help="after the run, keep the lab and the controller up for a person to look at the console, "
+                          "until Ctrl-C (with --start-controller)")
     lab.set_defaults(handler=run_lab)
 
 
@@ -66,6 +69,7 @@ def run_lab(args: argparse.Namespace) -> int:
         controller.start()
         controller.wait_listening()
         status = controller.status
+        print(console_line(controller), flush=True)
     elif args.status_file:
         status = _reader(Path(args.status_file))
     else:
@@ -95,11 +99,33 @@ def run_lab(args: argparse.Namespace) -> int:
                 breaches += sum(step.denied_received for step in steps)
                 breaches += sum(step.breach for step in run_isolation(lab, policy, controller, workdir / "isolation"))
         print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
+        if args.keep and controller is not None:
+            print(console_line(controller) + "\nThe lab stays up until Ctrl-C.", flush=True)
+            _wait_for_interrupt()
         return 0 if not outcome.mismatches and not breaches else 1
     finally:
         lab.stop()
         if controller is not None:
             controller.stop()
+
+
+def console_line(controller: ControllerProcess) -> str:
+    token = controller.state_dir / "api-token"
+    return (f"Console: {controller.api_url}/console/ (read-only as it is; to change anything, sign in with the "
+            f"API token: the part after the colon in {token})")
+
+
+def _wait_for_interrupt() -> None:
+    import signal  # noqa: PLC0415
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` tears the lab down like Ctrl-C
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the tear-down short
+            signal.signal(signum, signal.SIG_IGN)
+        print("stopping the lab", flush=True)
 
 
 def _reader(path: Path):  # type: ignore[no-untyped-def]
@@ -141,6 +167,9 @@ def run_ha_lab(description: Any, policy: Any, policy_path: str, topology: str, w
                   f"{'in force' if result.pushed_in_force else 'NOT in force'}")
             breaches += 0 if result.pushed_in_force else 1
         print(f"Lab run took {time.monotonic() - started:.1f} s; logs in {workdir}")
+        if args.keep and controller is not None:
+            print(console_line(controller) + "\nThe lab stays up until Ctrl-C.", flush=True)
+            _wait_for_interrupt()
         return 0 if not outcome.mismatches and not breaches else 1
     finally:
         lab.stop()
