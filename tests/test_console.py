@@ -30,6 +30,7 @@ from controller.core.rules import cookie
 from controller.io.files import load_policy
 from tests.conftest import POLICIES
 from tests.test_enforcer import _linear
+from tests.test_link_control import DOCUMENTED, RELAYED, _links
 
 A = (POLICIES / "linear.yaml").read_bytes()
 B = A.replace(b"  - name: eng-programs-plcs", b"  - name: eng-programs-plcs-renamed")
@@ -41,7 +42,7 @@ EVENT = {"time": "2026-12-02T10:00:00Z", "verdict": "denied", "reason": "no cond
 
 
 class Console:
-    def __init__(self, tmp_path: Path, reads_need_token: bool = False) -> None:
+    def __init__(self, tmp_path: Path, reads_need_token: bool = False, links: Any = None) -> None:
         enforcer, self.switches = _linear()
         enforcer.reconcile()
         store = PolicyStore(tmp_path)
@@ -53,12 +54,12 @@ class Console:
         self.totals: dict[int, tuple[int, int]] = {}
         self.events: list[dict[str, Any]] = [EVENT]
         status = lambda: snapshot(enforcer, self.control.version, {}, self.control,  # noqa: E731
-                                  {"link_states": {"declared": [], "pending": []}})
+                                  {"link_states": links.listing() if links else {"declared": [], "pending": []}})
         sources = ConsoleSources(policy=lambda: enforcer.policy, version=lambda: self.control.version,
                                  text_in_force=lambda: self.control.text, status=status, totals=lambda: self.totals,
                                  events=lambda: self.events, sightings=enforcer.reported.listing,
                                  history=self.control.history, load_version=store.load)
-        app = create_api(self.control, status, ("ops", TOKEN), overrides=self.overrides,
+        app = create_api(self.control, status, ("ops", TOKEN), links=links, overrides=self.overrides,
                          more_tokens=(("lead", OTHER),), reads_need_token=reads_need_token, console=sources)
         self.client = app.test_client()
 
@@ -270,3 +271,20 @@ def test_the_session_cookie_is_http_only_and_same_site_strict(tmp_path: Path) ->
     header = answer.headers["Set-Cookie"]
     assert header.startswith(f"{COOKIE}=") and "HttpOnly" in header and "SameSite=Strict" in header
     assert TOKEN not in header and TOKEN not in console.client.get("/console/changes").get_data(as_text=True)
+
+
+def test_a_pending_link_is_approved_and_revoked_from_the_network_page(tmp_path: Path) -> None:
+    links, changes = _links(tmp_path / "links")
+    console = Console(tmp_path / "console", links=links)
+    page = console.client.get("/console/network").get_data(as_text=True)
+    assert "Pending links" in page and "0x1 port 5" in page and "Approve" in page
+    assert console.client.post("/console/links/approve", data={"a": "0x1:5", "b": "0x2:5"}).status_code == 401
+    assert RELAYED not in links.declared()
+    csrf = console.sign_in()
+    console.client.post("/console/links/approve", data={"a": "0x1:5", "b": "0x2:5", "csrf": csrf})
+    assert RELAYED in links.declared() and changes[-1] == {DOCUMENTED, RELAYED}
+    page = console.client.get("/console/network").get_data(as_text=True)
+    assert "approved" in page and "Revoke approval" in page and "link 0x1:5 &lt;-&gt; 0x2:5 approved" in page
+    console.client.post("/console/links/revoke", data={"a": "0x1:5", "b": "0x2:5", "csrf": csrf})
+    assert links.declared() == {DOCUMENTED}
+    assert [e["who"] for e in PolicyStore(tmp_path / "links").history() if e["action"].startswith("link")] == ["ops", "ops"]
