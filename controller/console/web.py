@@ -89,6 +89,8 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
         return book.get(request.cookies.get(COOKIE))
 
     def notify(current: Session, kind: str, message: str) -> None:
+        for gone in [key for key in notices if book.get(key) is None]:  # signed out, expired or evicted
+            del notices[gone]
         notices.setdefault(current.id, deque(maxlen=8)).append((kind, message))
 
     def page(template: str, endpoint: str, live: bool = False, status: int = 200, **context: Any) -> Any:
