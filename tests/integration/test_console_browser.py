@@ -20,7 +20,8 @@ from controller.lab.traffic import Stream
 from tests.integration.conftest import Scenario, running
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException, StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -74,7 +75,9 @@ def console(plant: Scenario, path: str = "") -> str:
 
 
 def wait(driver: Any, condition: Any, seconds: float = 30) -> Any:
-    return WebDriverWait(driver, seconds, poll_frequency=0.5).until(condition)
+    """Until `condition` holds; an element read while the page is replaced (stale) is read again."""
+    return WebDriverWait(driver, seconds, poll_frequency=0.5,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
 
 
 def sign_in(driver: Any, plant: Scenario) -> None:
