@@ -288,3 +288,20 @@ def test_a_pending_link_is_approved_and_revoked_from_the_network_page(tmp_path: 
     console.client.post("/console/links/revoke", data={"a": "0x1:5", "b": "0x2:5", "csrf": csrf})
     assert links.declared() == {DOCUMENTED}
     assert [e["who"] for e in PolicyStore(tmp_path / "links").history() if e["action"].startswith("link")] == ["ops", "ops"]
+
+
+def test_an_isolated_asset_is_shown_quarantined_with_its_isolation_until_released(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    csrf = console.sign_in()
+    console.client.post("/console/isolations", data={"target": "plc-a", "reason": "incident", "csrf": csrf})
+    isolation = console.overrides.control.overrides.isolations[0].id
+    model = views.assets_page(console.control.enforcer.policy, {}, [])
+    states = {row["name"]: (row["state"], row["quarantine"]) for row in model["assets"]}
+    assert states["plc-a"][0] == "quarantined" and isolation in states["plc-a"][1]
+    assert {state for name, (state, _) in states.items() if name != "plc-a"} == {"unlocated"}
+    assert model["counts"]["quarantined"] == 1
+    page = console.client.get("/console/assets").get_data(as_text=True)
+    assert "asset-quarantined" in page and "1 quarantined" in page
+    console.client.post("/console/isolations/release", data={"id": isolation, "csrf": csrf})
+    model = views.assets_page(console.control.enforcer.policy, {}, [])
+    assert "quarantined" not in {row["state"] for row in model["assets"]}

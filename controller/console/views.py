@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from controller.console.text import parse_iso_utc
-from controller.core.model import Asset, Conduit, Policy
+from controller.core.model import Asset, Conduit, Policy, Zone
 from controller.core.rules import cookie
 from controller.core.verdict import is_member
 
@@ -98,6 +98,18 @@ def zones_page(policy: Policy, totals: dict[int, tuple[int, int]]) -> dict[str, 
             "policy": policy.name, "mode": policy.mode}
 
 
+ASSET_STATES = ("bound", "unlocated", "conflict", "quarantined")
+
+
+def quarantine_reason(asset: str, zone: Zone) -> str:
+    """Why an asset is cut off ('' when it is not): its own isolation names itself in its zone."""
+    if not zone.isolated:
+        return ""
+    if zone.description.startswith(f"asset {asset} isolated"):
+        return zone.description
+    return f"zone {zone.name} is isolated"
+
+
 def asset_conduits(policy: Policy, asset: Asset) -> list[str]:
     return [c.name for c in policy.conduits
             if any(is_member(asset, e) for e in c.sources) or any(is_member(asset, e) for e in c.destinations)]
@@ -109,8 +121,11 @@ def assets_page(policy: Policy, status: dict[str, Any], sightings: list[dict[str
     rows = []
     for asset in policy.assets:
         where = located.get(asset.name)
+        zone = policy.zone(asset.zone)
         if asset.mac in conflicts:
             state = "conflict"
+        elif zone.isolated:  # cut off by an isolation of the asset, its zone or the island
+            state = "quarantined"
         elif where is not None:
             state = "bound"
         else:
@@ -118,12 +133,14 @@ def assets_page(policy: Policy, status: dict[str, Any], sightings: list[dict[str
         bound_at = "" if where is None else f"{switch_label(policy, f'{where[0]:#x}')} port {where[1]}"
         rows.append({"name": asset.name, "zone": asset.zone, "mac": asset.mac, "ip": asset.ip or "",
                      "vlan": "" if asset.vlan is None else str(asset.vlan),
-                     "state": state, "bound_at": bound_at, "binding": "pinned" if asset.location else "learned",
+                     "state": state, "bound_at": bound_at,
+                     "quarantine": quarantine_reason(asset.name, zone),
+                     "binding": "pinned" if asset.location else "learned",
                      "conduits": asset_conduits(policy, asset)})
     unknown = [{"mac": s["mac"], "where": port_label(policy, s["where"]), "kind": s["kind"]}
                for s in sightings if s["kind"] != "conflict"]
     return {"assets": rows, "unknown": unknown,
-            "counts": {state: sum(1 for r in rows if r["state"] == state) for state in ("bound", "unlocated", "conflict")}}
+            "counts": {state: sum(1 for r in rows if r["state"] == state) for state in ASSET_STATES}}
 
 
 def network_page(policy: Policy, status: dict[str, Any]) -> dict[str, Any]:
