@@ -5,7 +5,8 @@ compile (pure) -> per switch diff against what the switch really holds -> apply.
 A switch is first *read* (our cookies only) and only then diffed, so a restarted
 controller adds what is missing and removes what is stale without flushing anything.
 No os-ken import here: switches are reached through the SwitchChannel protocol, so the
-whole state machine is unit-tested with a fake switch.
+whole state machine is unit-tested with a fake switch. One switch's read and write are
+controller/app/switch_writer.py; this module decides which switch gets which tables, and when.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from typing import Callable, Iterable
 
 from controller.app.sightings import SightingLog
 from controller.app.switch_state import (  # noqa: F401  (ApplyError and SwitchChannel are part of this module's API)
-    SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ConnectionLost, ReconcileReport, SwitchChannel,
+    SETTLE_SECONDS, STARTUP_GRACE_SECONDS, TRUNK_WAIT_SECONDS, ApplyError, Binding, ReconcileReport, SwitchChannel,
     SwitchState,
 )
 from controller.app.switch_profiles import SwitchProfiles
+from controller.app.switch_writer import read_tables, send_bootstrap, write_tables
 from controller.core.budget import HINT, Overflow, entry_limits, overflows
 from controller.core.fit import Refusal, refusals
 from controller.core.compiler import CompileCache, locate_assets
-from controller.core.diff import Plan, SwitchPlan, apply_plan, diff_switch, is_ours
+from controller.core.diff import SwitchPlan, is_ours
 from controller.core.drift import Repair, flow_drift, group_drift, meter_drift
 from controller.core.flows import SwitchTables
-from controller.core.grace import lldp_bootstrap, may_wait
-from controller.core.staging import VERSIONED_TABLES, target
+from controller.core.grace import may_wait
+from controller.core.staging import VERSIONED_TABLES
 from controller.core.learning import Decision, Sighting, bindings_in_flows, classify, trunks_in_flows
 from controller.core.learn import Conversation
 from controller.core.model import Policy
@@ -302,7 +304,7 @@ class Enforcer:
                 continue  # never programmed for capabilities it may not have
             if dpid in waiting:
                 if tables is not None and state.installed is not None and not any(map(is_ours, state.installed)):
-                    flow_mods += self._bootstrap(state, tables)
+                    flow_mods += send_bootstrap(state, tables, self._atomic(state))
                 continue
             try:
                 sent = self._reconcile_switch(state, tables)
@@ -346,28 +348,6 @@ class Enforcer:
         assert ctx is not None
         return {asset.mac: ctx.asset_dst_tag(asset) for asset in self.policy.assets}
 
-    def _bootstrap(self, state: SwitchState, tables: SwitchTables) -> int:
-        """A new or emptied switch waiting for its declared links: only what lets LLDP verify them
-        (the trunk-LLDP entries and their meter), so that the rest of its tables can follow in
-        one bundle once the links are known. Nothing it admits carries traffic."""
-        assert state.installed is not None
-        plan = diff_switch(lldp_bootstrap(tables), state.installed, state.meters, state.groups, False)
-        plan = replace(plan, flows=replace(plan.flows, delete=()), groups_delete=(),  # add only
-                       atomic=self._atomic(state))
-        if plan.empty:
-            return 0
-        try:
-            state.channel.send(plan)
-        except ApplyError as error:
-            log.warning("switch %s refused its LLDP entries: %s", _dpid(state.channel.dpid), error)
-            state.installed = None
-            return 0
-        state.installed = apply_plan(state.installed, plan.flows)
-        state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
-        log.info("switch %s: LLDP entries first (%s); its tables follow once its declared links are up",
-                 _dpid(state.channel.dpid), plan.summary())
-        return len(plan)
-
     def _peak(self, dpid: int, tables: SwitchTables) -> int:
         """Entries the switch holds at most while it takes these tables: a version-tagged update holds
         both versions' destination and policy entries for a while."""
@@ -398,18 +378,8 @@ class Enforcer:
         where each unpinned asset was bound, so the new process keeps those bindings instead
         of deleting the flows of every asset that has not spoken since.
         """
-        try:
-            state.installed = frozenset(state.channel.read_flows())  # ours, and foreign flows in our tables
-            state.unreadable = False
-        except ApplyError as error:
-            if not hasattr(state.channel, "rewrite") or isinstance(error, ConnectionLost):
-                raise
-            # Nothing it holds can be trusted or diffed: it gets the desired tables whole, atomically.
-            log.error("switch %s: its flows cannot be read (%s): they will be replaced whole, in one bundle",
-                      _dpid(state.channel.dpid), error)
-            state.installed, state.unreadable = frozenset(), True
-        state.meters = {m.meter_id: m for m in state.channel.read_meters()}
-        state.groups = {g.group_id: g for g in state.channel.read_groups()}
+        read_tables(state)
+        assert state.installed is not None
         # The trunks to wait for: those its own flows show (it kept its tables), and its declared links.
         declared = frozenset(end.port for end in self.trunk_ports() if end.dpid == state.channel.dpid)
         state.expected_trunks = trunks_in_flows(state.installed) | declared
@@ -422,74 +392,36 @@ class Enforcer:
     def _reconcile_switch(self, state: SwitchState, tables: SwitchTables) -> int:
         if state.installed is None:
             self._read(state)
-        assert state.installed is not None
-        if tables is state.synced_to and state.installed is state.synced_installed and not state.unreadable:
-            state.enforces = self.policy_serial
-            return 0
-        compiled = tables
         profile = self.profiles.of(state.channel.dpid)
-        atomic = self._atomic(state)
-        if not atomic and not profile.single_table:
-            # Without bundles the tables carry a version bit, flipped by each change (staging.py).
-            tables, quarantine = target(tables, state.installed, self.remove_foreign)
-            if quarantine:
-                log.warning("switch %s holds tables from an interrupted update or without version tags: %d entries "
-                            "drop their frames until this update completes", _dpid(state.channel.dpid), len(quarantine))
-                state.channel.send(SwitchPlan(Plan(modify=quarantine), atomic=False))
-                state.installed = apply_plan(state.installed, Plan(modify=quarantine))
-        plan = replace(diff_switch(tables, state.installed, state.meters, state.groups, self.remove_foreign),
-                       atomic=atomic, folded=profile.single_table)
-        if state.unreadable:
-            state.channel.rewrite(plan)  # type: ignore[attr-defined]
-            state.installed, state.unreadable, state.programmed = tables.flows, False, True
-            state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
-            state.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
-            state.enforces = self.policy_serial
-            self.repairs[(state.channel.dpid, "unreadable")] = self.repairs.get((state.channel.dpid, "unreadable"), 0) + 1
-            log.warning("switch %s rewritten whole: %d flows", _dpid(state.channel.dpid), len(tables.flows))
-            return len(tables.flows)
-        deferred_before = self._deferred
-        if self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete):
-            # Forwarding state (which depends on the topology) waits; admission rules (port
-            # security, the allow-list) that are no longer desired go at once: a stale binding or
-            # a revoked conduit must not linger, and nothing that forwards depends on them.
-            # After a restart with the same policy, an allow-list rule that is not desired only means
-            # that its destination's switch has not reconnected yet: it waits too.
-            # With another policy than the switches were given, a destination entry may classify a
-            # MAC with the ids of its old zone, which the new allow-list may admit: only entries
-            # that classify as the policy in force does (or admit nothing) may wait.
-            admission = (PORT_SECURITY,) if self.resumed else (POLICY, PORT_SECURITY)
-            tags = None if self.resumed else self._destination_tags()
-            keep = tuple(f for f in plan.flows.delete if f.table not in admission
-                         and (tags is None or may_wait(f, tags)))
-            self._deferred += len(keep) + len(plan.groups_delete)
-            waiting = frozenset(keep)
-            plan = replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete
-                                                                        if f not in waiting)),
-                           groups_delete=())
-        state.last_plan = plan.summary()
-        state.enforces = self.policy_serial
-        deferred_here = self._deferred != deferred_before
-        if plan.empty:
-            state.programmed = True
-            if not deferred_here:
-                state.synced_to, state.synced_installed = compiled, state.installed
-            return 0
-        state.channel.send(plan)
-        state.installed = apply_plan(state.installed, plan.flows)
-        state.meters.update({m.meter_id: m for m in plan.meters_add + plan.meters_modify})
-        state.groups.update({g.group_id: g for g in plan.groups_add + plan.groups_modify})
-        for group in plan.groups_delete:
-            state.groups.pop(group.group_id, None)
-        if not state.programmed:
-            log.info("switch %s programmed: %d flows (%s)", _dpid(state.channel.dpid), len(tables.flows),
-                     plan.summary())
-        else:
-            log.info("switch %s updated: %s", _dpid(state.channel.dpid), plan.summary())
-        state.programmed = True
-        if not deferred_here:
-            state.synced_to, state.synced_installed = compiled, state.installed
-        return len(plan)
+        sent, rewritten = write_tables(state, tables, atomic=self._atomic(state), single_table=profile.single_table,
+                                       remove_foreign=self.remove_foreign, serial=self.policy_serial,
+                                       hold_back=self._hold_back)
+        if rewritten:
+            key = (state.channel.dpid, "unreadable")
+            self.repairs[key] = self.repairs.get(key, 0) + 1
+        return sent
+
+    def _hold_back(self, plan: SwitchPlan) -> SwitchPlan:
+        """The plan without the deletions that wait for the end of the start-up grace (counted in
+        the report). Forwarding state (which depends on the topology) waits; admission rules (port
+        security, the allow-list) that are no longer desired go at once: a stale binding or a
+        revoked conduit must not linger, and nothing that forwards depends on them.
+
+        After a restart with the same policy, an allow-list rule that is not desired only means that
+        its destination's switch has not reconnected yet: it waits too. With another policy than the
+        switches were given, a destination entry may classify a MAC with the ids of its old zone,
+        which the new allow-list may admit: only entries that classify as the policy in force does
+        (or admit nothing) may wait."""
+        if not (self._defer and self.grace_remaining() > 0 and (plan.flows.delete or plan.groups_delete)):
+            return plan
+        admission = (PORT_SECURITY,) if self.resumed else (POLICY, PORT_SECURITY)
+        tags = None if self.resumed else self._destination_tags()
+        keep = frozenset(f for f in plan.flows.delete if f.table not in admission and (tags is None or may_wait(f, tags)))
+        if not keep and not plan.groups_delete:
+            return plan
+        self._deferred += len(keep) + len(plan.groups_delete)
+        return replace(plan, flows=replace(plan.flows, delete=tuple(f for f in plan.flows.delete if f not in keep)),
+                       groups_delete=())
 
     def apply_policy(self, policy: Policy) -> ReconcileReport:
         """Put `policy` in force on every switch, or on none.
