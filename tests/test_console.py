@@ -305,3 +305,106 @@ def test_an_isolated_asset_is_shown_quarantined_with_its_isolation_until_release
     console.client.post("/console/isolations/release", data={"id": isolation, "csrf": csrf})
     model = views.assets_page(console.control.enforcer.policy, {}, [])
     assert "quarantined" not in {row["state"] for row in model["assets"]}
+
+
+# -- what an attacker's review found (each was reproduced before its fix) ------------------------
+
+C = A.replace(b"  - name: eng-programs-plcs", b"  - name: eng-programs-plcs-by-lead")
+
+
+def _check(console: Console, csrf: str, text: bytes = B) -> str:
+    page = console.client.post("/console/candidate", data={"text": text.decode(), "csrf": csrf})
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return re.search(r'name="candidate" value="([^"]+)"', page.get_data(as_text=True))[1]  # type: ignore[index]
+
+
+def test_a_candidate_never_overwrites_a_newer_push_made_after_it_was_checked(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    csrf = console.sign_in()
+    candidate = _check(console, csrf)
+    pushed = console.client.post("/v1/policy", data=C, headers={"Authorization": f"Bearer {OTHER}"})
+    assert pushed.status_code == 200
+    console.client.post("/console/apply", data={"candidate": candidate, "csrf": csrf})
+    assert console.control.version == version_of(C)  # the other operator's push stays in force
+    assert "another change came first" in console.client.get("/console/changes").get_data(as_text=True)
+    again = _check(console, csrf)  # checked against what is in force now: it applies
+    console.client.post("/console/apply", data={"candidate": again, "csrf": csrf})
+    assert console.control.version == version_of(B)
+
+
+def test_the_api_applies_only_over_the_version_named_in_if_match(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    stale = console.client.post("/v1/policy", data=B, headers={**auth, "If-Match": '"0123abcd"'})
+    assert stale.status_code == 412 and stale.json["in_force"] == version_of(A)
+    assert console.control.version == version_of(A) and len(console.control.history()) == 1
+    fresh = console.client.post("/v1/policy", data=B, headers={**auth, "If-Match": f'"{version_of(A)}"'})
+    assert fresh.status_code == 200 and console.control.version == version_of(B)
+
+
+def test_a_double_submitted_apply_applies_once_and_says_so(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    csrf = console.sign_in()
+    candidate = _check(console, csrf)
+    for _ in range(2):
+        assert console.client.post("/console/apply", data={"candidate": candidate, "csrf": csrf}).status_code == 303
+    assert [r["action"] for r in console.control.history()] == ["start", "apply"]
+    assert "already applied" in console.client.get("/console/changes").get_data(as_text=True)
+
+
+def test_one_operator_signing_in_again_and_again_signs_nobody_else_out(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    csrf = console.sign_in()
+    candidate = _check(console, csrf)
+    other = Console.__new__(Console)
+    other.client = console.client.application.test_client()
+    for _ in range(70):
+        other_csrf = other.sign_in(OTHER)
+    for _ in range(20):  # the other operator's checks fill their own share of candidates only
+        _check(other, other_csrf, C)
+    assert console.client.post("/console/apply", data={"candidate": candidate, "csrf": csrf}).status_code == 303
+    assert console.control.version == version_of(B)
+
+
+def test_signing_in_again_in_a_browser_ends_its_previous_session(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    console.sign_in()
+    old = console.client.get_cookie(COOKIE, path="/console").value  # type: ignore[union-attr]
+    console.sign_in()
+    thief = console.client.application.test_client()
+    thief.set_cookie(COOKIE, old, path="/console")
+    assert "Sign out" not in thief.get("/console/changes").get_data(as_text=True)
+    assert thief.post("/console/grants/revoke", data={"id": "g1", "csrf": "x"}).status_code == 401
+
+
+def test_with_a_configured_token_no_version_id_can_be_probed_before_sign_in(tmp_path: Path) -> None:
+    console = Console(tmp_path, reads_need_token=True)
+    for probe in (f"/console/diff?a={version_of(A)[:1]}&b=zz", "/console/diff?a=0&b=zz"):
+        answer = console.client.get(probe)
+        assert answer.status_code in (302, 303) and "/console/signin" in answer.headers["Location"]
+    console.sign_in()
+    short = console.client.get(f"/console/diff?a={version_of(A)[:3]}&b={version_of(A)}")
+    assert short.status_code == 404 and "4 to 64 hex digits" in short.get_data(as_text=True)
+
+
+def test_a_large_pasted_policy_is_checked_and_an_oversized_one_gets_a_console_page(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    csrf = console.sign_in()
+    padded = A + b"#" + b"x" * 600_000 + b"\n"
+    assert console.client.post("/console/candidate", data={"text": padded.decode(), "csrf": csrf}).status_code == 200
+    huge = console.client.post("/console/candidate", data={"text": (A + b"#" + b"x" * (9 << 20)).decode(),
+                                                          "csrf": csrf})
+    assert huge.status_code == 413 and "over 8 MiB" in huge.get_data(as_text=True)
+    assert huge.headers["Content-Type"].startswith("text/html") and console.control.version == version_of(A)
+
+
+def test_another_local_origin_and_a_crafted_next_are_refused(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    for origin in ("http://localhost:3000", "https://127.0.0.1", "http://127.0.0.1:1"):
+        answer = console.client.post("/console/signin", data={"token": TOKEN}, headers={"Origin": origin})
+        assert answer.status_code == 403, origin
+    same = console.client.post("/console/signin", data={"token": TOKEN}, headers={"Origin": "http://localhost"})
+    assert same.status_code == 303  # the test client's own origin
+    for wanted in ("/console/zones\n", "/console/../v1/status", "/console/..//evil.example", "//evil", "/console//x"):
+        answer = console.client.post("/console/signin", data={"token": TOKEN, "next": wanted})
+        assert answer.status_code == 303 and answer.headers["Location"].endswith("/console/zones"), wanted

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from controller.app.cluster_kv import StoreUnavailable
 from controller.app.cluster_store import StoreConflict
-from controller.app.control import ControlPlane, Refused
+from controller.app.control import ControlPlane, Refused, StaleBase
 from controller.app.link_control import LinkControl, LinkRequestError
 from controller.app.override_control import OverrideControl, OverrideError
 from controller.console.web import ConsoleSources, console_blueprint
@@ -51,8 +51,13 @@ OPENAPI: dict[str, Any] = {
                     "responses": {"200": {"description": "policy"}}},
             "post": {"summary": "Apply a candidate policy (YAML body): validated whole, sent atomically per switch, "
                                 "rolled back everywhere if any switch refuses",
+                     "parameters": [{"name": "If-Match", "in": "header", "required": False,
+                                     "description": "a version that must still be in force (quoted)",
+                                     "schema": {"type": "string"}}],
                      "requestBody": {"content": {"application/yaml": {"schema": {"type": "string"}}}},
                      "responses": {"200": {"description": "applied: version, change, duration"},
+                                   "412": {"description": "another version is in force than If-Match names; "
+                                                          "nothing was changed"},
                                    "422": {"description": "invalid: every error with file:line:col"},
                                    "409": {"description": "a switch refused; the previous policy is in force"}}}},
         "/v1/policy/validate": {"post": {
@@ -109,6 +114,7 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     the operator console's reads; its pages are served under /console (controller.console.web)."""
     app = Flask("otseg")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BYTES  # a policy pasted in the console's form (Flask's default: 500 kB)
     allowed_hosts = {name for name in LOCAL_NAMES} | {host, f"[{host}]"}
 
     known = [t for t in ([token] if token else []) + list(more_tokens) if t[1]]
@@ -136,8 +142,11 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
             return jsonify(error=f"Host {request.host!r} is not this API's address: refused (DNS rebinding "
                                  "protection; call it by its address, e.g. http://127.0.0.1:8181)"), 403
         origin = request.headers.get("Origin")
-        if origin is not None and _hostname(origin.split("://", 1)[-1]) not in allowed_hosts:
-            return jsonify(error=f"cross-origin request from {origin!r} refused"), 403
+        # Same origin means the same scheme, host and port: another local service (a dev server on
+        # another port) is another origin.
+        if origin is not None and origin.strip().rstrip("/").lower() != f"{request.scheme}://{request.host}".lower():
+            return jsonify(error=f"cross-origin request from {origin!r} refused (only pages of this API's own "
+                                 f"origin, {request.scheme}://{request.host}, may call it)"), 403
         return None
 
     @app.errorhandler(HTTPException)
@@ -206,7 +215,13 @@ def create_api(control: ControlPlane, status: Callable[[], dict[str, Any]], toke
     @app.post("/v1/policy")
     @guarded
     def apply(who: str) -> Any:
-        return jsonify(control.apply(request.get_data(), who, "push", body_name()))
+        # `If-Match: "VERSION"`: apply only if VERSION is still in force (a candidate checked
+        # against it must not overwrite another operator's newer push); 412 otherwise.
+        expected = request.headers.get("If-Match", "").strip().strip('"') or None
+        try:
+            return jsonify(control.apply(request.get_data(), who, "push", body_name(), expected=expected))
+        except StaleBase as error:
+            return jsonify(error=str(error), in_force=error.in_force), 412
 
     @app.get("/v1/history")
     @guarded

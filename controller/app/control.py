@@ -32,6 +32,16 @@ VERIFY_HINT = ("the tables otseg compiled for this policy do not do what it says
                "applied. Please report it with the output of `otseg verify POLICY --topology TOPO`")
 
 
+class StaleBase(Exception):
+    """A push said which version it expects in force (If-Match), and another one is."""
+
+    def __init__(self, expected: str, in_force: str) -> None:
+        super().__init__(f"the policy in force is {short(in_force)}, not {short(expected)} that this candidate was "
+                         "checked against (another change came first): nothing was changed; check the candidate "
+                         "again against what is in force")
+        self.in_force = in_force
+
+
 class Refused(Exception):
     """A switch refused the candidate; the previous policy is back in force."""
 
@@ -106,9 +116,13 @@ class ControlPlane:
         return {"valid": True, "policy": candidate.name, "version": version_of(data), "in_force": self.version,
                 "change": change}
 
-    def apply(self, data: bytes, who: str, source: str = "push", name: str = "candidate.yaml") -> dict[str, Any]:
+    def apply(self, data: bytes, who: str, source: str = "push", name: str = "candidate.yaml",
+              expected: str | None = None) -> dict[str, Any]:
+        """Put `data` in force. `expected`: a version (or its prefix) that must still be in force."""
         base = self._candidate(data, name)
         with self.lock:
+            if expected is not None and not self.version.startswith(expected.lower()):
+                raise StaleBase(expected, self.version)
             start = time.monotonic()
             self._fits_overrides(base, name)
             candidate = self.effective(base)

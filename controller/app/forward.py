@@ -15,7 +15,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 FORWARD_TIMEOUT = 120.0  # a push on a plant waits for every switch's barrier
-FORWARDED_HEADERS = ("Authorization", "Content-Type", "X-Otseg-Filename")
+FORWARDED_HEADERS = ("Authorization", "Content-Type", "X-Otseg-Filename", "If-Match")
 HOP = "X-Otseg-Forwarded"  # set on a forwarded request: it is never forwarded again
 
 

@@ -6,7 +6,11 @@ Invariants:
   API call with that token, subject to every rule of the API (nothing is weaker here);
 - each session has its own CSRF token, required (constant-time compare) in every form it posts;
   a forged form from another page cannot know it, and the cookie is SameSite=Strict anyway;
-- sessions expire (8 h after sign-in, idle or not) and are bounded in number (the oldest goes).
+- sessions expire (8 h after sign-in, idle or not) and are bounded: at most MAX_PER_TOKEN per
+  token name (that name's least recently used goes), so one token holder signing in again and
+  again never signs another operator out; MAX_SESSIONS in all (the least recently used goes);
+- signing in from a browser that holds a session ends that session (`replacing`): a cookie that
+  was overwritten grants nothing any more.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable
 
 SESSION_SECONDS = 8 * 3600
 MAX_SESSIONS = 64
+MAX_PER_TOKEN = 8
 COOKIE = "otseg_console"
 
 
@@ -39,8 +44,9 @@ class SessionBook:
         self.seconds = seconds
         self.sessions: dict[str, Session] = {}
 
-    def sign_in(self, offered: str) -> Session | None:
-        """A new session if `offered` is one of the API's tokens, else None."""
+    def sign_in(self, offered: str, replacing: str | None = None) -> Session | None:
+        """A new session if `offered` is one of the API's tokens, else None (and `replacing`, the
+        session the browser held, is left as it was)."""
         found = None
         for name, secret in self.tokens():  # every token compared, in constant time each
             if secret and hmac.compare_digest(offered.strip().encode(), secret.encode()):
@@ -48,6 +54,10 @@ class SessionBook:
         if found is None:
             return None
         self._expire()
+        self.sign_out(replacing)
+        mine = [key for key, s in self.sessions.items() if s.who == found[0]]  # least recently used first
+        for key in mine[:max(0, len(mine) - MAX_PER_TOKEN + 1)]:
+            del self.sessions[key]
         while len(self.sessions) >= MAX_SESSIONS:
             self.sessions.pop(next(iter(self.sessions)))
         session = Session(secrets.token_urlsafe(32), found[0], found[1], secrets.token_urlsafe(32),
@@ -62,6 +72,7 @@ class SessionBook:
         if session is None or session.expires <= self.clock():
             self.sessions.pop(session_id, None)
             return None
+        self.sessions[session_id] = self.sessions.pop(session_id)  # most recently used last
         return session
 
     def csrf_ok(self, session: Session, offered: str | None) -> bool:

@@ -36,15 +36,19 @@ from controller.console.text import annotated_source, iso_utc, locate_errors, pa
 from controller.core.diagram import to_dot
 from controller.core.explain import explain
 from controller.core.model import Policy
+from controller.io.yamlload import MAX_BYTES
 
 HERE = Path(__file__).resolve().parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 PAGES = (("console.zones", "Zones"), ("console.assets", "Assets"), ("console.network", "Network"),
          ("console.events", "Events"), ("console.changes", "Changes"))
-MAX_CANDIDATES = 16
+MAX_CANDIDATES = 64
+MAX_CANDIDATES_PER_SESSION = 4
+MAX_APPLIED = 64
+VERSION_ID = re.compile(r"[0-9a-f]{4,64}")
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
-NEXT_PATH = re.compile(r"^/console/[A-Za-z0-9/_.-]*$")
+NEXT_PATH = re.compile(r"/console/(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/?)*")  # fullmatch: no "..", no newline
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
                         static_folder=str(HERE / "static"))
     book = SessionBook(tokens)
     notices: dict[str, deque[tuple[str, str]]] = {}
-    candidates: OrderedDict[str, tuple[str, bytes, str]] = OrderedDict()  # id -> (session id, text, file name)
+    # id -> (session id, text, file name, the version in force it was checked against)
+    candidates: OrderedDict[str, tuple[str, bytes, str, str]] = OrderedDict()
+    applied: OrderedDict[str, str] = OrderedDict()  # candidate id -> the version it became (a second submit)
     drawings: OrderedDict[Policy, str] = OrderedDict()  # dot's SVG per policy in force (a few kept)
 
     def drawing(policy: Policy) -> str:
@@ -92,6 +98,22 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
         for gone in [key for key in notices if book.get(key) is None]:  # signed out, expired or evicted
             del notices[gone]
         notices.setdefault(current.id, deque(maxlen=8)).append((kind, message))
+
+    @console.before_request
+    def readers_sign_in_first() -> Any:
+        """With a configured token, nothing is read (not even a refusal's wording) before sign-in."""
+        if not reads_need_token or request.method != "GET" or session() is not None:
+            return None
+        if request.endpoint in ("console.sign_in", "console.static"):
+            return None
+        if request.endpoint == "console.live":
+            return jsonify(error="sign in first"), 401
+        return redirect(url_for("console.sign_in", next=request.path))
+
+    @console.errorhandler(413)
+    def too_large(error: Exception) -> Any:
+        return refused(413, f"the request is over {MAX_BYTES // (1024 * 1024)} MiB, the largest policy the controller "
+                            "takes: nothing was checked or changed")
 
     def page(template: str, endpoint: str, live: bool = False, status: int = 200, **context: Any) -> Any:
         current = session()
@@ -124,10 +146,12 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
         return current
 
     def call_api(current: Session, path: str, body: bytes, content_type: str = "application/json",
-                 filename: str | None = None) -> tuple[int, dict[str, Any]]:
+                 filename: str | None = None, if_match: str | None = None) -> tuple[int, dict[str, Any]]:
         headers = {"Authorization": f"Bearer {current.secret}", "Content-Type": content_type}
         if filename:
             headers["X-Otseg-Filename"] = filename
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
         answer = current_app.test_client().post(path, data=body, headers=headers, base_url="http://127.0.0.1")
         try:
             payload = json.loads(answer.get_data() or b"{}")
@@ -170,8 +194,6 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
 
     @console.get("/live.json")
     def live() -> Any:
-        if session() is None and reads_need_token:
-            return jsonify(error="sign in first"), 401
         return jsonify(time=sources.clock(), counters=views.live_counters(sources.policy(), sources.totals()))
 
     @console.get("/assets")
@@ -212,7 +234,9 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
 
     @console.get("/diff")
     def diff() -> Any:
-        a, b = request.args.get("a", ""), request.args.get("b", "")
+        a, b = (request.args.get(key, "").strip().lower() for key in ("a", "b"))
+        if not (VERSION_ID.fullmatch(a) and VERSION_ID.fullmatch(b)):
+            return refused(404, "give two policy versions (4 to 64 hex digits each, as on the Changes page)")
         try:
             (a_full, a_text), (b_full, b_text) = sources.load_version(a), sources.load_version(b)
         except KeyError as missing:
@@ -240,7 +264,12 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
             return page("candidate.html", "console.candidate", status=422, valid=False, errors=errors,
                         source=annotated_source(text, errors))
         key = secrets.token_urlsafe(16)
-        candidates[key] = (current.id, data, name)
+        for gone in [k for k, held in candidates.items() if book.get(held[0]) is None]:
+            del candidates[gone]
+        mine = [k for k, held in candidates.items() if held[0] == current.id]
+        for old in mine[:max(0, len(mine) - MAX_CANDIDATES_PER_SESSION + 1)]:  # this session's oldest
+            del candidates[old]
+        candidates[key] = (current.id, data, name, str(payload.get("in_force", "")))
         while len(candidates) > MAX_CANDIDATES:
             candidates.popitem(last=False)
         lines = policy_diff(sources.text_in_force().decode(errors="replace"), text, "in force", name)
@@ -252,17 +281,28 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
         current = acting()
         if not isinstance(current, Session):
             return current
-        held = candidates.get(request.form.get("candidate", ""))
+        key = request.form.get("candidate", "")
+        held = candidates.get(key)
         if held is None or held[0] != current.id:
+            if key in applied and held is None:
+                notify(current, "done", f"this candidate was already applied: it became version {applied[key][:12]}")
+                return redirect(url_for("console.changes"), code=303)
             return refused(404, "no such candidate in this session (it was replaced or the controller restarted): "
                                 "check it again")
-        _, data, name = held
-        code, payload = call_api(current, "/v1/policy", data, "application/yaml", name)
+        del candidates[key]  # taken before the call: a second submit meanwhile finds it gone, never applies it twice
+        _, data, name, base = held
+        code, payload = call_api(current, "/v1/policy", data, "application/yaml", name,
+                                 if_match=base or None)
         if code == 200:
-            candidates.pop(request.form.get("candidate", ""), None)
+            applied[key] = str(payload.get("version", ""))
+            while len(applied) > MAX_APPLIED:
+                applied.popitem(last=False)
             notify(current, "done", f"version {str(payload.get('version', ''))[:12]} is in force "
                                     f"({payload.get('flow_mods', 0)} flow changes)")
+        elif code == 412:
+            notify(current, "error", f"{payload.get('error')} (HTTP 412)")
         else:
+            candidates[key] = held  # it can be applied again once the cause is fixed
             notify(current, "error", f"{payload.get('error') or payload.get('errors') or payload} (HTTP {code}; the "
                                      "policy in force is unchanged)")
         return redirect(url_for("console.changes"), code=303)
@@ -319,10 +359,10 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
     @console.route("/signin", methods=["GET", "POST"])
     def sign_in() -> Any:
         wanted = request.values.get("next", "")
-        target = wanted if NEXT_PATH.match(wanted) else url_for("console.zones")
+        target = wanted if NEXT_PATH.fullmatch(wanted) else url_for("console.zones")
         if request.method == "GET":
             return page("signin.html", "console.sign_in", next=target)
-        current = book.sign_in(request.form.get("token", ""))
+        current = book.sign_in(request.form.get("token", ""), replacing=request.cookies.get(COOKIE))
         if current is None:
             return page("signin.html", "console.sign_in", status=401, next=target,
                         notices=[("error", "that is not one of this controller's API tokens")])
