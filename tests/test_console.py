@@ -408,3 +408,12 @@ def test_another_local_origin_and_a_crafted_next_are_refused(tmp_path: Path) -> 
     for wanted in ("/console/zones\n", "/console/../v1/status", "/console/..//evil.example", "//evil", "/console//x"):
         answer = console.client.post("/console/signin", data={"token": TOKEN, "next": wanted})
         assert answer.status_code == 303 and answer.headers["Location"].endswith("/console/zones"), wanted
+
+
+def test_looking_at_a_session_to_prune_is_not_a_use_of_it() -> None:
+    book = SessionBook(lambda: [("ops", TOKEN)], clock=lambda: 0.0)
+    first, second = book.sign_in(TOKEN), book.sign_in(TOKEN)
+    assert first is not None and second is not None and book.alive(first.id)
+    assert list(book.sessions) == [first.id, second.id]  # alive() kept the order; get() moves it last
+    book.get(first.id)
+    assert list(book.sessions) == [second.id, first.id]

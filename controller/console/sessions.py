@@ -75,6 +75,11 @@ class SessionBook:
         self.sessions[session_id] = self.sessions.pop(session_id)  # most recently used last
         return session
 
+    def alive(self, session_id: str) -> bool:
+        """Does this session still exist (without counting as a use: the least-recently-used order stays)?"""
+        session = self.sessions.get(session_id)
+        return session is not None and session.expires > self.clock()
+
     def csrf_ok(self, session: Session, offered: str | None) -> bool:
         return bool(offered) and hmac.compare_digest(offered.encode(), session.csrf.encode())  # type: ignore[union-attr]
 

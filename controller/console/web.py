@@ -95,7 +95,7 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
         return book.get(request.cookies.get(COOKIE))
 
     def notify(current: Session, kind: str, message: str) -> None:
-        for gone in [key for key in notices if book.get(key) is None]:  # signed out, expired or evicted
+        for gone in [key for key in notices if not book.alive(key)]:  # signed out, expired or evicted
             del notices[gone]
         notices.setdefault(current.id, deque(maxlen=8)).append((kind, message))
 
@@ -264,7 +264,7 @@ def console_blueprint(sources: ConsoleSources, tokens: Callable[[], list[tuple[s
             return page("candidate.html", "console.candidate", status=422, valid=False, errors=errors,
                         source=annotated_source(text, errors))
         key = secrets.token_urlsafe(16)
-        for gone in [k for k, held in candidates.items() if book.get(held[0]) is None]:
+        for gone in [k for k, held in candidates.items() if not book.alive(held[0])]:
             del candidates[gone]
         mine = [k for k, held in candidates.items() if held[0] == current.id]
         for old in mine[:max(0, len(mine) - MAX_CANDIDATES_PER_SESSION + 1)]:  # this session's oldest
